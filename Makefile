@@ -1,0 +1,11 @@
+# The two commands of the README. Both set up everything they need first.
+.PHONY: demo test setup
+
+demo:
+	scripts/demo.sh
+
+test:
+	scripts/test.sh
+
+setup:
+	scripts/setup.sh

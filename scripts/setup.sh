@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Set up everything headwater needs on a fresh machine, idempotently:
+# system packages, .venv with the pinned Python dependencies, the control
+# plane built from Kubernetes' own Go modules, and kustomize + helm in .tools/bin.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+# System packages the tests' real servers need (git http-backend, sshd, gpg).
+missing=()
+command -v git >/dev/null || missing+=(git)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v gpg >/dev/null || missing+=(gnupg)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing system packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+  if [ -x /usr/local/go/bin/go ]; then
+    export PATH="$PATH:/usr/local/go/bin"
+  else
+    echo "error: Go is needed to build the control plane and tools, and 'go' is not on PATH" >&2
+    exit 1
+  fi
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "error: headwater needs Python 3.11 or newer ($python is $("$python" --version))" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$python" -m venv .venv
+fi
+# Reinstall only when the pinned dependencies changed.
+stamp=.venv/.headwater-deps
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip==25.3
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" > "$stamp"
+fi
+
+say "building the control plane and tools (cached by version after the first run)"
+.venv/bin/headwater cluster build --tools

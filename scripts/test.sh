@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up everything, then run lint, type checks and the whole test suite
+# (unit and integration; integration tests share one real control plane).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export PATH="$PWD/.tools/bin:$PATH"
+
+echo "==> ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "==> mypy"
+.venv/bin/mypy
+echo "==> pytest"
+.venv/bin/pytest "$@"
