@@ -1,0 +1,10 @@
+"""`python -m controllers.notification`: run the notification controller alone."""
+
+from __future__ import annotations
+
+import sys
+
+from controllers.toolkit.runner import main_for
+
+if __name__ == "__main__":
+    sys.exit(main_for("notification"))

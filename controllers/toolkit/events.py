@@ -1,0 +1,363 @@
+"""Recording events about the objects a controller reconciles.
+
+A controller builds one `EventRecorder` (with `make_recorder`) and calls
+`recorder.normal(...)` / `recorder.warning(...)` with the object's body.
+The recorder turns that into an `Event` and hands it to each of its sinks:
+today only `KubernetesEventSink`, which writes core/v1 Events; DESIGN.md's
+HTTP POST to the notification controller becomes another sink added in
+`make_recorder`, so callers do not change.
+
+Never put secret values in a message or in metadata: they are stored in
+the cluster's Events, shown by `kubectl describe`, and forwarded to chat
+providers. The recorder cannot tell a secret from any other text, so this
+is the caller's duty: name the Secret and the key, never the value.
+
+Recording is best effort, as in client-go: a failure to record is logged
+and never fails the reconcile that emitted it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+import kubernetes.client
+from kubernetes.client.exceptions import ApiException
+
+from controllers.toolkit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EventType = Literal["Normal", "Warning"]
+NORMAL: EventType = "Normal"
+WARNING: EventType = "Warning"
+
+# The API server rejects longer messages from the events.k8s.io API; keep
+# core/v1 Events within the same bound so both views agree.
+MAX_MESSAGE_LENGTH = 1024
+# Same bound as client-go's event correlator cache.
+MAX_AGGREGATED_KEYS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectReference:
+    """The object an event is about (core/v1 ObjectReference fields)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+    resource_version: str
+
+    @property
+    def group(self) -> str:
+        """The API group, empty for the core group."""
+        return self.api_version.rpartition("/")[0]
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ObjectReference:
+        metadata = body.get("metadata") or {}
+        return cls(
+            api_version=str(body.get("apiVersion") or ""),
+            kind=str(body.get("kind") or ""),
+            name=str(metadata.get("name") or ""),
+            namespace=str(metadata.get("namespace") or ""),
+            uid=str(metadata.get("uid") or ""),
+            resource_version=str(metadata.get("resourceVersion") or ""),
+        )
+
+    def to_api(self) -> dict[str, str]:
+        ref = {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "namespace": self.namespace,
+            "uid": self.uid,
+            "resourceVersion": self.resource_version,
+        }
+        return {key: value for key, value in ref.items() if value}
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One thing that happened to an object, before any sink formats it.
+
+    `metadata` keys are short (`revision`, `digest`, ...); sinks qualify
+    them with the object's API group as Flux does
+    (`source.toolkit.fluxcd.io/revision`).
+    """
+
+    involved_object: ObjectReference
+    type: EventType
+    reason: str
+    message: str
+    metadata: Mapping[str, str]
+    timestamp: datetime.datetime
+    reporting_controller: str
+    reporting_instance: str
+
+    def qualified_metadata(self) -> dict[str, str]:
+        """Metadata keys prefixed with the object's group, unless already qualified."""
+        group = self.involved_object.group
+        result: dict[str, str] = {}
+        for key, value in self.metadata.items():
+            qualified = key if "/" in key or not group else f"{group}/{key}"
+            result[qualified] = str(value)
+        return result
+
+
+class EventSink(Protocol):
+    """Somewhere events go. `emit` must not raise for delivery failures."""
+
+    async def emit(self, event: Event) -> None: ...
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _truncate(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    return message[: MAX_MESSAGE_LENGTH - 3] + "..."
+
+
+def _event_name(ref: ObjectReference, moment: datetime.datetime) -> str:
+    # client-go names events `<object>.<hex nanoseconds>`; keep the total
+    # within the 253-character limit for object names.
+    suffix = f".{int(moment.timestamp() * 1_000_000_000):x}"
+    return ref.name[: 253 - len(suffix)] + suffix
+
+
+@dataclasses.dataclass
+class _Aggregate:
+    name: str
+    namespace: str
+    count: int
+
+
+@dataclasses.dataclass
+class _KeyLock:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class KubernetesEventSink:
+    """Writes core/v1 Events, folding exact repeats into one object.
+
+    A repeat (same object, type, reason, message and metadata) bumps the
+    existing Event's `count` and `lastTimestamp`, which `kubectl get events`
+    and `kubectl describe` show as "x3 over 5m", instead of creating one
+    object per occurrence. The cache is per process, like client-go's: after
+    a restart, or once the API server has expired the Event, a new one starts.
+    """
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = kubernetes.client.CoreV1Api(api_client)
+        self._aggregates: collections.OrderedDict[tuple[Any, ...], _Aggregate] = (
+            collections.OrderedDict()
+        )
+        self._locks: dict[tuple[Any, ...], _KeyLock] = {}
+
+    @staticmethod
+    def event_namespace(ref: ObjectReference) -> str:
+        # Events about cluster-scoped objects live in `default`, as kubectl expects.
+        return ref.namespace or "default"
+
+    @staticmethod
+    def aggregation_key(event: Event) -> tuple[Any, ...]:
+        ref = event.involved_object
+        return (
+            event.reporting_controller,
+            ref.api_version,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            event.type,
+            event.reason,
+            _truncate(event.message),
+            tuple(sorted(event.qualified_metadata().items())),
+        )
+
+    def body(self, event: Event, name: str) -> dict[str, Any]:
+        """The core/v1 Event for the first occurrence of `event`."""
+        ref = event.involved_object
+        annotations = event.qualified_metadata()
+        metadata: dict[str, Any] = {"name": name, "namespace": self.event_namespace(ref)}
+        if annotations:
+            metadata["annotations"] = annotations
+        stamp = _timestamp(event.timestamp)
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": metadata,
+            "involvedObject": ref.to_api(),
+            "type": event.type,
+            "reason": event.reason,
+            "message": _truncate(event.message),
+            "source": {"component": event.reporting_controller},
+            "reportingComponent": event.reporting_controller,
+            "reportingInstance": event.reporting_instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+
+    async def emit(self, event: Event) -> None:
+        key = self.aggregation_key(event)
+        # One writer per key: two concurrent repeats must not both create.
+        # Locks are dropped when idle, so the map does not grow with every key.
+        slot = self._locks.get(key)
+        if slot is None:
+            slot = self._locks[key] = _KeyLock()
+        slot.users += 1
+        try:
+            async with slot.lock:
+                await self._emit_locked(key, event)
+        except Exception:
+            ref = event.involved_object
+            log.exception(
+                "recording event failed",
+                extra={
+                    "k8s_ref": {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name},
+                    "reason": event.reason,
+                },
+            )
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                self._locks.pop(key, None)
+
+    async def _emit_locked(self, key: tuple[Any, ...], event: Event) -> None:
+        aggregate = self._aggregates.get(key)
+        if aggregate is not None:
+            if await self._bump(aggregate, event):
+                self._aggregates.move_to_end(key)
+                return
+            self._aggregates.pop(key, None)
+        name = _event_name(event.involved_object, event.timestamp)
+        namespace = self.event_namespace(event.involved_object)
+        await asyncio.to_thread(
+            self._api.create_namespaced_event, namespace, self.body(event, name)
+        )
+        self._aggregates[key] = _Aggregate(name=name, namespace=namespace, count=1)
+        while len(self._aggregates) > MAX_AGGREGATED_KEYS:
+            self._aggregates.popitem(last=False)
+
+    async def _bump(self, aggregate: _Aggregate, event: Event) -> bool:
+        """Count one more occurrence; False when the Event is gone and must be recreated."""
+        count = aggregate.count + 1
+        # A JSON patch list: the client sends it as application/json-patch+json.
+        patch = [
+            {"op": "replace", "path": "/count", "value": count},
+            {"op": "replace", "path": "/lastTimestamp", "value": _timestamp(event.timestamp)},
+        ]
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_event, aggregate.name, aggregate.namespace, patch
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        aggregate.count = count
+        return True
+
+
+class EventRecorder:
+    """Builds events for one controller and hands them to every sink."""
+
+    def __init__(
+        self,
+        controller: str,
+        sinks: list[EventSink],
+        *,
+        instance: str | None = None,
+    ) -> None:
+        self.controller = controller
+        self.instance = (instance or socket.gethostname())[:128]
+        self.sinks = sinks
+
+    def event(
+        self,
+        body: Mapping[str, Any],
+        type_: EventType,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        *,
+        now: datetime.datetime | None = None,
+    ) -> Event:
+        """The Event for `body`, as it would be recorded."""
+        return Event(
+            involved_object=ObjectReference.from_body(body),
+            type=type_,
+            reason=reason,
+            message=message,
+            metadata=dict(metadata or {}),
+            timestamp=now or datetime.datetime.now(datetime.UTC),
+            reporting_controller=self.controller,
+            reporting_instance=self.instance,
+        )
+
+    async def record(
+        self,
+        body: Mapping[str, Any],
+        type_: EventType,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Event:
+        """Record an event about the object `body`. Never put secret values in it."""
+        event = self.event(body, type_, reason, message, metadata)
+        for sink in self.sinks:
+            try:
+                await sink.emit(event)
+            except Exception:
+                log.exception("event sink failed", extra={"sink": type(sink).__name__})
+        return event
+
+    async def normal(
+        self,
+        body: Mapping[str, Any],
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Event:
+        return await self.record(body, NORMAL, reason, message, metadata)
+
+    async def warning(
+        self,
+        body: Mapping[str, Any],
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Event:
+        return await self.record(body, WARNING, reason, message, metadata)
+
+
+def controller_name(controller: str) -> str:
+    """The reporting name of a controller package, Flux-style: `source-controller`."""
+    return controller if controller.endswith("-controller") else f"{controller}-controller"
+
+
+def make_recorder(
+    controller: str,
+    api_client: kubernetes.client.ApiClient,
+    settings: Settings,
+) -> EventRecorder:
+    """The recorder a controller should use; the one place that decides the sinks.
+
+    `settings` is taken now so the notification sink (DESIGN.md's event
+    contract, posting to `settings.events_url`) can be added here later.
+    """
+    del settings  # used once the notification sink exists
+    return EventRecorder(controller_name(controller), [KubernetesEventSink(api_client)])

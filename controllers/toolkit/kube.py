@@ -1,0 +1,99 @@
+"""Access to the Kubernetes API, shared by our own client calls and kopf.
+
+Credentials are found the way controller-runtime finds them, so headwater
+behaves like Flux: an explicit kubeconfig path, then `$KUBECONFIG`, then
+the pod's service account when running in a cluster, then
+`~/.kube/config`. Kopf is logged in from the same configuration, so kopf's
+watches and our client calls always talk to the same server as the same user.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+import kubernetes.client
+import kubernetes.config
+
+log = logging.getLogger(__name__)
+
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class KubeConfigError(RuntimeError):
+    """No usable credentials were found."""
+
+
+def in_cluster() -> bool:
+    """True when running in a pod with a service account mounted."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        _SERVICE_ACCOUNT_TOKEN
+    )
+
+
+def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """A fresh client configuration; never touches the kubernetes module's global default."""
+    configuration = kubernetes.client.Configuration()
+    # The kubernetes package reads $KUBECONFIG once at import; read it now instead.
+    path = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        if path is None and in_cluster():
+            kubernetes.config.load_incluster_config(client_configuration=configuration)
+            return configuration
+        kubernetes.config.load_kube_config(
+            config_file=path or os.path.expanduser("~/.kube/config"),
+            client_configuration=configuration,
+        )
+    except (kubernetes.config.ConfigException, OSError) as exc:
+        where = path or "~/.kube/config (and not in a cluster)"
+        raise KubeConfigError(f"cannot load Kubernetes credentials from {where}: {exc}") from exc
+    return configuration
+
+
+def api_client(
+    configuration: kubernetes.client.Configuration | None = None,
+) -> kubernetes.client.ApiClient:
+    """An ApiClient for our own calls; close it when done (it owns a connection pool)."""
+    return kubernetes.client.ApiClient(configuration or load_configuration())
+
+
+def connection_info(configuration: kubernetes.client.Configuration) -> kopf.ConnectionInfo:
+    """Translate a client configuration into kopf's credentials."""
+    # get_api_key_with_prefix runs the refresh hook (exec plugins, rotated
+    # service-account tokens), so this is the token the client would send now.
+    # kubernetes 36 moved bearer tokens from "authorization" to "BearerToken".
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
+    scheme: str | None = None
+    token: str | None = None
+    if header:
+        first, _, rest = str(header).partition(" ")
+        scheme, token = (first, rest) if rest else (None, first)
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert or None,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file or None,
+        private_key_path=configuration.key_file or None,
+    )
+
+
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """Kopf's login handler: reload credentials each time kopf asks.
+
+    Kopf asks again after a 401, so reloading (rather than caching) picks up
+    rotated tokens and refreshed exec-plugin credentials.
+    """
+    return connection_info(load_configuration())
+
+
+def register_login(registry: kopf.OperatorRegistry) -> None:
+    """Make kopf log in with the same credentials as `api_client()`."""
+    kopf.on.login(registry=registry, id="headwater-login")(login)

@@ -1,0 +1,246 @@
+"""Prometheus metrics and the health endpoints every controller serves.
+
+- `/metrics` on the metrics address: the prometheus-client registry in the
+  text exposition format, including Flux's reconcile metrics defined here.
+- `/healthz` on the health address: 200 while the process is alive and its
+  event loop keeps beating (`heartbeat`); 503 once the loop has stalled.
+- `/readyz` on the health address: 200 only once the operator has started
+  (kopf's startup handlers done, watches running), 503 before and while
+  stopping.
+
+The HTTP servers run on their own thread and event loop. Two reasons: a
+stalled controller loop must still get an answer (503) from `/healthz`
+rather than a hang, and kopf cancels every task created on its loop while
+it shuts down, which would tear connections down under the servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+import prometheus_client
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from controllers.toolkit.settings import Address
+
+log = logging.getLogger(__name__)
+
+
+def exponential_buckets_range(minimum: float, maximum: float, count: int) -> list[float]:
+    """`count` buckets growing by a constant factor from `minimum` to `maximum`.
+
+    The same bucket layout as Prometheus' Go client `ExponentialBucketsRange`,
+    which Flux uses for its reconcile durations.
+    """
+    if count < 2 or minimum <= 0 or maximum <= minimum:
+        raise ValueError("need count >= 2 and 0 < minimum < maximum")
+    factor = math.pow(maximum / minimum, 1 / (count - 1))
+    return [minimum * math.pow(factor, i) for i in range(count)]
+
+
+OBJECT_LABELS = ("kind", "name", "namespace")
+CONDITION_STATUSES = ("True", "False", "Unknown", "Deleted")
+
+RECONCILE_DURATION = Histogram(
+    "gotk_reconcile_duration_seconds",
+    "The duration in seconds of a GitOps Toolkit resource reconciliation.",
+    OBJECT_LABELS,
+    buckets=exponential_buckets_range(10e-3, 1800, 10),
+)
+
+RECONCILE_CONDITION = Gauge(
+    "gotk_reconcile_condition",
+    "The current condition status of a GitOps Toolkit resource reconciliation.",
+    (*OBJECT_LABELS, "type", "status"),
+)
+
+
+@contextlib.contextmanager
+def time_reconcile(kind: str, name: str, namespace: str) -> Iterator[None]:
+    """Observe the duration of the enclosed reconcile, whether it succeeds or raises."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        RECONCILE_DURATION.labels(kind=kind, name=name, namespace=namespace).observe(
+            time.monotonic() - started
+        )
+
+
+def record_condition(
+    kind: str, name: str, namespace: str, type_: str, status: str | None, *, deleted: bool = False
+) -> None:
+    """Set the condition gauge as Flux does: 1 for the current status, 0 for the others.
+
+    Pass `deleted=True` when the object is gone; its series then reads
+    status="Deleted" 1 until the process restarts, as in Flux.
+    """
+    current = "Deleted" if deleted else (status or "Unknown")
+    for candidate in CONDITION_STATUSES:
+        RECONCILE_CONDITION.labels(
+            kind=kind, name=name, namespace=namespace, type=type_, status=candidate
+        ).set(1 if candidate == current else 0)
+
+
+@dataclasses.dataclass
+class HealthState:
+    """What the probes report, shared between the controller loop and the server thread.
+
+    Plain attribute writes and reads of floats and Events are atomic in
+    CPython, so no further locking is needed.
+    """
+
+    # /healthz fails once the loop has not beaten for this long.
+    stale_after: float = 30.0
+    last_beat: float = dataclasses.field(default_factory=time.monotonic)
+    started: threading.Event = dataclasses.field(default_factory=threading.Event)
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def beat(self) -> None:
+        self.last_beat = time.monotonic()
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < self.stale_after
+
+    def ready(self) -> bool:
+        return self.started.is_set() and not self.stopping.is_set() and self.alive()
+
+
+async def heartbeat(state: HealthState, interval: float = 1.0) -> None:
+    """Beat every `interval` seconds while the loop is responsive; runs until cancelled."""
+    while True:
+        state.beat()
+        await asyncio.sleep(interval)
+
+
+def _metrics_handler(registry: CollectorRegistry) -> Handler:
+    async def metrics(_: web.Request) -> web.StreamResponse:
+        body = prometheus_client.generate_latest(registry)
+        response = web.Response(body=body)
+        # Set verbatim: aiohttp's content_type= rejects the parameters it carries.
+        response.headers["Content-Type"] = prometheus_client.CONTENT_TYPE_LATEST
+        return response
+
+    return metrics
+
+
+def _health_handlers(state: HealthState) -> tuple[Handler, Handler]:
+    async def healthz(_: web.Request) -> web.StreamResponse:
+        if state.alive():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="event loop unresponsive\n")
+
+    async def readyz(_: web.Request) -> web.StreamResponse:
+        if state.ready():
+            return web.Response(text="ok\n")
+        reason = "stopping" if state.stopping.is_set() else "not started"
+        return web.Response(status=503, text=f"{reason}\n")
+
+    return healthz, readyz
+
+
+class ObservabilityServer:
+    """Serves /metrics and /healthz, /readyz on a background thread.
+
+    `start()` returns once every port is bound (raising if one is not), and
+    `stop()` returns once every port is closed.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics_addr: Address,
+        health_addr: Address,
+        state: HealthState,
+        registry: CollectorRegistry = prometheus_client.REGISTRY,
+    ) -> None:
+        self.metrics_addr = metrics_addr
+        self.health_addr = health_addr
+        self.state = state
+        self.registry = registry
+        self.bound: list[tuple[str, int]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runners: list[web.AppRunner] = []
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    def _apps(self) -> Sequence[tuple[Address, web.Application]]:
+        healthz, readyz = _health_handlers(self.state)
+        metrics = _metrics_handler(self.registry)
+        health_routes = [web.get("/healthz", healthz), web.get("/readyz", readyz)]
+        metrics_routes = [web.get("/metrics", metrics)]
+        if self.metrics_addr == self.health_addr:
+            app = web.Application()
+            app.add_routes([*metrics_routes, *health_routes])
+            return [(self.metrics_addr, app)]
+        metrics_app, health_app = web.Application(), web.Application()
+        metrics_app.add_routes(metrics_routes)
+        health_app.add_routes(health_routes)
+        return [(self.metrics_addr, metrics_app), (self.health_addr, health_app)]
+
+    async def _serve(self) -> None:
+        for address, app in self._apps():
+            # No access log: probes every few seconds would drown the real logs.
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
+            await runner.setup()
+            self._runners.append(runner)
+            site = web.TCPSite(runner, host=address.bind_host, port=address.port)
+            await site.start()
+            for sock_name in runner.addresses:
+                self.bound.append((str(sock_name[0]), int(sock_name[1])))
+
+    async def _shutdown(self) -> None:
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            self._error = exc
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._thread_main, name="headwater-observability", daemon=True
+        )
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise OSError(f"cannot serve metrics/health: {self._error}") from self._error
+        log.info(
+            "serving metrics and health",
+            extra={"metrics_addr": str(self.metrics_addr), "health_addr": str(self.health_addr)},
+        )
+
+    def stop(self, timeout: float = 5.0) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or not thread.is_alive():
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("metrics/health server did not stop within %.0fs", timeout)
