@@ -167,37 +167,51 @@ class ObservabilityServer:
         self.health_addr = health_addr
         self.state = state
         self.registry = registry
-        self.bound: list[tuple[str, int]] = []
+        self.bound: dict[str, tuple[str, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runners: list[web.AppRunner] = []
         self._started = threading.Event()
         self._error: BaseException | None = None
 
-    def _apps(self) -> Sequence[tuple[Address, web.Application]]:
+    def _apps(self) -> Sequence[tuple[tuple[str, ...], Address, web.Application]]:
         healthz, readyz = _health_handlers(self.state)
         metrics = _metrics_handler(self.registry)
         health_routes = [web.get("/healthz", healthz), web.get("/readyz", readyz)]
         metrics_routes = [web.get("/metrics", metrics)]
-        if self.metrics_addr == self.health_addr:
+        # One server when both share an address; port 0 means two OS-picked ports.
+        if self.metrics_addr == self.health_addr and self.metrics_addr.port != 0:
             app = web.Application()
             app.add_routes([*metrics_routes, *health_routes])
-            return [(self.metrics_addr, app)]
+            return [(("metrics", "health"), self.metrics_addr, app)]
         metrics_app, health_app = web.Application(), web.Application()
         metrics_app.add_routes(metrics_routes)
         health_app.add_routes(health_routes)
-        return [(self.metrics_addr, metrics_app), (self.health_addr, health_app)]
+        return [
+            (("metrics",), self.metrics_addr, metrics_app),
+            (("health",), self.health_addr, health_app),
+        ]
 
     async def _serve(self) -> None:
-        for address, app in self._apps():
+        for roles, address, app in self._apps():
             # No access log: probes every few seconds would drown the real logs.
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
             await runner.setup()
             self._runners.append(runner)
             site = web.TCPSite(runner, host=address.bind_host, port=address.port)
             await site.start()
-            for sock_name in runner.addresses:
-                self.bound.append((str(sock_name[0]), int(sock_name[1])))
+            host, port = runner.addresses[0][:2]
+            for role in roles:
+                self.bound[role] = (str(host), int(port))
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound metrics port (the OS's pick when configured as 0)."""
+        return self.bound["metrics"][1]
+
+    @property
+    def health_port(self) -> int:
+        return self.bound["health"][1]
 
     async def _shutdown(self) -> None:
         for runner in reversed(self._runners):
