@@ -24,6 +24,7 @@ import dataclasses
 import datetime
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
@@ -129,10 +130,10 @@ def _truncate(message: str) -> str:
     return message[: MAX_MESSAGE_LENGTH - 3] + "..."
 
 
-def _event_name(ref: ObjectReference, moment: datetime.datetime) -> str:
-    # client-go names events `<object>.<hex nanoseconds>`; keep the total
+def _event_name(ref: ObjectReference) -> str:
+    # client-go names events `<object>.<hex nanoseconds now>`; keep the total
     # within the 253-character limit for object names.
-    suffix = f".{int(moment.timestamp() * 1_000_000_000):x}"
+    suffix = f".{time.time_ns():x}"
     return ref.name[: 253 - len(suffix)] + suffix
 
 
@@ -243,7 +244,7 @@ class KubernetesEventSink:
                 self._aggregates.move_to_end(key)
                 return
             self._aggregates.pop(key, None)
-        name = _event_name(event.involved_object, event.timestamp)
+        name = _event_name(event.involved_object)
         namespace = self.event_namespace(event.involved_object)
         await asyncio.to_thread(
             self._api.create_namespaced_event, namespace, self.body(event, name)

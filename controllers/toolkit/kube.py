@@ -91,7 +91,11 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     Kopf asks again after a 401, so reloading (rather than caching) picks up
     rotated tokens and refreshed exec-plugin credentials.
     """
-    return connection_info(load_configuration())
+    try:
+        return connection_info(load_configuration())
+    except KubeConfigError as exc:
+        # A temporary error: kopf logs one line (no traceback) and retries.
+        raise kopf.TemporaryError(str(exc), delay=10) from exc
 
 
 def register_login(registry: kopf.OperatorRegistry) -> None:

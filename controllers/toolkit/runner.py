@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -121,6 +122,13 @@ async def _report_started(state: HealthState, started: asyncio.Event, insights: 
 
 async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
     """Run the controllers until SIGTERM/SIGINT; returns the process exit code."""
+    # Fail fast, as Flux's controllers do, when there are no credentials at
+    # all: a crash-looping pod says more than one that retries forever.
+    try:
+        kube.load_configuration()
+    except kube.KubeConfigError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
     registry = build_registry(controllers, settings)
     state = HealthState()
     server = ObservabilityServer(
@@ -171,6 +179,9 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
 
 def run(controllers: Sequence[str], settings: Settings) -> int:
     configure_logging(settings.log_format, settings.log_level)
+    # Until kopf installs its own handlers, treat SIGTERM like SIGINT, so a
+    # stop requested during startup still ends with exit code 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         return asyncio.run(run_operator(controllers, settings))
     except KeyboardInterrupt:
