@@ -1,0 +1,210 @@
+"""Fetching a GitRepository's ref into a work tree, or seeing that nothing changed.
+
+Per ref type (Flux semantics):
+- branch, tag, name: one ``git ls-remote``; if the remote ref still points at the last
+  observed revision nothing is fetched; else a depth-1 fetch of exactly that ref;
+- semver: list tags, pick the highest matching one, then as for tag;
+- commit: fetched by id at depth 1 when the server allows it (protocol v2), otherwise the
+  branch (or every branch and tag) in full; with a branch the commit must be on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from controllers.source.credentials import GitAuth, git_environment
+from controllers.source.errors import EmptyRepositoryError, GitOperationError
+from controllers.source.gitexec import Deadline, GitRunner
+from controllers.source.gitref import (
+    HEADS,
+    TAGS,
+    GitRef,
+    RefKind,
+    ResolvedRef,
+    format_revision,
+    is_full_object_id,
+    resolve,
+)
+from controllers.source.giturl import GitURL
+
+DEFAULT_TIMEOUT = 60.0  # spec.timeout default
+_FETCHED = "refs/headwater/fetched"
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """A work tree at `commit`; `revision` is Flux's revision string for it."""
+
+    path: Path
+    commit: str
+    ref: str | None
+    tag: str | None
+
+    @property
+    def revision(self) -> str:
+        return format_revision(self.ref, self.commit)
+
+
+@dataclass(frozen=True)
+class Unchanged:
+    """The remote still points at the last observed revision: nothing was fetched."""
+
+    resolved: ResolvedRef
+
+    @property
+    def revision(self) -> str:
+        return self.resolved.revision
+
+
+def parse_ls_remote(output: str) -> dict[str, str]:
+    """``git ls-remote`` output as {ref: object id} (peeled tags keep their ``^{}``)."""
+    refs: dict[str, str] = {}
+    for line in output.splitlines():
+        sha, _, name = line.partition("\t")
+        if sha and name:
+            refs[name.strip()] = sha.strip()
+    return refs
+
+
+def _list(runner: GitRunner, url: GitURL, *flags: str) -> dict[str, str]:
+    out = runner.run(["ls-remote", *flags, url.url], what="listing remote references")
+    return parse_ls_remote(out)
+
+
+def _resolve(runner: GitRunner, url: GitURL, ref: GitRef) -> ResolvedRef:
+    kind = ref.kind
+    flags = {RefKind.BRANCH: ("--heads",), RefKind.TAG: ("--tags",), RefKind.SEMVER: ("--tags",)}
+    remote = _list(runner, url, *flags.get(kind, ()))
+    try:
+        return resolve(ref, remote, str(url))
+    except GitOperationError:
+        # Only on the way out: tell an empty repository from a missing ref.
+        if not remote and (kind is RefKind.NAME or not _list(runner, url)):
+            raise EmptyRepositoryError(
+                f"repository '{url}' is empty: it has no references"
+            ) from None
+        raise
+
+
+def resolve_remote(url: GitURL, ref: GitRef, auth: GitAuth, *, timeout: float) -> ResolvedRef:
+    """Where a branch/tag/semver/name ref points now, with one ``git ls-remote``."""
+    with git_environment(auth, url, timeout) as genv:
+        runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
+        return _resolve(runner, url, ref)
+
+
+def _init(runner: GitRunner, url: GitURL, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    if any(dest.iterdir()):
+        raise GitOperationError(f"checkout directory {dest} is not empty")
+    runner.run(["init", "-q", str(dest)], what="initialising the checkout")
+    runner.run(["remote", "add", "origin", url.url], what="configuring the remote", cwd=dest)
+
+
+def _rev_parse(runner: GitRunner, dest: Path, rev: str, what: str) -> str:
+    out = runner.run(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], what=what, cwd=dest)
+    return out.strip()
+
+
+def _fetch_ref(runner: GitRunner, dest: Path, resolved: ResolvedRef) -> str:
+    assert resolved.ref is not None
+    local = resolved.ref if resolved.ref.startswith(TAGS) else _FETCHED
+    runner.run(
+        ["fetch", "-q", "--no-tags", "--depth=1", "origin", f"+{resolved.ref}:{local}"],
+        what=f"fetching '{resolved.ref}'",
+        cwd=dest,
+    )
+    return _rev_parse(runner, dest, local, f"reading '{resolved.ref}'")
+
+
+def _fetch_commit(runner: GitRunner, dest: Path, ref: GitRef) -> str:
+    assert ref.commit is not None
+    commit = ref.commit.lower()
+    if ref.branch:
+        branch = HEADS + ref.branch
+        runner.run(
+            ["fetch", "-q", "--no-tags", "origin", f"+{branch}:refs/remotes/origin/{ref.branch}"],
+            what=f"fetching branch '{ref.branch}'",
+            cwd=dest,
+        )
+    else:
+        fetched = False
+        if is_full_object_id(commit):
+            try:
+                runner.run(
+                    ["fetch", "-q", "--no-tags", "--depth=1", "origin", commit],
+                    what=f"fetching commit '{commit}'",
+                    cwd=dest,
+                )
+                fetched = True
+            except GitOperationError:
+                # Servers without protocol v2 refuse unadvertised ids: fetch everything.
+                pass
+        if not fetched:
+            runner.run(
+                [
+                    "fetch",
+                    "-q",
+                    "origin",
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                what="fetching all branches and tags",
+                cwd=dest,
+            )
+    try:
+        return _rev_parse(runner, dest, commit, f"finding commit '{commit}'")
+    except GitOperationError:
+        where = f"branch '{ref.branch}' of " if ref.branch else ""
+        raise GitOperationError(f"commit '{commit}' not found in {where}'{runner.where}'") from None
+
+
+def fetch(
+    url: GitURL,
+    ref: GitRef,
+    auth: GitAuth,
+    dest: Path,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    recurse_submodules: bool = False,
+    last_revision: str | None = None,
+) -> Checkout | Unchanged:
+    """Check `ref` out into the empty directory `dest`, or return Unchanged.
+
+    Unchanged is returned, without cloning, when `last_revision` (the revision of an
+    artifact the caller still trusts) equals where the ref points now. `timeout` bounds the
+    whole operation; every git command is killed when it runs out.
+    """
+    kind = ref.kind
+    if kind is RefKind.COMMIT and last_revision is not None and ref.commit is not None:
+        expected = format_revision(HEADS + ref.branch if ref.branch else None, ref.commit.lower())
+        if expected == last_revision:
+            # A commit never moves: no need to ask the server.
+            return Unchanged(ResolvedRef(ref=None, commit=ref.commit.lower()))
+    with git_environment(auth, url, timeout) as genv:
+        runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
+        if kind is RefKind.COMMIT:
+            _init(runner, url, dest)
+            commit = _fetch_commit(runner, dest, ref)
+            full_ref = HEADS + ref.branch if ref.branch else None
+            tag = None
+        else:
+            resolved = _resolve(runner, url, ref)
+            if last_revision is not None and resolved.revision == last_revision:
+                return Unchanged(resolved)
+            _init(runner, url, dest)
+            commit = _fetch_ref(runner, dest, resolved)
+            full_ref, tag = resolved.ref, resolved.tag
+        runner.run(
+            ["checkout", "-q", "--force", "--detach", commit],
+            what=f"checking out {commit}",
+            cwd=dest,
+        )
+        if recurse_submodules:
+            runner.run(
+                ["submodule", "update", "-q", "--init", "--recursive", "--force"],
+                what="updating submodules",
+                cwd=dest,
+            )
+        return Checkout(path=dest, commit=commit, ref=full_ref, tag=tag)
