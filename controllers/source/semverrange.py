@@ -12,8 +12,9 @@ Semantics (Masterminds semver v3, which Flux uses):
 - ``~1.2.3`` is >=1.2.3 <1.3.0, ``~1`` is >=1.0.0 <2.0.0;
 - ``^1.2.3`` is >=1.2.3 <2.0.0, ``^0.2.3`` is >=0.2.3 <0.3.0, ``^0.0.3`` is >=0.0.3 <0.0.4;
 - ``a - b`` is >=a <=b (with b's wildcard rule);
-- a pre-release version is only considered by an AND group in which some comparator names a
-  pre-release (so ``>=1.2.0-rc.0 <2`` allows 1.2.0-rc.1 while ``^1.2`` does not).
+- a pre-release version only satisfies comparators that themselves name a pre-release, so
+  ``>=1.2.0-rc.0`` allows 1.2.0-rc.1 while ``^1.2`` and even ``>=1.2.0-rc.0 <2`` do not
+  (Masterminds checks each comparator on its own).
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ class _Comparator:
     has_prerelease: bool
 
     def allows(self, v: Version) -> bool:
+        if v.prerelease and not self.has_prerelease:
+            return False
         return all(b.allows(v) for b in self.bounds)
 
 
@@ -211,11 +214,7 @@ class Constraint:
         return cls(text, tuple(groups))
 
     def allows(self, v: Version) -> bool:
-        return any(
-            all(c.allows(v) for c in group)
-            and (not v.prerelease or any(c.has_prerelease for c in group))
-            for group in self.groups
-        )
+        return any(all(c.allows(v) for c in group) for group in self.groups)
 
 
 def highest_matching(tags: Iterable[str], constraint: str) -> tuple[str, Version] | None:

@@ -141,7 +141,7 @@ def test_semver_picks_highest_matching_tag(
     result = checkout(url, GitRef(semver="^1.0"), tmp_path / "a")
     assert result.revision == f"v1.10.1@sha1:{commits['v1.10.1']}"
     assert tree(result.path)["version.txt"] == "v1.10.1"
-    pre = checkout(url, GitRef(semver=">=1.11.0-rc.0 <2"), tmp_path / "b")
+    pre = checkout(url, GitRef(semver=">=1.11.0-rc.0 <2.0.0-0"), tmp_path / "b")
     assert pre.revision == f"v1.11.0-rc.1@sha1:{commits['v1.11.0-rc.1']}"
     error = fail(url, GitRef(semver=">=3"), tmp_path / "c")
     assert error.reason == GIT_OPERATION_FAILED
