@@ -158,7 +158,8 @@ class GitRunner:
 
     def _execute(self, args: Sequence[str], what: str, cwd: Path | None) -> tuple[int, str, str]:
         timeout = self.deadline.remaining(what)
-        status, stdout, stderr = Git(str(cwd) if cwd else None).execute(
+        # Commands without a repository run from "/": our own cwd may be gone or be a repo.
+        status, stdout, stderr = Git(str(cwd) if cwd else "/").execute(
             self._command(args),
             env=dict(self.env),
             kill_after_timeout=timeout,
@@ -184,5 +185,8 @@ class GitRunner:
         status, out, err = self._execute(args, what, cwd)
         if status == 0:
             return out
-        message = scrub_text(f"{what} for '{self.where}' failed: {_summary(err)}", self.secrets)
-        raise classify(err)(message)
+        kind = classify(err)
+        why = _summary(err)
+        if kind is AuthenticationError:
+            why = f"credentials missing or refused: {why}"
+        raise kind(scrub_text(f"{what} for '{self.where}' failed: {why}", self.secrets))

@@ -596,3 +596,16 @@ async def test_artifact_round_trip(
     assert len(body) == stored.size
     assert sorted(tar_names(body)) == ["README.md", "deploy", "deploy/app.yaml"]
     assert stored.revision == f"master@sha1:{app_repo.head()}"
+
+
+def test_ambient_git_variables_cannot_weaken_tls(
+    git_https_server: GitHttpServer,
+    app_repo: Repo,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A controller started with GIT_SSL_NO_VERIFY in its environment must still verify.
+    monkeypatch.setenv("GIT_SSL_NO_VERIFY", "1")
+    error = fail(git_https_server.url(app_repo.name), GitRef(), tmp_path / "a")
+    assert error.reason == GIT_OPERATION_FAILED
+    assert "certificate" in str(error).lower()
