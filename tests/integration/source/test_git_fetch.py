@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import socket
@@ -609,3 +610,40 @@ def test_ambient_git_variables_cannot_weaken_tls(
     error = fail(git_https_server.url(app_repo.name), GitRef(), tmp_path / "a")
     assert error.reason == GIT_OPERATION_FAILED
     assert "certificate" in str(error).lower()
+
+
+def pkt(line: bytes) -> bytes:
+    return f"{len(line) + 4:04x}".encode() + line
+
+
+def test_http_server_takes_chunked_gzip_protocol_v2_requests(
+    git_http_server: GitHttpServer, app_repo: Repo
+) -> None:
+    """The test server's CGI bridge: chunked body, gzip encoding, Git-Protocol header."""
+    body = gzip.compress(pkt(b"command=ls-refs\n") + b"0001" + pkt(b"peel\n") + b"0000")
+    chunks = b"".join(
+        f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:]) if part
+    )
+    request = (
+        (
+            f"POST /{app_repo.name}.git/git-upload-pack HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n"
+            "Content-Type: application/x-git-upload-pack-request\r\n"
+            "Accept: application/x-git-upload-pack-result\r\n"
+            "Content-Encoding: gzip\r\n"
+            "Git-Protocol: version=2\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", git_http_server.port), timeout=30) as conn:
+        conn.sendall(request)
+        response = b""
+        while data := conn.recv(65536):
+            response += data
+    head, _, payload = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"application/x-git-upload-pack-result" in head
+    assert f"{app_repo.head()} refs/heads/master".encode() in payload
