@@ -108,7 +108,9 @@ def _signer(status: str) -> str | None:
         elif fields[1] in ("BADSIG", "ERRSIG", "EXPKEYSIG", "REVKEYSIG", "NO_PUBKEY"):
             bad = True
         elif fields[1] == "VALIDSIG" and len(fields) > 2:
-            fingerprint = fields[2]
+            # The primary key's fingerprint (last field) names the key users put in the
+            # Secret, even when a subkey made the signature.
+            fingerprint = fields[11] if len(fields) > 11 else fields[2]
     return fingerprint if good and not bad else None
 
 
