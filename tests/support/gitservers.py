@@ -270,7 +270,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding"):
             # http-backend inflates gzip request bodies itself.
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
+        if self.headers.get("Git-Protocol") and cfg.protocol_v2:
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         try:
             proc = subprocess.run(
@@ -317,6 +317,7 @@ class _GitHTTPConfig:
     project_root: Path
     basic: tuple[str, str] | None
     bearer: str | None
+    protocol_v2: bool = True
     requests: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -344,7 +345,8 @@ class GitHttpServer:
     """Smart-HTTP git server for every repository under `project_root`.
 
     `basic=(user, password)` and/or `bearer=token` require auth; `tls` (a server CertPair)
-    turns on HTTPS; `client_ca` additionally requires a client certificate from that CA.
+    turns on HTTPS; `client_ca` additionally requires a client certificate from that CA;
+    `protocol_v2=False` makes it an old server that only speaks protocol v0.
     """
 
     def __init__(
@@ -355,11 +357,12 @@ class GitHttpServer:
         bearer: str | None = None,
         tls: CertPair | None = None,
         client_ca: bytes | None = None,
+        protocol_v2: bool = True,
     ) -> None:
         self.project_root = project_root
         self.basic = basic
         self.bearer = bearer
-        self._config = _GitHTTPConfig(project_root, basic, bearer)
+        self._config = _GitHTTPConfig(project_root, basic, bearer, protocol_v2)
         self._tls_pair = tls
         self._client_ca = client_ca
         self._server: _HTTPServer | None = None

@@ -181,6 +181,20 @@ def test_commit_alone_and_with_branch(
     assert dev in str(error)
 
 
+def test_commit_from_a_server_without_protocol_v2(
+    git_project_root: Path, app_repo: Repo, tmp_path: Path
+) -> None:
+    # Old servers refuse to send a commit by id; the fetch falls back to all branches.
+    old = app_repo.head()
+    app_repo.commit({"later.txt": "later\n"})
+    with GitHttpServer(git_project_root, protocol_v2=False) as server:
+        result = checkout(server.url(app_repo.name), GitRef(commit=old), tmp_path / "a")
+        commands = {r.command for r in server.requests}
+    assert result.revision == f"sha1:{old}"
+    assert "later.txt" not in tree(result.path)
+    assert "fetch" not in commands and "want" in commands  # it really spoke v0
+
+
 def test_ref_precedence_commit_over_name_over_tag_over_branch(
     git_http_server: GitHttpServer, app_repo: Repo, tmp_path: Path
 ) -> None:
