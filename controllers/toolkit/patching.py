@@ -1,0 +1,90 @@
+"""Writes to our own custom resources: status and finalizers.
+
+A status write happens only when the computed status differs from the live
+one (DESIGN.md: a no-op reconcile writes nothing to the API server), and it
+is a JSON merge patch of exactly what changed, with explicit nulls for
+fields that went away. Finalizer edits carry the resourceVersion they were
+computed from, so a concurrent edit makes them fail rather than clobber it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import kubernetes.client
+from kubernetes.client.rest import ApiException
+
+from controllers.toolkit.reconciler import ObjectRef, Resource
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch turning `old` into `new` (empty when equal)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        previous = old.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            nested = merge_patch(previous, value)
+            if nested:
+                patch[key] = nested
+        elif key not in old or previous != value:
+            patch[key] = value
+    return patch
+
+
+class ObjectWriter:
+    """Status and finalizer writes for one custom resource kind."""
+
+    def __init__(self, api: kubernetes.client.ApiClient, resource: Resource) -> None:
+        self._objects = kubernetes.client.CustomObjectsApi(api)
+        self._resource = resource
+
+    async def patch_status(
+        self, ref: ObjectRef, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> bool:
+        """Write `new` over `old` if they differ; True when something was written."""
+        patch = merge_patch(old, new)
+        if not patch:
+            return False
+        resource = self._resource
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object_status,
+                resource.group,
+                resource.version,
+                ref.namespace,
+                resource.plural,
+                ref.name,
+                {"status": patch},
+            )
+        except ApiException as exc:
+            # Deleted while we worked: nothing left to report on.
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def set_finalizers(
+        self, ref: ObjectRef, finalizers: list[str], resource_version: str | None = None
+    ) -> None:
+        metadata: dict[str, Any] = {"finalizers": finalizers}
+        if resource_version:
+            metadata["resourceVersion"] = resource_version
+        resource = self._resource
+        try:
+            await asyncio.to_thread(
+                self._objects.patch_namespaced_custom_object,
+                resource.group,
+                resource.version,
+                ref.namespace,
+                resource.plural,
+                ref.name,
+                {"metadata": metadata},
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise

@@ -1,0 +1,268 @@
+"""Level-based reconciles on top of kopf's watch streams.
+
+Kopf's change handlers are edge-triggered; Flux's controllers are level-based.
+This module bridges the two the way controller-runtime does: kopf's raw
+watch events (`@kopf.on.event`, which keeps no state on the object) feed an
+in-memory cache and a work queue, and the queue runs a reconcile function
+per object:
+
+- when an object is first seen, its spec changes (generation), its
+  `reconcile.fluxcd.io/requestedAt` annotation changes, it is being deleted,
+  or it lacks our finalizer;
+- when something else asks (`request()`), e.g. a source's new artifact;
+- after the delay the last reconcile returned (interval or retryInterval).
+
+Events caused only by our own status writes enqueue nothing, so a reconcile
+never triggers itself. At most one reconcile per object runs at a time, and
+the controller's `ReconcileSlots` bounds how many run at once. Requests that
+arrive while an object is being reconciled are folded into one more run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from controllers.toolkit.concurrency import ReconcileSlots
+from controllers.toolkit.conditions import REQUESTED_AT_ANNOTATION
+
+log = logging.getLogger(__name__)
+
+Object = dict[str, Any]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
+        metadata = obj.get("metadata") or {}
+        return cls(metadata.get("namespace") or "", metadata["name"])
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The custom resource a reconciler serves."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile reports back to the queue."""
+
+    requeue_after: float | None = None
+
+
+ReconcileFn = Callable[[Object], Awaitable[Outcome]]
+# Returns True once the object's resources are cleaned up and the finalizer may go.
+FinalizeFn = Callable[[Object], Awaitable[bool]]
+# Adds or removes a finalizer on the live object; raises on API errors.
+FinalizerPatchFn = Callable[[ObjectRef, list[str]], Awaitable[None]]
+
+
+def needs_reconcile(obj: Mapping[str, Any], finalizer: str) -> str | None:
+    """Why this version of the object needs a reconcile, or None if it does not."""
+    metadata = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    if metadata.get("deletionTimestamp"):
+        return "deletion" if finalizer in (metadata.get("finalizers") or []) else None
+    if finalizer not in (metadata.get("finalizers") or []):
+        return "finalizer missing"
+    if metadata.get("generation") != status.get("observedGeneration"):
+        return "spec changed"
+    requested = (metadata.get("annotations") or {}).get(REQUESTED_AT_ANNOTATION)
+    if requested and requested != status.get("lastHandledReconcileAt"):
+        return "reconcile requested"
+    return None
+
+
+@dataclass
+class _Entry:
+    """Queue state of one object."""
+
+    due: float | None = None  # monotonic time of the next run, None when not scheduled
+    running: bool = False
+    again: bool = False  # asked for while running: run once more straight after
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Reconciler:
+    """Runs `reconcile` (and `finalize` on deletion) for every object of one kind."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        *,
+        reconcile: ReconcileFn,
+        finalize: FinalizeFn,
+        patch_finalizers: FinalizerPatchFn,
+        slots: ReconcileSlots,
+        finalizer: str,
+    ) -> None:
+        self.resource = resource
+        self._reconcile = reconcile
+        self._finalize = finalize
+        self._patch_finalizers = patch_finalizers
+        self._slots = slots
+        self._finalizer = finalizer
+        self._cache: dict[ObjectRef, Object] = {}
+        self._entries: dict[ObjectRef, _Entry] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # -- what handlers call --------------------------------------------------------
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        resource = self.resource
+
+        @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
+        async def observe_event(event: kopf.RawEvent, **_: Any) -> None:
+            self.observe(event["type"], event["object"])
+
+        @kopf.on.cleanup(registry=registry)
+        async def stop_queue(**_: Any) -> None:
+            await self.close()
+
+    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        """Record a watch event; enqueue the object if this version needs a reconcile."""
+        ref = ObjectRef.of(obj)
+        if event_type == "DELETED":
+            self._cache.pop(ref, None)
+            self._forget(ref)
+            return
+        first_sight = ref not in self._cache
+        self._cache[ref] = copy.deepcopy(dict(obj))
+        reason = "first seen" if first_sight else needs_reconcile(obj, self._finalizer)
+        if reason:
+            log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
+            self.request(ref)
+
+    def get(self, ref: ObjectRef) -> Object | None:
+        """The latest version of an object seen on the watch."""
+        obj = self._cache.get(ref)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self) -> list[Object]:
+        return [copy.deepcopy(obj) for obj in self._cache.values()]
+
+    def request(self, ref: ObjectRef, after: float = 0.0) -> None:
+        """Reconcile `ref` in `after` seconds (earlier requests win)."""
+        if self._closed:
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        self._loop = loop
+        entry = self._entries.setdefault(ref, _Entry())
+        if entry.running and after <= 0:
+            entry.again = True
+            return
+        due = time.monotonic() + max(after, 0.0)
+        if entry.due is not None and entry.due <= due:
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.due = due
+        entry.timer = loop.call_at(loop.time() + max(after, 0.0), self._start, ref)
+
+    async def close(self) -> None:
+        self._closed = True
+        for entry in self._entries.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- the queue -----------------------------------------------------------------
+
+    def _forget(self, ref: ObjectRef) -> None:
+        entry = self._entries.get(ref)
+        if entry is None:
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if not entry.running:
+            del self._entries[ref]
+        else:
+            entry.due, entry.again = None, False
+
+    def _start(self, ref: ObjectRef) -> None:
+        entry = self._entries.get(ref)
+        if entry is None or self._closed:
+            return
+        entry.due, entry.timer = None, None
+        if entry.running:
+            entry.again = True
+            return
+        entry.running = True
+        task = asyncio.get_running_loop().create_task(
+            self._run(ref), name=f"reconcile {self.resource.kind} {ref}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, ref: ObjectRef) -> None:
+        requeue_after: float | None = None
+        try:
+            async with self._slots.slot((self.resource.kind, ref)):
+                requeue_after = await self._run_once(ref)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A reconcile function reports its own failures in status; reaching
+            # here is a bug or an API outage, so retry with a fixed backoff.
+            log.exception("reconcile of %s %s crashed", self.resource.kind, ref)
+            requeue_after = 30.0
+        finally:
+            entry = self._entries.get(ref)
+            if entry is not None:
+                entry.running = False
+                again, entry.again = entry.again, False
+                if ref not in self._cache and entry.due is None:
+                    del self._entries[ref]
+                elif again:
+                    self.request(ref)
+                elif requeue_after is not None:
+                    self.request(ref, requeue_after)
+
+    async def _run_once(self, ref: ObjectRef) -> float | None:
+        obj = self.get(ref)
+        if obj is None:
+            return None
+        metadata = obj["metadata"]
+        finalizers: list[str] = list(metadata.get("finalizers") or [])
+        if metadata.get("deletionTimestamp"):
+            if self._finalizer not in finalizers:
+                return None
+            if await self._finalize(obj):
+                await self._patch_finalizers(ref, [f for f in finalizers if f != self._finalizer])
+                return None
+            return 5.0
+        if self._finalizer not in finalizers:
+            # Finalizer first, as Flux does, so nothing we create can be orphaned.
+            await self._patch_finalizers(ref, [*finalizers, self._finalizer])
+            cached = self._cache.get(ref)
+            if cached is not None:
+                cached["metadata"]["finalizers"] = [*finalizers, self._finalizer]
+        outcome = await self._reconcile(obj)
+        return outcome.requeue_after
