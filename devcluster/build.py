@@ -145,24 +145,38 @@ def build_control_plane() -> BuildResult:
     try:
         out = staging / "bin"
         out.mkdir()
+        # One invocation, so Go compiles shared packages once and links in parallel.
+        _run_go(
+            [
+                "build",
+                "-trimpath",
+                "-ldflags",
+                _version_ldflags(),
+                "-o",
+                f"{out}/",
+                *CONTROL_PLANE_PACKAGES.values(),
+            ],
+            cwd=GOMOD_DIR,
+            env_extra={},
+        )
+        # `go build -o dir/` names a binary after its package's last element,
+        # dropping a major-version suffix: etcd's main package gives "server".
         for name, package in CONTROL_PLANE_PACKAGES.items():
-            _run_go(
-                [
-                    "build",
-                    "-trimpath",
-                    "-ldflags",
-                    _version_ldflags(),
-                    "-o",
-                    str(out / name),
-                    package,
-                ],
-                cwd=GOMOD_DIR,
-                env_extra={},
-            )
+            built = out / _binary_name(package)
+            if built != out / name:
+                built.rename(out / name)
         _publish(out, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return BuildResult(final, built=True, seconds=time.monotonic() - started)
+
+
+def _binary_name(package: str) -> str:
+    parts = package.split("/")
+    last = parts[-1]
+    if len(parts) > 1 and last.startswith("v") and last[1:].isdigit():
+        return parts[-2]
+    return last
 
 
 def go_tool_path(name: str) -> Path:

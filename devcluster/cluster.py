@@ -39,6 +39,7 @@ SERVICE_CIDR = "10.0.0.0/24"
 # The API server's in-cluster Service address is the first of the service range.
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -406,6 +407,7 @@ class DevCluster:
             "kwok",
             [
                 str(self.kwok_bin),
+                f"--config={KWOK_STAGES}",
                 f"--kubeconfig={kubeconfig}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
