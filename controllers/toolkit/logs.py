@@ -149,6 +149,8 @@ def configure_logging(
     # Kopf and aiohttp are chatty at debug; keep them at info unless debugging.
     noisy_level = logging.DEBUG if level == "debug" else logging.INFO
     logging.getLogger("kopf").setLevel(max(noisy_level, root.level))
+    # Kopf logs every raw-event handler call at info; the Reconciler logs what matters.
+    logging.getLogger("kopf.objects").setLevel(max(logging.WARNING, root.level))
     # The kubernetes client logs request bodies at debug, which may hold Secret data.
     logging.getLogger("kubernetes").setLevel(max(logging.INFO, root.level))
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))

@@ -30,8 +30,8 @@ from typing import Any
 
 import kopf
 
+from controllers.toolkit import conditions
 from controllers.toolkit.concurrency import ReconcileSlots
-from controllers.toolkit.conditions import REQUESTED_AT_ANNOTATION
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,11 @@ ReconcileFn = Callable[[Object], Awaitable[Outcome]]
 FinalizeFn = Callable[[Object], Awaitable[bool]]
 # Adds or removes a finalizer on the live object; raises on API errors.
 FinalizerPatchFn = Callable[[ObjectRef, list[str]], Awaitable[None]]
+# Told of every change seen on the watch: (previous version or None, new version or None).
+ObserverFn = Callable[[Object | None, Object | None], None]
+
+# Flux's finalizer, so objects moved between Flux and headwater keep working.
+FINALIZER = "finalizers.fluxcd.io"
 
 
 def needs_reconcile(obj: Mapping[str, Any], finalizer: str) -> str | None:
@@ -88,10 +93,9 @@ def needs_reconcile(obj: Mapping[str, Any], finalizer: str) -> str | None:
         return "deletion" if finalizer in (metadata.get("finalizers") or []) else None
     if finalizer not in (metadata.get("finalizers") or []):
         return "finalizer missing"
-    if metadata.get("generation") != status.get("observedGeneration"):
+    if metadata.get("generation") != conditions.observed_generation(status):
         return "spec changed"
-    requested = (metadata.get("annotations") or {}).get(REQUESTED_AT_ANNOTATION)
-    if requested and requested != status.get("lastHandledReconcileAt"):
+    if conditions.reconcile_requested(status, metadata.get("annotations")):
         return "reconcile requested"
     return None
 
@@ -117,7 +121,7 @@ class Reconciler:
         finalize: FinalizeFn,
         patch_finalizers: FinalizerPatchFn,
         slots: ReconcileSlots,
-        finalizer: str,
+        finalizer: str = FINALIZER,
     ) -> None:
         self.resource = resource
         self._reconcile = reconcile
@@ -130,6 +134,7 @@ class Reconciler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._observers: list[ObserverFn] = []
 
     # -- what handlers call --------------------------------------------------------
 
@@ -144,19 +149,26 @@ class Reconciler:
         async def stop_queue(**_: Any) -> None:
             await self.close()
 
+    def add_observer(self, observer: ObserverFn) -> None:
+        """Call `observer` on every change, e.g. to requeue objects that depend on this one."""
+        self._observers.append(observer)
+
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         """Record a watch event; enqueue the object if this version needs a reconcile."""
         ref = ObjectRef.of(obj)
+        previous = self._cache.get(ref)
         if event_type == "DELETED":
             self._cache.pop(ref, None)
             self._forget(ref)
-            return
-        first_sight = ref not in self._cache
-        self._cache[ref] = copy.deepcopy(dict(obj))
-        reason = "first seen" if first_sight else needs_reconcile(obj, self._finalizer)
-        if reason:
-            log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
-            self.request(ref)
+            current = None
+        else:
+            current = self._cache[ref] = copy.deepcopy(dict(obj))
+            reason = "first seen" if previous is None else needs_reconcile(obj, self._finalizer)
+            if reason:
+                log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
+                self.request(ref)
+        for observer in self._observers:
+            observer(previous, current)
 
     def get(self, ref: ObjectRef) -> Object | None:
         """The latest version of an object seen on the watch."""

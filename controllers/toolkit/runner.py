@@ -35,8 +35,12 @@ from controllers.toolkit.settings import Settings, SettingsError, flag_help
 
 log = logging.getLogger(__name__)
 
-# Flux's finalizer, so objects moved between Flux and headwater keep working.
-FINALIZER = "finalizers.fluxcd.io"
+# Kopf removes "its" finalizer from objects that have no deletion handlers,
+# and headwater registers none (deletion is part of the level-based
+# reconcile), so kopf must never be told that Flux's finalizer is its own.
+# Kopf keeps a marker of its own that it never needs and so never adds;
+# `finalizers.fluxcd.io` belongs to the Reconciler alone.
+KOPF_FINALIZER = "headwater.kopf/unused"
 
 # Controller name -> module with its `register` hook. Imported by name, so
 # the toolkit has no static import of any controller.
@@ -95,7 +99,7 @@ def build_registry(controllers: Sequence[str], settings: Settings) -> kopf.Opera
 def operator_settings(settings: Settings) -> kopf.OperatorSettings:
     """Kopf configured as DESIGN.md asks."""
     config = kopf.OperatorSettings()
-    config.persistence.finalizer = FINALIZER
+    config.persistence.finalizer = KOPF_FINALIZER
     # Nothing of kopf's on users' objects: no progress or last-handled-
     # configuration annotations, no status.kopf. Both are held in memory
     # (see memory_storage for what that trades away).

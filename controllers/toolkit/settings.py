@@ -175,6 +175,8 @@ class Settings:
     metrics_addr: Address = Address("", 8080)
     health_addr: Address = Address("", 9440)
     concurrent: int = 4
+    # Largest artifact the source controller stores (and consumers accept), in bytes.
+    artifact_max_size: int = 100 * 1024 * 1024
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
 
@@ -269,6 +271,7 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("metrics_addr", parse_address),
     _spec("health_addr", parse_address),
     _spec("concurrent", parse_positive_int),
+    _spec("artifact_max_size", parse_positive_int),
     _spec("log_format", parse_log_format),
     _spec("log_level", parse_log_level),
 )
