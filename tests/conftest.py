@@ -21,6 +21,10 @@ from kubernetes import client, config
 import devcluster
 from devcluster import build
 from tests.helpers import TestCluster
+from tests.support.controllers import RunningControllers, run_controllers
+
+# Real git servers, repositories and keys for the source tests.
+pytest_plugins = ["tests.support.fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"
@@ -87,3 +91,13 @@ def namespace(request: pytest.FixtureRequest, cluster: TestCluster) -> Iterator[
         time.sleep(0.2)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def controllers(
+    cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningControllers]:
+    """Every headwater controller, running for the whole session against the test cluster."""
+    cluster.kubectl("create", "namespace", "headwater-system", check=False)
+    with run_controllers(cluster.kubeconfig, tmp_path_factory.mktemp("controllers")) as running:
+        yield running

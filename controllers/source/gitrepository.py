@@ -1,0 +1,473 @@
+"""Reconcile one GitRepository: storage → source → verify → include → artifact → report.
+
+The steps (checkout, verify, include, archive, storage) are plain functions in
+their own modules; this module composes them in Flux's order and turns the
+outcome into status conditions and events:
+
+- storage: the advertised artifact must still exist with its digest, else it
+  is dropped (and rebuilt below); old artifacts are garbage-collected.
+- source: one `git ls-remote`; when the ref still points at the artifact's
+  revision and nothing that shapes the artifact changed (ignore, include,
+  submodules, verification), nothing is cloned and nothing is written.
+- otherwise: clone, verify signatures, copy includes in, archive with the
+  ignore rules, store atomically, and emit `NewArtifact` when the digest moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from controllers.source import errors
+from controllers.source.checkout import DEFAULT_TIMEOUT, Checkout, Unchanged, fetch
+from controllers.source.credentials import auth_from_secret
+from controllers.source.gitref import GitRef
+from controllers.source.giturl import parse_git_url
+from controllers.source.ignore import load_ignore_rules
+from controllers.source.include import Include, apply_includes
+from controllers.source.storage import ObjectKey, Storage, StoredArtifact, artifact_filename
+from controllers.source.verify import (
+    VerificationResult,
+    VerifyMode,
+    keys_from_secret,
+    verify_checkout,
+)
+from controllers.toolkit import conditions as cond
+from controllers.toolkit.durations import DurationError, jittered, parse_duration
+from controllers.toolkit.events import EventRecorder
+from controllers.toolkit.patching import ObjectWriter
+from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
+
+log = logging.getLogger(__name__)
+
+RESOURCE = Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository")
+STORAGE_KIND = "gitrepository"
+
+# Condition types of GitRepository (Flux's source API).
+ARTIFACT_IN_STORAGE = "ArtifactInStorage"
+FETCH_FAILED = "FetchFailed"
+SOURCE_VERIFIED = "SourceVerified"
+INCLUDE_UNAVAILABLE = "IncludeUnavailable"
+STORAGE_OPERATION_FAILED = "StorageOperationFailed"
+# Failure conditions cleared together on success.
+FAILURE_CONDITIONS = (FETCH_FAILED, INCLUDE_UNAVAILABLE, STORAGE_OPERATION_FAILED)
+
+# Status fields recording what shaped the stored artifact.
+SHAPING_FIELDS = (
+    "observedIgnore",
+    "observedInclude",
+    "observedRecurseSubmodules",
+    "sourceVerificationMode",
+)
+
+NEW_ARTIFACT = "NewArtifact"
+ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
+
+# Which condition a step failure lands on.
+_FAILURE_CONDITION = {
+    errors.GIT_OPERATION_FAILED: FETCH_FAILED,
+    errors.AUTHENTICATION_FAILED: FETCH_FAILED,
+    errors.URL_INVALID: FETCH_FAILED,
+    errors.EMPTY_GIT_REPOSITORY: FETCH_FAILED,
+    errors.VERIFICATION_ERROR: SOURCE_VERIFIED,
+    errors.ARCHIVE_OPERATION_FAILED: STORAGE_OPERATION_FAILED,
+    errors.STORAGE_OPERATION_FAILED: STORAGE_OPERATION_FAILED,
+}
+
+
+class SpecError(errors.SourceError):
+    """The spec cannot work as written: retrying cannot help until it changes."""
+
+    reason = errors.URL_INVALID
+
+
+class IncludeUnavailableError(errors.SourceError):
+    reason = "IncludeUnavailable"
+
+
+# -- the spec, typed -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncludeSpec:
+    name: str
+    from_path: str
+    to_path: str
+
+
+@dataclass(frozen=True)
+class GitRepositorySpec:
+    url: str
+    ref: GitRef
+    interval: float
+    timeout: float
+    suspend: bool
+    secret_name: str | None
+    ignore: str | None
+    recurse_submodules: bool
+    include: tuple[IncludeSpec, ...]
+    verify_mode: VerifyMode | None
+    verify_secret: str | None
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> GitRepositorySpec:
+        try:
+            interval = parse_duration(str(spec.get("interval", "")), field="spec.interval")
+            timeout = (
+                parse_duration(str(spec["timeout"]), field="spec.timeout")
+                if spec.get("timeout")
+                else DEFAULT_TIMEOUT
+            )
+        except DurationError as exc:
+            raise SpecError(str(exc)) from None
+        url = str(spec.get("url") or "")
+        parse_git_url(url)  # raises URLInvalidError naming the problem
+        verify = spec.get("verify")
+        include = tuple(
+            IncludeSpec(
+                name=str((item.get("repository") or {}).get("name") or ""),
+                from_path=str(item.get("fromPath") or ""),
+                to_path=str(item.get("toPath") or ""),
+            )
+            for item in spec.get("include") or []
+        )
+        return cls(
+            url=url,
+            ref=GitRef.from_spec(spec.get("ref")),
+            interval=interval,
+            timeout=timeout,
+            suspend=bool(spec.get("suspend")),
+            secret_name=(spec.get("secretRef") or {}).get("name"),
+            ignore=spec.get("ignore"),
+            recurse_submodules=bool(spec.get("recurseSubmodules")),
+            include=include,
+            verify_mode=VerifyMode.parse(verify.get("mode")) if verify else None,
+            verify_secret=((verify or {}).get("secretRef") or {}).get("name"),
+        )
+
+    def observed(self) -> dict[str, Any]:
+        """The status fields recording what shaped the artifact (Flux's observed*)."""
+        fields: dict[str, Any] = {"observedRecurseSubmodules": self.recurse_submodules}
+        if self.ignore is not None:
+            fields["observedIgnore"] = self.ignore
+        if self.include:
+            fields["observedInclude"] = [_include_status(inc) for inc in self.include]
+        if self.verify_mode is not None:
+            fields["sourceVerificationMode"] = self.verify_mode.value
+        return fields
+
+
+def _include_status(inc: IncludeSpec) -> dict[str, Any]:
+    entry: dict[str, Any] = {"repository": {"name": inc.name}}
+    if inc.from_path:
+        entry["fromPath"] = inc.from_path
+    if inc.to_path:
+        entry["toPath"] = inc.to_path
+    return entry
+
+
+# -- producing the artifact (blocking; runs in a worker thread) -------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedInclude:
+    """An included repository's current artifact, found in our own storage."""
+
+    spec: IncludeSpec
+    artifact: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FetchInputs:
+    key: ObjectKey
+    spec: GitRepositorySpec
+    secret: Mapping[str, bytes] | None
+    verify_keys: Mapping[str, bytes] | None
+    includes: tuple[ResolvedInclude, ...]
+    current: Mapping[str, Any] | None  # status.artifact as last reported
+    reuse_allowed: bool  # nothing that shapes the artifact changed since it was built
+
+
+@dataclass
+class ArtifactOutcome:
+    artifact: StoredArtifact | Mapping[str, Any]
+    unchanged: bool
+    verification: VerificationResult | None = None
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) events
+
+
+def produce_artifact(storage: Storage, inputs: FetchInputs) -> ArtifactOutcome:
+    """Make sure storage holds the artifact for the ref's current revision."""
+    warnings: list[tuple[str, str]] = []
+    current = inputs.current
+    current_name: str | None = None
+    if current:
+        current_name = Path(str(current.get("path", ""))).name
+        if not storage.verify(str(current.get("path", "")), str(current.get("digest", ""))):
+            warnings.append(
+                (
+                    ARTIFACT_VERIFICATION_FAILED,
+                    f"stored artifact '{current.get('path')}' is missing or does not match "
+                    f"digest {current.get('digest')}; rebuilding it",
+                )
+            )
+            storage.remove(str(current.get("path", "")))
+            current, current_name = None, None
+    storage.gc(inputs.key, current_name)
+
+    spec = inputs.spec
+    url = parse_git_url(spec.url)
+    auth = auth_from_secret(inputs.secret, url)
+    last_revision = str(current["revision"]) if current and inputs.reuse_allowed else None
+    with tempfile.TemporaryDirectory(prefix="headwater-git-") as tmp:
+        checkout = fetch(
+            url,
+            spec.ref,
+            auth,
+            Path(tmp) / "checkout",
+            timeout=spec.timeout,
+            recurse_submodules=spec.recurse_submodules,
+            last_revision=last_revision,
+        )
+        if isinstance(checkout, Unchanged):
+            assert current is not None
+            return ArtifactOutcome(artifact=current, unchanged=True, warnings=warnings)
+        verification = _verify(checkout, spec, inputs.verify_keys)
+        apply_includes(
+            checkout.path,
+            [
+                Include(
+                    name=inc.spec.name,
+                    artifact=storage.local_path(str(inc.artifact["path"])),
+                    digest=str(inc.artifact["digest"]),
+                    from_path=inc.spec.from_path,
+                    to_path=inc.spec.to_path,
+                )
+                for inc in inputs.includes
+            ],
+        )
+        rules = load_ignore_rules(checkout.path, spec.ignore)
+        stored = storage.archive(
+            inputs.key, artifact_filename(checkout.commit), checkout.path, checkout.revision, rules
+        )
+    storage.gc(inputs.key, Path(stored.path).name)
+    return ArtifactOutcome(
+        artifact=stored, unchanged=False, verification=verification, warnings=warnings
+    )
+
+
+def _verify(
+    checkout: Checkout, spec: GitRepositorySpec, keys: Mapping[str, bytes] | None
+) -> VerificationResult | None:
+    if spec.verify_mode is None:
+        return None
+    if not keys:
+        raise errors.VerificationError("spec.verify is set but its secretRef holds no keys")
+    return verify_checkout(
+        checkout.path, checkout.commit, checkout.tag, spec.verify_mode, keys, timeout=spec.timeout
+    )
+
+
+# -- the reconcile ----------------------------------------------------------------------
+
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
+RepositoryLookup = Callable[[ObjectRef], Object | None]
+
+
+@dataclass
+class GitRepositoryReconciler:
+    storage: Storage
+    writer: ObjectWriter
+    recorder: EventRecorder
+    read_secret: SecretReader  # (namespace, name) -> decoded data, None when missing
+    lookup: RepositoryLookup  # other GitRepositories, for include
+
+    async def reconcile(self, obj: Object) -> Outcome:
+        metadata = obj["metadata"]
+        ref = ObjectRef.of(obj)
+        generation = int(metadata.get("generation") or 0)
+        annotations = metadata.get("annotations")
+        old_status: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
+        if (obj.get("spec") or {}).get("suspend"):
+            # Flux leaves a suspended object's status exactly as it was.
+            return Outcome(requeue_after=None)
+        try:
+            spec = GitRepositorySpec.parse(obj.get("spec") or {})
+        except errors.SourceError as exc:
+            status = cond.mark_stalled(old_status, exc.reason, exc.message, generation=generation)
+            await self._finish(obj, old_status, status, generation)
+            await self.recorder.warning(obj, exc.reason, exc.message)
+            return Outcome(requeue_after=None)
+
+        status = old_status
+        if cond.needs_reconcile(old_status, generation=generation, annotations=annotations) or not (
+            old_status.get("artifact")
+        ):
+            status = cond.mark_progressing(status, "building artifact", generation=generation)
+            await self.writer.patch_status(ref, old_status, status)
+            old_status = status
+
+        try:
+            inputs = await self._inputs(obj, spec, status)
+            outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
+        except errors.SourceError as exc:
+            status = self._failed(status, exc, generation)
+            await self._finish(obj, old_status, status, generation)
+            await self.recorder.warning(obj, exc.reason, exc.message)
+            return Outcome(requeue_after=jittered(spec.interval))
+
+        for reason, message in outcome.warnings:
+            await self.recorder.warning(obj, reason, message)
+        status = self._succeeded(status, spec, outcome, inputs, generation)
+        await self._finish(obj, old_status, status, generation)
+        previous = (old_status.get("artifact") or {}).get("digest")
+        artifact = status["artifact"]
+        if artifact["digest"] != previous:
+            await self.recorder.normal(
+                obj,
+                NEW_ARTIFACT,
+                f"stored artifact for revision '{artifact['revision']}'",
+                {"revision": artifact["revision"], "digest": artifact["digest"]},
+            )
+        return Outcome(requeue_after=jittered(spec.interval))
+
+    async def finalize(self, obj: Object) -> bool:
+        ref = ObjectRef.of(obj)
+        await asyncio.to_thread(
+            self.storage.delete, ObjectKey(STORAGE_KIND, ref.namespace, ref.name)
+        )
+        return True
+
+    # -- helpers -----------------------------------------------------------------------
+
+    async def _inputs(
+        self, obj: Object, spec: GitRepositorySpec, status: Mapping[str, Any]
+    ) -> FetchInputs:
+        ref = ObjectRef.of(obj)
+        secret = None
+        if spec.secret_name:
+            secret = await self.read_secret(ref.namespace, spec.secret_name)
+            if secret is None:
+                raise errors.AuthenticationError(
+                    f"secret '{ref.namespace}/{spec.secret_name}' (spec.secretRef) not found"
+                )
+        verify_keys = None
+        if spec.verify_mode is not None:
+            if not spec.verify_secret:
+                raise errors.VerificationError("spec.verify needs a secretRef holding PGP keys")
+            data = await self.read_secret(ref.namespace, spec.verify_secret)
+            if data is None:
+                where = f"'{ref.namespace}/{spec.verify_secret}' (spec.verify.secretRef)"
+                raise errors.VerificationError(f"secret {where} not found")
+            verify_keys = keys_from_secret(data)
+        includes = tuple(self._resolve_include(ref.namespace, inc) for inc in spec.include)
+        observed_includes = [
+            {"revision": inc.artifact.get("revision"), "digest": inc.artifact.get("digest")}
+            for inc in includes
+        ]
+        recorded_includes = [
+            {"revision": a.get("revision"), "digest": a.get("digest")}
+            for a in status.get("includedArtifacts") or []
+        ]
+        observed = spec.observed()
+        # Reuse the artifact only if everything that shaped it is as it was then.
+        reuse = [status.get(k) for k in SHAPING_FIELDS] == [
+            observed.get(k) for k in SHAPING_FIELDS
+        ] and observed_includes == recorded_includes
+        return FetchInputs(
+            key=ObjectKey(STORAGE_KIND, ref.namespace, ref.name),
+            spec=spec,
+            secret=secret,
+            verify_keys=verify_keys,
+            includes=includes,
+            current=status.get("artifact"),
+            reuse_allowed=reuse,
+        )
+
+    def _resolve_include(self, namespace: str, inc: IncludeSpec) -> ResolvedInclude:
+        other = self.lookup(ObjectRef(namespace, inc.name))
+        if other is None:
+            raise IncludeUnavailableError(
+                f"included GitRepository '{namespace}/{inc.name}' not found"
+            )
+        artifact = (other.get("status") or {}).get("artifact")
+        if not artifact:
+            raise IncludeUnavailableError(
+                f"included GitRepository '{namespace}/{inc.name}' has no artifact yet"
+            )
+        return ResolvedInclude(spec=inc, artifact=artifact)
+
+    def _failed(
+        self, status: Mapping[str, Any], exc: errors.SourceError, generation: int
+    ) -> dict[str, Any]:
+        condition = _FAILURE_CONDITION.get(exc.reason, INCLUDE_UNAVAILABLE)
+        result = cond.set_condition(
+            status,
+            condition,
+            cond.FALSE if condition == SOURCE_VERIFIED else cond.TRUE,
+            exc.reason,
+            exc.message,
+            generation=generation,
+        )
+        if exc.reason == errors.URL_INVALID:
+            return cond.mark_stalled(result, exc.reason, exc.message, generation=generation)
+        return cond.mark_failed(result, exc.reason, exc.message, generation=generation)
+
+    def _succeeded(
+        self,
+        status: Mapping[str, Any],
+        spec: GitRepositorySpec,
+        outcome: ArtifactOutcome,
+        inputs: FetchInputs,
+        generation: int,
+    ) -> dict[str, Any]:
+        artifact = (
+            outcome.artifact.to_status()
+            if isinstance(outcome.artifact, StoredArtifact)
+            else dict(outcome.artifact)
+        )
+        result = dict(status)
+        for stale in SHAPING_FIELDS:
+            result.pop(stale, None)
+        result.update(spec.observed())
+        result["artifact"] = artifact
+        if inputs.includes:
+            result["includedArtifacts"] = [dict(inc.artifact) for inc in inputs.includes]
+        else:
+            result.pop("includedArtifacts", None)
+        message = f"stored artifact for revision '{artifact['revision']}'"
+        for failure in FAILURE_CONDITIONS:
+            result = cond.remove_condition(result, failure)
+        result = cond.set_condition(
+            result, ARTIFACT_IN_STORAGE, cond.TRUE, cond.SUCCEEDED, message, generation=generation
+        )
+        if spec.verify_mode is None:
+            result = cond.remove_condition(result, SOURCE_VERIFIED)
+        elif outcome.verification is not None:
+            result = cond.set_condition(
+                result,
+                SOURCE_VERIFIED,
+                cond.TRUE,
+                cond.SUCCEEDED,
+                outcome.verification.message,
+                generation=generation,
+            )
+        return cond.mark_ready(result, message, generation=generation, reason=cond.SUCCEEDED)
+
+    async def _finish(
+        self,
+        obj: Object,
+        old_status: Mapping[str, Any],
+        status: Mapping[str, Any],
+        generation: int,
+    ) -> None:
+        final = cond.summarize(
+            status, generation=generation, annotations=obj["metadata"].get("annotations")
+        )
+        await self.writer.patch_status(ObjectRef.of(obj), old_status, final)

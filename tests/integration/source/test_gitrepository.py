@@ -1,0 +1,529 @@
+"""GitRepository end to end: real cluster, real controllers, real git servers."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import tarfile
+import time
+import urllib.request
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.support.controllers import RunningControllers
+from tests.support.fixtures import BEARER_TOKEN, HTTP_PASSWORD, HTTP_USER, SSH_KEY_PASSWORD
+from tests.support.gitrepos import GpgKey, RepoFactory
+from tests.support.gitservers import GitHttpServer, GitSshServer, SSHKey
+
+pytestmark = pytest.mark.integration
+
+APP_FILES = {
+    "deploy/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n",
+    "README.md": "# app\n",
+    "docs/notes.txt": "not for the cluster\n",
+    ".sourceignore": "docs/\n",
+}
+
+
+def apply_gitrepository(
+    cluster: TestCluster, namespace: str, name: str, spec: dict[str, Any]
+) -> None:
+    manifest = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"interval": "1m", **spec},
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def get_repo(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
+    return kubectl_json(cluster, "get", "gitrepository", name, "-n", namespace)
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item["type"] == type_:
+            return dict(item)
+    return None
+
+
+def wait_ready(
+    cluster: TestCluster, namespace: str, name: str, status: str = "True", timeout: float = 60
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        obj = get_repo(cluster, namespace, name)
+        ready = condition(obj, "Ready")
+        if not ready or ready["status"] != status:
+            return None
+        # Like Flux, observedGeneration moves only on success (or a stall); a
+        # failure that will be retried keeps the last one it fully handled.
+        if (
+            status == "True"
+            and obj["status"].get("observedGeneration") != obj["metadata"]["generation"]
+        ):
+            return None
+        return obj
+
+    return wait_for(check, timeout=timeout, what=f"GitRepository {name} Ready={status}")
+
+
+def download(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def tar_listing(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {
+            member.name: (tar.extractfile(member).read() if member.isfile() else b"")  # type: ignore[union-attr]
+            for member in tar.getmembers()
+            if member.isfile()
+        }
+
+
+def secret(cluster: TestCluster, namespace: str, name: str, data: dict[str, str | bytes]) -> None:
+    encoded = {
+        key: base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
+        for key, value in data.items()
+    }
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": encoded,
+    }
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def request_reconcile(cluster: TestCluster, namespace: str, name: str) -> str:
+    token = str(time.time_ns())
+    cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        "gitrepository",
+        name,
+        "-n",
+        namespace,
+        f"reconcile.fluxcd.io/requestedAt={token}",
+    )
+    return token
+
+
+def events_for(cluster: TestCluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = kubectl_json(cluster, "get", "events", "-n", namespace)["items"]
+    return [e for e in items if e["involvedObject"]["name"] == name]
+
+
+# -- the main path --------------------------------------------------------------------------
+
+
+def test_branch_artifact_is_served_verified_and_holds_the_tree(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    head = repo.commit(APP_FILES, "first")
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "app",
+        {"url": git_http_server.url(repo.name), "ref": {"branch": "master"}},
+    )
+
+    obj = wait_ready(cluster, namespace, "app")
+    artifact = obj["status"]["artifact"]
+    assert artifact["revision"] == f"master@sha1:{head}"
+    assert artifact["url"].startswith(controllers.storage_url)
+    assert artifact["path"] == f"gitrepository/{namespace}/app/{head}.tar.gz"
+    data = download(artifact["url"])
+    assert artifact["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert artifact["size"] == len(data)
+    files = tar_listing(data)
+    assert files == {
+        "deploy/app.yaml": APP_FILES["deploy/app.yaml"].encode(),
+        "README.md": b"# app\n",
+        ".sourceignore": b"docs/\n",
+    }
+    assert condition(obj, "ArtifactInStorage")["status"] == "True"  # type: ignore[index]
+    assert condition(obj, "Reconciling") is None
+    assert "finalizers.fluxcd.io" in obj["metadata"]["finalizers"]
+    # No kopf bookkeeping on the user's object.
+    assert not [k for k in obj["metadata"].get("annotations", {}) if "kopf" in k]
+    assert "kopf" not in obj["status"]
+
+    new_artifact = wait_for(
+        lambda: [e for e in events_for(cluster, namespace, "app") if e["reason"] == "NewArtifact"],
+        what="a NewArtifact event",
+    )
+    assert head in new_artifact[0]["message"]
+
+
+def test_new_commit_is_picked_up_on_requested_reconcile_and_old_artifacts_collected(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    repo.commit({"a.yaml": "a: 1\n"}, "one")
+    apply_gitrepository(cluster, namespace, "moving", {"url": git_http_server.url(repo.name)})
+    wait_ready(cluster, namespace, "moving")
+
+    heads = []
+    for index in range(3):
+        heads.append(repo.commit({"a.yaml": f"a: {index + 2}\n"}, f"change {index}"))
+        token = request_reconcile(cluster, namespace, "moving")
+        obj = wait_for(
+            lambda: (
+                o
+                if (o := get_repo(cluster, namespace, "moving"))["status"]
+                .get("artifact", {})
+                .get("revision")
+                == f"master@sha1:{heads[-1]}"
+                else None
+            ),
+            what="the new revision",
+        )
+        assert obj["status"]["lastHandledReconcileAt"] == token
+
+    assert tar_listing(download(obj["status"]["artifact"]["url"])) == {"a.yaml": b"a: 4\n"}
+    stored = sorted((controllers.storage_dir / "gitrepository" / namespace / "moving").iterdir())
+    assert len(stored) <= 2, stored
+    assert f"{heads[-1]}.tar.gz" in {p.name for p in stored}
+
+
+def test_unchanged_remote_is_polled_without_cloning_or_writing(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+) -> None:
+    with GitHttpServer(git_repos.project_root) as server:
+        repo = git_repos.create()
+        repo.commit({"a.yaml": "a: 1\n"}, "one")
+        apply_gitrepository(
+            cluster, namespace, "still", {"url": server.url(repo.name), "interval": "2s"}
+        )
+        obj = wait_ready(cluster, namespace, "still")
+        version = obj["metadata"]["resourceVersion"]
+        fetches_before = _upload_pack_posts(server)
+        time.sleep(7)  # three or more polls at a 2s interval
+        after = get_repo(cluster, namespace, "still")
+        assert after["metadata"]["resourceVersion"] == version, "a no-op poll wrote status"
+        assert _upload_pack_posts(server) == fetches_before, "a no-op poll fetched objects"
+        assert _ref_listings(server) >= 2, "the remote was not polled"
+
+
+def _upload_pack_posts(server: GitHttpServer) -> int:
+    return sum(1 for r in server.requests if r.command in ("fetch", "want"))
+
+
+def _ref_listings(server: GitHttpServer) -> int:
+    return sum(1 for r in server.requests if r.command == "ls-refs" or "info/refs" in r.path)
+
+
+# -- refs ------------------------------------------------------------------------------------
+
+
+def test_tag_semver_name_and_commit_refs(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    first = repo.commit({"v.txt": "1.0.0\n"}, "v1.0.0")
+    repo.tag("v1.0.0", annotated=True)
+    second = repo.commit({"v.txt": "1.2.0\n"}, "v1.2.0")
+    repo.tag("v1.2.0")
+    third = repo.commit({"v.txt": "2.0.0\n"}, "v2.0.0")
+    repo.tag("v2.0.0")
+    repo.set_ref("refs/pull/1/head", first)
+    url = git_http_server.url(repo.name)
+
+    cases = {
+        "by-tag": ({"tag": "v1.0.0"}, f"v1.0.0@sha1:{first}"),
+        "by-semver": ({"semver": ">=1.0.0 <2.0.0"}, f"v1.2.0@sha1:{second}"),
+        "by-name": ({"name": "refs/pull/1/head"}, f"refs/pull/1/head@sha1:{first}"),
+        "by-commit": ({"commit": second}, f"sha1:{second}"),
+        "by-default-branch": ({}, f"master@sha1:{third}"),
+    }
+    for name, (ref, _) in cases.items():
+        apply_gitrepository(
+            cluster, namespace, name, {"url": url, "ref": ref} if ref else {"url": url}
+        )
+    for name, (_, revision) in cases.items():
+        obj = wait_ready(cluster, namespace, name)
+        assert obj["status"]["artifact"]["revision"] == revision, name
+
+
+def test_missing_branch_and_empty_repository_fail_with_flux_reasons(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    repo.commit({"a": "1"}, "one")
+    empty = git_repos.empty()
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "no-branch",
+        {"url": git_http_server.url(repo.name), "ref": {"branch": "does-not-exist"}},
+    )
+    apply_gitrepository(cluster, namespace, "empty", {"url": git_http_server.url(empty.stem)})
+    apply_gitrepository(
+        cluster, namespace, "unreachable", {"url": "http://127.0.0.1:9/nobody/here.git"}
+    )
+
+    missing = wait_ready(cluster, namespace, "no-branch", status="False")
+    ready = condition(missing, "Ready")
+    assert ready is not None and ready["reason"] == "GitOperationFailed"
+    assert "does-not-exist" in ready["message"]
+    assert condition(missing, "FetchFailed")["status"] == "True"  # type: ignore[index]
+    assert condition(missing, "Reconciling")["reason"] == "ProgressingWithRetry"  # type: ignore[index]
+
+    nothing = wait_ready(cluster, namespace, "empty", status="False")
+    assert condition(nothing, "Ready")["reason"] == "EmptyGitRepository"  # type: ignore[index]
+
+    down = wait_ready(cluster, namespace, "unreachable", status="False")
+    assert condition(down, "Ready")["reason"] == "GitOperationFailed"  # type: ignore[index]
+    assert "127.0.0.1:9" in condition(down, "Ready")["message"]  # type: ignore[index]
+
+    warnings = wait_for(
+        lambda: [e for e in events_for(cluster, namespace, "no-branch") if e["type"] == "Warning"],
+        what="a warning event",
+    )
+    assert warnings[0]["reason"] == "GitOperationFailed"
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+def test_basic_auth_works_and_wrong_password_is_reported_without_leaking_it(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_basic_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    head = repo.commit({"a.yaml": "a: 1\n"}, "one")
+    url = git_http_basic_server.url(repo.name)
+    secret(cluster, namespace, "good", {"username": HTTP_USER, "password": HTTP_PASSWORD})
+    secret(cluster, namespace, "bad", {"username": HTTP_USER, "password": "wrong-password-123"})
+    apply_gitrepository(cluster, namespace, "good", {"url": url, "secretRef": {"name": "good"}})
+    apply_gitrepository(cluster, namespace, "bad", {"url": url, "secretRef": {"name": "bad"}})
+    apply_gitrepository(cluster, namespace, "missing", {"url": url, "secretRef": {"name": "nope"}})
+
+    assert wait_ready(cluster, namespace, "good")["status"]["artifact"]["revision"].endswith(head)
+    bad = wait_ready(cluster, namespace, "bad", status="False")
+    assert condition(bad, "Ready")["reason"] == "AuthenticationFailed"  # type: ignore[index]
+    missing = wait_ready(cluster, namespace, "missing", status="False")
+    assert "nope" in condition(missing, "Ready")["message"]  # type: ignore[index]
+
+    everything = json.dumps(kubectl_json(cluster, "get", "gitrepositories,events", "-n", namespace))
+    for leaked in ("wrong-password-123", HTTP_PASSWORD):
+        assert leaked not in everything
+        assert leaked not in controllers.logs()
+
+
+def test_bearer_token_auth(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_bearer_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    repo.commit({"a.yaml": "a: 1\n"}, "one")
+    secret(cluster, namespace, "token", {"bearerToken": BEARER_TOKEN})
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "bearer",
+        {"url": git_http_bearer_server.url(repo.name), "secretRef": {"name": "token"}},
+    )
+    wait_ready(cluster, namespace, "bearer")
+    assert BEARER_TOKEN not in controllers.logs()
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain-key", "encrypted-key"])
+def test_ssh_key_auth(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_ssh_server: GitSshServer,
+    ssh_key: SSHKey,
+    ssh_encrypted_key: SSHKey,
+    encrypted: bool,
+) -> None:
+    repo = git_repos.create()
+    head = repo.commit({"a.yaml": "a: 1\n"}, "one")
+    key = ssh_encrypted_key if encrypted else ssh_key
+    data: dict[str, str | bytes] = {
+        "identity": key.private,
+        "known_hosts": git_ssh_server.known_hosts,
+    }
+    if encrypted:
+        data["password"] = SSH_KEY_PASSWORD
+    secret(cluster, namespace, "ssh", data)
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "ssh",
+        {"url": git_ssh_server.url(repo.name), "secretRef": {"name": "ssh"}},
+    )
+    obj = wait_ready(cluster, namespace, "ssh")
+    assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
+
+
+# -- content -------------------------------------------------------------------------------------
+
+
+def test_spec_ignore_include_and_submodules(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    shared = git_repos.create()
+    shared.commit({"base/config.yaml": "shared: 1\n"}, "shared")
+    sub = git_repos.create()
+    sub_head = sub.commit({"lib.txt": "library\n"}, "lib")
+    main = git_repos.create()
+    main.commit({"app.yaml": "app: 1\n", "secret.env": "x=1\n"}, "main")
+    main.add_submodule("vendor/lib", f"../{sub.name}.git", sub_head)
+
+    url = git_http_server.url
+    apply_gitrepository(cluster, namespace, "shared", {"url": url(shared.name)})
+    wait_ready(cluster, namespace, "shared")
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "main",
+        {
+            "url": url(main.name),
+            "ignore": "*.env\n",
+            "recurseSubmodules": True,
+            "include": [{"repository": {"name": "shared"}, "fromPath": "base", "toPath": "shared"}],
+        },
+    )
+    obj = wait_ready(cluster, namespace, "main")
+    files = tar_listing(download(obj["status"]["artifact"]["url"]))
+    assert "secret.env" not in files
+    assert files["app.yaml"] == b"app: 1\n"
+    assert files["shared/config.yaml"] == b"shared: 1\n"
+    assert files["vendor/lib/lib.txt"] == b"library\n"
+    assert obj["status"]["observedIgnore"] == "*.env\n"
+    assert obj["status"]["observedRecurseSubmodules"] is True
+    assert obj["status"]["includedArtifacts"][0]["revision"].startswith("master@sha1:")
+
+    # A new commit in the included repository rebuilds the including one.
+    shared.commit({"base/config.yaml": "shared: 2\n"}, "shared 2")
+    request_reconcile(cluster, namespace, "shared")
+
+    def rebuilt() -> bool:
+        current = get_repo(cluster, namespace, "main")["status"]["artifact"]
+        return tar_listing(download(current["url"])).get("shared/config.yaml") == b"shared: 2\n"
+
+    assert wait_for(rebuilt, what="main to pick up the included change")
+
+
+def test_pgp_verification_of_head(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+    gpg_key: GpgKey,
+    gpg_other_key: GpgKey,
+) -> None:
+    signed = git_repos.create()
+    signed.commit({"a.yaml": "a: 1\n"}, "signed", sign=gpg_key)
+    unsigned = git_repos.create()
+    unsigned.commit({"a.yaml": "a: 1\n"}, "unsigned")
+    secret(cluster, namespace, "keys", {"signer.asc": gpg_key.public_armored})
+    secret(cluster, namespace, "other-keys", {"other.asc": gpg_other_key.public_armored})
+    verify = {"mode": "HEAD", "secretRef": {"name": "keys"}}
+
+    apply_gitrepository(
+        cluster, namespace, "signed", {"url": git_http_server.url(signed.name), "verify": verify}
+    )
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "unsigned",
+        {"url": git_http_server.url(unsigned.name), "verify": verify},
+    )
+    apply_gitrepository(
+        cluster,
+        namespace,
+        "wrong-key",
+        {
+            "url": git_http_server.url(signed.name),
+            "verify": {"mode": "HEAD", "secretRef": {"name": "other-keys"}},
+        },
+    )
+
+    good = wait_ready(cluster, namespace, "signed")
+    verified = condition(good, "SourceVerified")
+    assert verified is not None and verified["status"] == "True"
+    assert good["status"]["sourceVerificationMode"] == "HEAD"
+
+    for name in ("unsigned", "wrong-key"):
+        bad = wait_ready(cluster, namespace, name, status="False")
+        assert condition(bad, "Ready")["reason"] == "VerificationError", name  # type: ignore[index]
+        assert condition(bad, "SourceVerified")["status"] == "False", name  # type: ignore[index]
+        assert "artifact" not in bad["status"], name
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+
+def test_suspend_keeps_the_artifact_and_deletion_removes_storage(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    first = repo.commit({"a.yaml": "a: 1\n"}, "one")
+    apply_gitrepository(cluster, namespace, "life", {"url": git_http_server.url(repo.name)})
+    wait_ready(cluster, namespace, "life")
+
+    cluster.kubectl(
+        "patch",
+        "gitrepository",
+        "life",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"suspend": true}}',
+    )
+    repo.commit({"a.yaml": "a: 2\n"}, "two")
+    request_reconcile(cluster, namespace, "life")
+    time.sleep(4)
+    assert get_repo(cluster, namespace, "life")["status"]["artifact"]["revision"].endswith(first)
+
+    storage = controllers.storage_dir / "gitrepository" / namespace / "life"
+    assert storage.is_dir()
+    cluster.kubectl("delete", "gitrepository", "life", "-n", namespace, "--timeout=60s")
+    assert not storage.exists()
