@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -100,6 +101,69 @@ def needs_reconcile(obj: Mapping[str, Any], finalizer: str) -> str | None:
     return None
 
 
+class WatchCache:
+    """The latest version of every object of one kind, fed by kopf's watch events.
+
+    Observers hear of every change, which is how objects that depend on
+    others (a Kustomization on its source, a repository on its includes)
+    get requeued without polling.
+    """
+
+    # Kopf handler ids must be unique per registry, and `run all` may watch
+    # one kind from several controllers (the kustomize controller reads the
+    # GitRepositories the source controller reconciles).
+    _ids = itertools.count(1)
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+        self.handler_id = f"watch-{resource.plural}-{next(WatchCache._ids)}"
+        self._objects: dict[ObjectRef, Object] = {}
+        self._observers: list[ObserverFn] = []
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        resource = self.resource
+
+        @kopf.on.event(
+            resource.group,
+            resource.version,
+            resource.plural,
+            registry=registry,
+            id=self.handler_id,
+        )
+        async def observe_event(event: kopf.RawEvent, **_: Any) -> None:
+            self.observe(event["type"], event["object"])
+
+    def add_observer(self, observer: ObserverFn) -> None:
+        self._observers.append(observer)
+
+    def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        ref = ObjectRef.of(obj)
+        previous = self._objects.get(ref)
+        current: Object | None = None
+        if event_type == "DELETED":
+            self._objects.pop(ref, None)
+        else:
+            current = self._objects[ref] = copy.deepcopy(dict(obj))
+        for observer in self._observers:
+            observer(previous, current)
+
+    def contains(self, ref: ObjectRef) -> bool:
+        return ref in self._objects
+
+    def get(self, ref: ObjectRef) -> Object | None:
+        obj = self._objects.get(ref)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def objects(self) -> list[Object]:
+        return [copy.deepcopy(obj) for obj in self._objects.values()]
+
+    def update(self, ref: ObjectRef, change: Callable[[Object], None]) -> None:
+        """Apply our own write to the cached copy before the watch brings it back."""
+        cached = self._objects.get(ref)
+        if cached is not None:
+            change(cached)
+
+
 @dataclass
 class _Entry:
     """Queue state of one object."""
@@ -129,54 +193,47 @@ class Reconciler:
         self._patch_finalizers = patch_finalizers
         self._slots = slots
         self._finalizer = finalizer
-        self._cache: dict[ObjectRef, Object] = {}
+        self.cache = WatchCache(resource)
+        self.cache.add_observer(self._enqueue_if_needed)
         self._entries: dict[ObjectRef, _Entry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._observers: list[ObserverFn] = []
 
     # -- what handlers call --------------------------------------------------------
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
-        resource = self.resource
+        self.cache.register(registry)
 
-        @kopf.on.event(resource.group, resource.version, resource.plural, registry=registry)
-        async def observe_event(event: kopf.RawEvent, **_: Any) -> None:
-            self.observe(event["type"], event["object"])
-
-        @kopf.on.cleanup(registry=registry)
+        @kopf.on.cleanup(registry=registry, id=f"stop-{self.cache.handler_id}")
         async def stop_queue(**_: Any) -> None:
             await self.close()
 
     def add_observer(self, observer: ObserverFn) -> None:
         """Call `observer` on every change, e.g. to requeue objects that depend on this one."""
-        self._observers.append(observer)
+        self.cache.add_observer(observer)
 
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
-        """Record a watch event; enqueue the object if this version needs a reconcile."""
-        ref = ObjectRef.of(obj)
-        previous = self._cache.get(ref)
-        if event_type == "DELETED":
-            self._cache.pop(ref, None)
-            self._forget(ref)
-            current = None
-        else:
-            current = self._cache[ref] = copy.deepcopy(dict(obj))
-            reason = "first seen" if previous is None else needs_reconcile(obj, self._finalizer)
-            if reason:
-                log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
-                self.request(ref)
-        for observer in self._observers:
-            observer(previous, current)
+        """Record a watch event; enqueues the object if this version needs a reconcile."""
+        self.cache.observe(event_type, obj)
+
+    def _enqueue_if_needed(self, previous: Object | None, current: Object | None) -> None:
+        if current is None:
+            if previous is not None:
+                self._forget(ObjectRef.of(previous))
+            return
+        reason = "first seen" if previous is None else needs_reconcile(current, self._finalizer)
+        if reason:
+            ref = ObjectRef.of(current)
+            log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
+            self.request(ref)
 
     def get(self, ref: ObjectRef) -> Object | None:
         """The latest version of an object seen on the watch."""
-        obj = self._cache.get(ref)
-        return copy.deepcopy(obj) if obj is not None else None
+        return self.cache.get(ref)
 
     def objects(self) -> list[Object]:
-        return [copy.deepcopy(obj) for obj in self._cache.values()]
+        return self.cache.objects()
 
     def request(self, ref: ObjectRef, after: float = 0.0) -> None:
         """Reconcile `ref` in `after` seconds (earlier requests win)."""
@@ -250,7 +307,7 @@ class Reconciler:
             if entry is not None:
                 entry.running = False
                 again, entry.again = entry.again, False
-                if ref not in self._cache and entry.due is None:
+                if not self.cache.contains(ref) and entry.due is None:
                     del self._entries[ref]
                 elif again:
                     self.request(ref)
@@ -272,9 +329,10 @@ class Reconciler:
             return 5.0
         if self._finalizer not in finalizers:
             # Finalizer first, as Flux does, so nothing we create can be orphaned.
-            await self._patch_finalizers(ref, [*finalizers, self._finalizer])
-            cached = self._cache.get(ref)
-            if cached is not None:
-                cached["metadata"]["finalizers"] = [*finalizers, self._finalizer]
+            added = [*finalizers, self._finalizer]
+            await self._patch_finalizers(ref, added)
+            self.cache.update(
+                ref, lambda cached: cached["metadata"].__setitem__("finalizers", added)
+            )
         outcome = await self._reconcile(obj)
         return outcome.requeue_after

@@ -1,0 +1,235 @@
+"""A Kustomization's spec, typed, with Flux's defaults applied.
+
+The CRD already rejects most malformed specs; what it cannot check (CEL
+that does not compile, durations it accepts but we cannot use) becomes a
+SpecError naming the field, which stalls the object until its spec changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
+from controllers.toolkit.durations import DurationError, parse_duration
+
+GROUP = "kustomize.toolkit.fluxcd.io"
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
+# Flux: when a dependency or the source is not ready, look again after 30s.
+DEPENDENCY_REQUEUE_SECONDS = 30.0
+# Flux's timeout default: the interval less 30s, but never under 30s.
+MIN_TIMEOUT_SECONDS = 30.0
+
+DECRYPTION_PROVIDERS = ("sops", "sealedsecrets")
+DELETION_POLICIES = ("MirrorPrune", "Delete", "WaitForTermination", "Orphan")
+
+
+class SpecError(ValueError):
+    """The spec cannot work as written; the message names the field."""
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    kind: str
+    name: str
+    namespace: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    name: str
+    namespace: str
+    ready_expr: Expression | None = None
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class HealthCheckRef:
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class HealthCheckExpr:
+    api_version: str
+    kind: str
+    current: Expression
+    in_progress: Expression | None
+    failed: Expression | None
+
+
+@dataclass(frozen=True)
+class SubstituteFrom:
+    kind: str  # ConfigMap | Secret
+    name: str
+    optional: bool
+
+
+@dataclass(frozen=True)
+class KustomizationSpec:
+    source: SourceRef
+    path: str
+    interval: float
+    retry_interval: float
+    timeout: float
+    suspend: bool
+    prune: bool
+    wait: bool
+    force: bool
+    deletion_policy: str
+    depends_on: tuple[Dependency, ...]
+    health_checks: tuple[HealthCheckRef, ...]
+    health_check_exprs: tuple[HealthCheckExpr, ...]
+    target_namespace: str | None
+    service_account_name: str | None
+    kubeconfig_secret: tuple[str, str] | None  # (secret name, key)
+    decryption_provider: str | None
+    decryption_secret: str | None
+    substitute: Mapping[str, str] = field(default_factory=dict)
+    substitute_from: tuple[SubstituteFrom, ...] = ()
+    # Build overlays, passed to the build step as written.
+    overlays: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any], namespace: str) -> KustomizationSpec:
+        interval = _duration(spec, "interval", required=True)
+        timeout = (
+            _duration(spec, "timeout")
+            if spec.get("timeout")
+            else max(interval - 30.0, MIN_TIMEOUT_SECONDS)
+        )
+        source = spec.get("sourceRef") or {}
+        if not source.get("name"):
+            raise SpecError("spec.sourceRef.name is required")
+        post_build = spec.get("postBuild") or {}
+        decryption = spec.get("decryption") or {}
+        provider = decryption.get("provider")
+        if provider is not None and provider not in DECRYPTION_PROVIDERS:
+            choices = ", ".join(DECRYPTION_PROVIDERS)
+            raise SpecError(f"spec.decryption.provider: {provider!r} is not one of {choices}")
+        policy = spec.get("deletionPolicy") or "MirrorPrune"
+        if policy not in DELETION_POLICIES:
+            raise SpecError(
+                f"spec.deletionPolicy: {policy!r} is not one of {', '.join(DELETION_POLICIES)}"
+            )
+        kubeconfig = ((spec.get("kubeConfig") or {}).get("secretRef")) or None
+        return cls(
+            source=SourceRef(
+                kind=str(source.get("kind") or "GitRepository"),
+                name=str(source["name"]),
+                namespace=str(source.get("namespace") or namespace),
+            ),
+            path=str(spec.get("path") or ""),
+            interval=interval,
+            retry_interval=_duration(spec, "retryInterval")
+            if spec.get("retryInterval")
+            else interval,
+            timeout=timeout,
+            suspend=bool(spec.get("suspend")),
+            prune=bool(spec.get("prune")),
+            wait=bool(spec.get("wait")),
+            force=bool(spec.get("force")),
+            deletion_policy=str(policy),
+            depends_on=tuple(_dependencies(spec.get("dependsOn") or [], namespace)),
+            health_checks=tuple(
+                HealthCheckRef(
+                    api_version=str(item.get("apiVersion") or ""),
+                    kind=str(item.get("kind") or ""),
+                    name=str(item.get("name") or ""),
+                    namespace=str(item.get("namespace") or namespace),
+                )
+                for item in spec.get("healthChecks") or []
+            ),
+            health_check_exprs=tuple(_health_exprs(spec.get("healthCheckExprs") or [])),
+            target_namespace=spec.get("targetNamespace") or None,
+            service_account_name=spec.get("serviceAccountName") or None,
+            kubeconfig_secret=(
+                (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value"))
+                if kubeconfig
+                else None
+            ),
+            decryption_provider=provider,
+            decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
+            substitute={str(k): str(v) for k, v in (post_build.get("substitute") or {}).items()},
+            substitute_from=tuple(
+                SubstituteFrom(
+                    kind=str(item.get("kind")),
+                    name=str(item.get("name")),
+                    optional=bool(item.get("optional")),
+                )
+                for item in post_build.get("substituteFrom") or []
+            ),
+            overlays={
+                key: spec[key]
+                for key in (
+                    "targetNamespace",
+                    "namePrefix",
+                    "nameSuffix",
+                    "patches",
+                    "images",
+                    "components",
+                    "ignoreMissingComponents",
+                    "commonMetadata",
+                )
+                if spec.get(key) is not None
+            },
+        )
+
+
+def _duration(spec: Mapping[str, Any], name: str, *, required: bool = False) -> float:
+    value = spec.get(name)
+    if value is None:
+        if required:
+            raise SpecError(f"spec.{name} is required")
+        return 0.0
+    try:
+        return parse_duration(str(value), field=f"spec.{name}")
+    except DurationError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _expression(source: str | None, field_path: str) -> Expression | None:
+    if not source:
+        return None
+    try:
+        return compile_expression(source, field=field_path)
+    except ExpressionError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _dependencies(items: list[Mapping[str, Any]], namespace: str) -> list[Dependency]:
+    return [
+        Dependency(
+            name=str(item.get("name")),
+            namespace=str(item.get("namespace") or namespace),
+            ready_expr=_expression(item.get("readyExpr"), f"spec.dependsOn[{index}].readyExpr"),
+        )
+        for index, item in enumerate(items)
+    ]
+
+
+def _health_exprs(items: list[Mapping[str, Any]]) -> list[HealthCheckExpr]:
+    result = []
+    for index, item in enumerate(items):
+        where = f"spec.healthCheckExprs[{index}]"
+        current = _expression(item.get("current"), f"{where}.current")
+        if current is None:
+            raise SpecError(f"{where}.current is required")
+        result.append(
+            HealthCheckExpr(
+                api_version=str(item.get("apiVersion") or ""),
+                kind=str(item.get("kind") or ""),
+                current=current,
+                in_progress=_expression(item.get("inProgress"), f"{where}.inProgress"),
+                failed=_expression(item.get("failed"), f"{where}.failed"),
+            )
+        )
+    return result
