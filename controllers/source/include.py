@@ -1,18 +1,15 @@
 """``spec.include``: other GitRepositories' artifacts copied into the checkout at ``toPath``.
 
 Each included artifact (a tarball in our own storage) is checked against its digest,
-unpacked safely (regular files and directories only, nothing outside the target), and its
-``fromPath`` subtree replaces whatever was at ``toPath`` (default: the included
-repository's name) in the checkout.
+unpacked safely by the toolkit's shared `safe_extract` (regular files and directories only,
+nothing outside the target), and its ``fromPath`` subtree replaces whatever was at
+``toPath`` (default: the included repository's name) in the checkout.
 """
 
 from __future__ import annotations
 
-import os
-import posixpath
 import shutil
 import stat
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +17,7 @@ from pathlib import Path
 
 from controllers.source.errors import ArchiveError
 from controllers.source.storage import file_digest
-
-_CHUNK = 1 << 16
+from controllers.toolkit import artifacts
 
 
 @dataclass(frozen=True)
@@ -41,64 +37,17 @@ class Include:
 
 def clean_relative(path: str, what: str) -> str:
     """`path` normalised to a relative path inside the tree ("" for the root)."""
-    if "\x00" in path or "\\" in path:
-        raise ArchiveError(f"invalid {what} '{path}'")
-    norm = posixpath.normpath(path.strip()) if path.strip() else ""
-    if norm in ("", "."):
-        return ""
-    if norm.startswith("/") or norm == ".." or norm.startswith("../"):
-        raise ArchiveError(f"invalid {what} '{path}': it must stay inside the repository")
-    return norm
-
-
-def safe_extract(tarball: Path, dest: Path, *, max_size: int | None = None) -> None:
-    """Unpack regular files and directories of `tarball` into `dest`; skip anything else.
-
-    Names are refused when absolute or climbing out; files are created exclusively and never
-    through symlinks, so a crafted archive cannot write outside `dest`.
-    """
-    total = 0
     try:
-        with tarfile.open(tarball, mode="r:gz") as tar:
-            for member in tar:
-                if not (member.isreg() or member.isdir()):
-                    continue
-                rel = clean_relative(member.name, "archive entry")
-                if not rel:
-                    continue
-                target = dest / rel
-                _ensure_dirs(dest, target.parent)
-                if member.isdir():
-                    _ensure_dirs(dest, target)
-                    continue
-                total += member.size
-                if max_size is not None and total > max_size:
-                    raise ArchiveError(f"archive '{tarball.name}' unpacks to more than {max_size}")
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                mode = 0o755 if member.mode & stat.S_IXUSR else 0o644
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-                fd = os.open(target, flags, mode)
-                with os.fdopen(fd, "wb") as out, source:
-                    shutil.copyfileobj(source, out, _CHUNK)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise ArchiveError(f"unpacking '{tarball.name}' failed: {exc}") from None
+        return artifacts.clean_relative(path, what)
+    except artifacts.PathError as exc:
+        raise ArchiveError(str(exc)) from None
 
 
 def _ensure_dirs(root: Path, path: Path) -> None:
-    """mkdir -p `path` below `root`, refusing any existing component that is not a directory."""
-    rel = path.relative_to(root)
-    current = root
-    for part in rel.parts:
-        current = current / part
-        try:
-            st = current.lstat()
-        except FileNotFoundError:
-            current.mkdir(mode=0o755)
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise ArchiveError(f"'{current.relative_to(root)}' is in the way of a directory")
+    try:
+        artifacts.ensure_dirs(root, path)
+    except artifacts.PathError as exc:
+        raise ArchiveError(str(exc)) from None
 
 
 def _remove(path: Path) -> None:
@@ -126,7 +75,10 @@ def apply_includes(work_dir: Path, includes: Sequence[Include]) -> None:
         with tempfile.TemporaryDirectory(prefix="headwater-include-") as tmp:
             unpacked = Path(tmp) / "tree"
             unpacked.mkdir()
-            safe_extract(inc.artifact, unpacked)
+            try:
+                artifacts.safe_extract(inc.artifact, unpacked)
+            except artifacts.ArtifactError as exc:
+                raise ArchiveError(f"include of '{inc.name}': {exc}") from None
             source = unpacked / from_path if from_path else unpacked
             try:
                 source_st = source.lstat()

@@ -10,8 +10,9 @@ import pytest
 
 from controllers.source.archive import write_archive
 from controllers.source.errors import ArchiveError
-from controllers.source.include import Include, apply_includes, clean_relative, safe_extract
+from controllers.source.include import Include, apply_includes, clean_relative
 from controllers.source.storage import file_digest
+from controllers.toolkit.artifacts import UnsafeArchiveError, safe_extract
 
 
 def make_tar(path: Path, entries: list[tarfile.TarInfo], data: dict[str, bytes]) -> Path:
@@ -82,7 +83,7 @@ def test_safe_extract_refuses_escaping_names(tmp_path: Path, name: str) -> None:
     tarball = make_tar(tmp_path / "t.tar.gz", [entry(name)], {name: b"evil"})
     dest = tmp_path / "deep" / "out"
     dest.mkdir(parents=True)
-    with pytest.raises(ArchiveError):
+    with pytest.raises(UnsafeArchiveError):
         safe_extract(tarball, dest)
     assert not list(tmp_path.rglob("evil.txt"))
 
