@@ -225,8 +225,11 @@ class KubernetesEventSink:
                 await self._emit_locked(key, event)
         except Exception:
             ref = event.involved_object
-            log.exception(
+            # Best effort, as in client-go: e.g. a namespace being deleted
+            # refuses new Events, which is no fault of ours.
+            log.warning(
                 "recording event failed",
+                exc_info=True,
                 extra={
                     "k8s_ref": {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name},
                     "reason": event.reason,

@@ -164,7 +164,8 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
             registry=registry,
             settings=operator_settings(settings),
             standalone=True,
-            clusterwide=True,
+            clusterwide=not settings.watch_namespace,
+            namespaces=[settings.watch_namespace] if settings.watch_namespace else [],
             ready_flag=started,
             insights=insights,
         )

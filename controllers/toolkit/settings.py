@@ -164,6 +164,9 @@ class Settings:
     """Everything a controller process needs to know about its environment."""
 
     namespace: str = "headwater-system"
+    # Reconcile objects in this namespace only; empty watches every namespace
+    # (Flux's --watch-all-namespaces, the default).
+    watch_namespace: str = ""
     storage_addr: Address = Address("", 9090)
     # Host:port written into artifact URLs; derived from storage_addr when unset.
     storage_adv_addr: Address = Address("localhost", 9090)
@@ -263,6 +266,7 @@ def _spec(field: str, parse_fn: Callable[..., object]) -> _Spec:
 
 _SPECS: tuple[_Spec, ...] = (
     _spec("namespace", parse_namespace),
+    _spec("watch_namespace", parse_namespace),
     _spec("storage_addr", parse_address),
     _spec("storage_adv_addr", parse_address),
     _spec("storage_path", parse_path),

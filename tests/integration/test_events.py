@@ -19,6 +19,8 @@ kind: GitRepository
 metadata:
   name: podinfo
 spec:
+  # Suspended: only this test records events about it, not the running controllers.
+  suspend: true
   interval: 5m
   url: https://example.invalid/podinfo.git
   ref:

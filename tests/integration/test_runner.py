@@ -83,7 +83,7 @@ class Running:
 
 
 @pytest.fixture
-def start(cluster: TestCluster, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+def start(cluster: TestCluster, tmp_path: Path, namespace: str) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def launch(*command: str, metrics_port: int | None = None) -> Running:
@@ -106,6 +106,8 @@ def start(cluster: TestCluster, tmp_path: Path) -> Iterator[Callable[..., Runnin
                     f"--events-addr=127.0.0.1:{free_port()}",
                     f"--receiver-addr=127.0.0.1:{free_port()}",
                     "--log-format=json",
+                    # Only this test's namespace: the session's controllers own the rest.
+                    f"--watch-namespace={namespace}",
                 ],
                 cwd=REPO_ROOT,
                 env=env,
