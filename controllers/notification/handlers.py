@@ -1,20 +1,118 @@
-"""Kopf handlers of the notification controller (Provider, Alert, Receiver, event intake).
+"""Kopf wiring of the notification controller: event intake, Alerts, Providers, Receivers.
 
 Handlers are added by `register`, on the registry the runner passes in,
 never on kopf's global registry: that is how `headwater run all` combines
-every controller in one operator. Keep handlers thin; the work lives in
-plain functions in this package's step modules.
+every controller in one operator. The work lives in the step modules:
+`intake` (HTTP in), `dispatch` + `matching` + `providers` (out to chat and
+webhooks), `receiver` + `webhooks` + `targets` (git hosts in).
 """
 
 from __future__ import annotations
 
-import kopf
+import asyncio
+import base64
+import logging
+from collections.abc import Mapping
+from typing import Any
 
+import kopf
+import kubernetes.client
+from kubernetes.client.rest import ApiException
+
+from controllers.notification.dedup import DuplicateFilter
+from controllers.notification.dispatch import Dispatcher
+from controllers.notification.index import NotificationIndex
+from controllers.notification.intake import HttpServer
+from controllers.notification.intake import make_app as make_intake_app
+from controllers.notification.labels import LabelCache, kubernetes_label_fetch
+from controllers.notification.providers.config import resolve_provider
+from controllers.notification.receiver import RESOURCE, ReceiverReconciler, ResourceRef
+from controllers.notification.targets import TargetAnnotator
+from controllers.notification.webhooks import make_app as make_webhook_app
+from controllers.toolkit import kube
+from controllers.toolkit.concurrency import ReconcileSlots
+from controllers.toolkit.events import make_recorder
+from controllers.toolkit.patching import ObjectWriter
+from controllers.toolkit.reconciler import Reconciler
 from controllers.toolkit.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONTROLLER = "notification"
 
 
+def secret_reader(api: kubernetes.client.ApiClient) -> Any:
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
+        try:
+            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+
+    return read_secret
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Add this controller's handlers to `registry` (none yet)."""
-    del registry, settings
+    """Add the notification controller's handlers and servers to `registry`."""
+    api = kube.api_client()
+    recorder = make_recorder(CONTROLLER, api, settings)
+    read_secret = secret_reader(api)
+
+    index = NotificationIndex()
+    index.register(registry)
+    labels = LabelCache(kubernetes_label_fetch(api))
+
+    async def resolve(obj: Mapping[str, Any]) -> Any:
+        return await resolve_provider(obj, read_secret)
+
+    dispatcher = Dispatcher(index, labels.labels_of, resolve, recorder)
+    intake = HttpServer(
+        make_intake_app(dispatcher, DuplicateFilter(settings.events_dedup_window)),
+        settings.events_addr.bind_host,
+        settings.events_addr.port,
+    )
+
+    writer = ObjectWriter(api, RESOURCE)
+    receivers = ReceiverReconciler(writer=writer, recorder=recorder, read_secret=read_secret)
+    queue = Reconciler(
+        RESOURCE,
+        reconcile=receivers.reconcile,
+        finalize=receivers.finalize,
+        patch_finalizers=writer.set_finalizers,
+        slots=ReconcileSlots(settings.concurrent),
+    )
+    queue.register(registry)
+    annotator = TargetAnnotator(api)
+
+    async def request_reconcile(ref: ResourceRef, namespace: str, value: str) -> list[str]:
+        return await annotator.request(ref, namespace, value)
+
+    webhooks = HttpServer(
+        make_webhook_app(queue.objects, read_secret, request_reconcile),
+        settings.receiver_addr.bind_host,
+        settings.receiver_addr.port,
+    )
+
+    @kopf.on.startup(registry=registry, id="notification-start-servers")
+    async def start_notification_servers(**_: Any) -> None:
+        await dispatcher.start()
+        await intake.start()
+        await webhooks.start()
+        log.info(
+            "notification servers started",
+            extra={
+                "events_addr": str(settings.events_addr),
+                "receiver_addr": str(settings.receiver_addr),
+            },
+        )
+
+    @kopf.on.cleanup(registry=registry, id="notification-stop-servers")
+    async def stop_notification_servers(**_: Any) -> None:
+        await webhooks.stop()
+        await intake.stop()
+        await dispatcher.close()
+        api.close()

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from controllers.toolkit.durations import DurationError, parse_duration
+
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -153,6 +155,14 @@ def parse_log_level(value: str, *, source: str) -> LogLevel:
     return text
 
 
+def parse_window(value: str, *, source: str) -> float:
+    """A Go duration (`5m`, `30s`) in seconds; `0` turns the feature off."""
+    try:
+        return parse_duration(value, field=source)
+    except DurationError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def parse_path(value: str, *, source: str) -> str:
     if not value.strip():
         raise SettingsError(f"{source}: must not be empty")
@@ -174,12 +184,18 @@ class Settings:
     events_addr: Address = Address("", 9091)
     # Where emitters POST events (DESIGN.md's event contract).
     events_url: str = "http://127.0.0.1:9091/"
+    # How long the notification controller drops repeats of an event (Flux's
+    # --rate-limit-interval); 0 forwards every repeat.
+    events_dedup_window: float = 300.0
     receiver_addr: Address = Address("", 9292)
     metrics_addr: Address = Address("", 8080)
     health_addr: Address = Address("", 9440)
     concurrent: int = 4
     # Largest artifact the source controller stores (and consumers accept), in bytes.
     artifact_max_size: int = 100 * 1024 * 1024
+    # How old the newest sealing key may get before a new one is added, in
+    # seconds; 0 never adds one (Bitnami's --key-renew-period, 30 days).
+    sealing_key_renew_period: float = 720 * 3600.0
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
 
@@ -271,11 +287,13 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("storage_adv_addr", parse_address),
     _spec("storage_path", parse_path),
     _spec("events_addr", parse_endpoint),
+    _spec("events_dedup_window", parse_window),
     _spec("receiver_addr", parse_address),
     _spec("metrics_addr", parse_address),
     _spec("health_addr", parse_address),
     _spec("concurrent", parse_positive_int),
     _spec("artifact_max_size", parse_positive_int),
+    _spec("sealing_key_renew_period", parse_window),
     _spec("log_format", parse_log_format),
     _spec("log_level", parse_log_level),
 )
@@ -298,6 +316,8 @@ def flag_help() -> tuple[FlagHelp, ...]:
     choices: dict[str, tuple[str, ...]] = {"log_format": LOG_FORMATS, "log_level": LOG_LEVELS}
     shown_default = {
         "storage_adv_addr": "the storage address, with this host's name for a wildcard host",
+        "sealing_key_renew_period": "720h (0 disables renewal)",
+        "events_dedup_window": "5m",
     }
     result = []
     for spec in _SPECS:

@@ -1,0 +1,198 @@
+"""Reconcile one Receiver: check the spec, read its token, publish `status.webhookPath`.
+
+The path is Flux's: `/hook/` + hex SHA-256 of token + name + namespace, so
+it changes when the token does and a Receiver moved from Flux keeps its
+URL. Ready reasons are Flux's: `Succeeded`, `TokenNotFound` (the Secret or
+its `token` key is missing; retried, and the path is withdrawn meanwhile so
+no request is accepted without a token), `ValidationFailed` (the spec cannot
+work until it changes: stalled).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from controllers.notification.kinds import UnknownKindError, resolve_kind
+from controllers.toolkit import conditions as cond
+from controllers.toolkit.durations import DurationError, format_duration, jittered, parse_duration
+from controllers.toolkit.events import EventRecorder
+from controllers.toolkit.patching import ObjectWriter
+from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
+
+log = logging.getLogger(__name__)
+
+RESOURCE = Resource("notification.toolkit.fluxcd.io", "v1", "receivers", "Receiver")
+WEBHOOK_PREFIX = "/hook/"
+SUPPORTED_TYPES = ("generic", "generic-hmac", "github", "gitlab")
+DEFAULT_INTERVAL = 600.0
+# A missing token is usually a Secret not created yet: look again soon.
+TOKEN_RETRY = 10.0
+
+TOKEN_NOT_FOUND = "TokenNotFound"
+VALIDATION_FAILED = "ValidationFailed"
+
+WILDCARD = "*"
+
+
+class ReceiverSpecError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """One `spec.resources[]` entry."""
+
+    kind: str
+    name: str
+    api_version: str = ""
+    namespace: str = ""
+    match_labels: Mapping[str, str] | None = None
+
+    def describe(self, default_namespace: str) -> str:
+        return f"{self.kind} '{self.namespace or default_namespace}/{self.name}'"
+
+
+@dataclass(frozen=True)
+class ReceiverSpec:
+    type: str
+    events: tuple[str, ...]
+    resources: tuple[ResourceRef, ...]
+    secret_name: str
+    interval: float
+    suspend: bool
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> ReceiverSpec:
+        """The spec, checked; ReceiverSpecError names the field that cannot work."""
+        kind = str(spec.get("type") or "")
+        if kind not in SUPPORTED_TYPES:
+            raise ReceiverSpecError(
+                f"spec.type: receiver type {kind!r} is not supported by headwater "
+                f"(supported: {', '.join(SUPPORTED_TYPES)})"
+            )
+        try:
+            interval = (
+                parse_duration(str(spec["interval"]), field="spec.interval")
+                if spec.get("interval")
+                else DEFAULT_INTERVAL
+            )
+        except DurationError as exc:
+            raise ReceiverSpecError(str(exc)) from None
+        secret_name = str((spec.get("secretRef") or {}).get("name") or "")
+        if not secret_name:
+            raise ReceiverSpecError("spec.secretRef.name: required for this receiver type")
+        resources = []
+        for position, item in enumerate(spec.get("resources") or []):
+            where = f"spec.resources[{position}]"
+            labels = item.get("matchLabels")
+            ref = ResourceRef(
+                kind=str(item.get("kind") or ""),
+                name=str(item.get("name") or ""),
+                api_version=str(item.get("apiVersion") or ""),
+                namespace=str(item.get("namespace") or ""),
+                match_labels={str(k): str(v) for k, v in labels.items()} if labels else None,
+            )
+            try:
+                resolve_kind(ref.kind, ref.api_version)
+            except UnknownKindError as exc:
+                raise ReceiverSpecError(f"{where}: {exc}") from None
+            if ref.name == WILDCARD and not ref.match_labels:
+                raise ReceiverSpecError(f"{where}: matchLabels must be set when name is '*'")
+            if item.get("filter") or spec.get("resourceFilter"):
+                raise ReceiverSpecError(
+                    f"{where}: CEL filters (filter, resourceFilter) are not supported by headwater"
+                )
+            resources.append(ref)
+        return cls(
+            type=kind,
+            events=tuple(str(e) for e in spec.get("events") or []),
+            resources=tuple(resources),
+            secret_name=secret_name,
+            interval=interval if interval > 0 else DEFAULT_INTERVAL,
+            suspend=bool(spec.get("suspend")),
+        )
+
+
+def webhook_path(token: str, name: str, namespace: str) -> str:
+    """Flux's webhook path for a Receiver."""
+    digest = hashlib.sha256((token + name + namespace).encode()).hexdigest()
+    return WEBHOOK_PREFIX + digest
+
+
+def token_from_secret(data: Mapping[str, bytes] | None, namespace: str, name: str) -> str:
+    """The `token` key; LookupError with Flux's wording when it cannot be had."""
+    where = f"'{namespace}/{name}'"
+    if data is None:
+        raise LookupError(f"unable to read token from secret {where}: not found")
+    if "token" not in data:
+        raise LookupError(f"invalid {where} secret data: required field 'token'")
+    return data["token"].decode("utf-8", "replace")
+
+
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
+
+
+@dataclass
+class ReceiverReconciler:
+    writer: ObjectWriter
+    recorder: EventRecorder
+    read_secret: SecretReader
+
+    async def reconcile(self, obj: Object) -> Outcome:
+        metadata = obj["metadata"]
+        ref = ObjectRef.of(obj)
+        generation = int(metadata.get("generation") or 0)
+        old: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
+        spec_body = obj.get("spec") or {}
+        if spec_body.get("suspend"):
+            return Outcome(requeue_after=None)
+        try:
+            spec = ReceiverSpec.parse(spec_body)
+        except ReceiverSpecError as exc:
+            message = f"Reconciliation failed terminally due to configuration error: {exc}"
+            status = cond.mark_stalled(old, VALIDATION_FAILED, message, generation=generation)
+            status.pop("webhookPath", None)
+            await self._finish(obj, old, status, generation)
+            if status != old:
+                await self.recorder.warning(obj, VALIDATION_FAILED, message)
+            return Outcome(requeue_after=None)
+        try:
+            data = await self.read_secret(ref.namespace, spec.secret_name)
+            token = token_from_secret(data, ref.namespace, spec.secret_name)
+        except LookupError as exc:
+            message = str(exc)
+            status = cond.mark_reconciling(old, "Reconciliation in progress", generation=generation)
+            status = cond.mark_failed(status, TOKEN_NOT_FOUND, message, generation=generation)
+            # Without a token no request may be accepted: withdraw the path.
+            status.pop("webhookPath", None)
+            changed = await self._finish(obj, old, status, generation)
+            if changed:
+                await self.recorder.warning(obj, TOKEN_NOT_FOUND, message)
+            return Outcome(requeue_after=TOKEN_RETRY)
+        path = webhook_path(token, ref.name, ref.namespace)
+        message = f"Receiver initialized for path: {path}"
+        status = cond.mark_ready(old, message, generation=generation, reason=cond.SUCCEEDED)
+        status["webhookPath"] = path
+        if await self._finish(obj, old, status, generation):
+            await self.recorder.normal(
+                obj,
+                cond.SUCCEEDED,
+                f"Reconciliation finished, next run in {format_duration(spec.interval)}",
+            )
+        return Outcome(requeue_after=jittered(spec.interval))
+
+    async def finalize(self, obj: Object) -> bool:
+        return True  # nothing outside the object to clean up
+
+    async def _finish(
+        self, obj: Object, old: Mapping[str, Any], status: Mapping[str, Any], generation: int
+    ) -> bool:
+        final = cond.summarize(
+            status, generation=generation, annotations=obj["metadata"].get("annotations")
+        )
+        return await self.writer.patch_status(ObjectRef.of(obj), old, final)
