@@ -3,9 +3,9 @@
 A controller builds one `EventRecorder` (with `make_recorder`) and calls
 `recorder.normal(...)` / `recorder.warning(...)` with the object's body.
 The recorder turns that into an `Event` and hands it to each of its sinks:
-today only `KubernetesEventSink`, which writes core/v1 Events; DESIGN.md's
-HTTP POST to the notification controller becomes another sink added in
-`make_recorder`, so callers do not change.
+`KubernetesEventSink`, which writes core/v1 Events, and `HttpEventSink`,
+which POSTs Flux's event JSON to the notification controller (DESIGN.md's
+event contract). `make_recorder` decides the sinks, so callers do not change.
 
 Never put secret values in a message or in metadata: they are stored in
 the cluster's Events, shown by `kubectl describe`, and forwarded to chat
@@ -28,6 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
+import aiohttp
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
@@ -276,6 +277,80 @@ class KubernetesEventSink:
         return True
 
 
+# Flux's emitter gives the notification controller this long per event.
+HTTP_SINK_TIMEOUT = 5.0
+# Flux's event severities, from the Kubernetes event type.
+_SEVERITY: dict[str, str] = {NORMAL: "info", WARNING: "error"}
+
+
+class HttpEventSink:
+    """POSTs each event as Flux's event JSON to the notification controller.
+
+    Best effort, like Flux's emitter: one attempt bounded by `timeout`, no
+    retry (the Kubernetes Event is the durable record), and a failure is
+    logged without the body. Only Normal and Warning events are posted: Flux
+    never forwards its Trace events, and this sink drops any other type.
+    """
+
+    def __init__(self, url: str, *, timeout: float = HTTP_SINK_TIMEOUT) -> None:
+        self.url = url
+        self.timeout = timeout
+
+    @staticmethod
+    def payload(event: Event) -> dict[str, Any] | None:
+        """The JSON body Flux's notification controller expects, None when not posted."""
+        severity = _SEVERITY.get(event.type)
+        if severity is None:
+            return None
+        ref = event.involved_object
+        body: dict[str, Any] = {
+            "involvedObject": ref.to_api(),
+            "severity": severity,
+            "timestamp": _timestamp(event.timestamp),
+            "message": event.message,
+            "reason": event.reason,
+            "reportingController": event.reporting_controller,
+            "reportingInstance": event.reporting_instance,
+        }
+        metadata = event.qualified_metadata()
+        if metadata:
+            body["metadata"] = metadata
+        return body
+
+    async def emit(self, event: Event) -> None:
+        body = self.payload(event)
+        if body is None:
+            return
+        ref = event.involved_object
+        try:
+            # A session per event: events are rare, and a session tied to
+            # no loop cannot outlive the one it was made on.
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.url, json=body) as response,
+            ):
+                # 429 is the notification controller dropping a duplicate: not an error.
+                if response.status >= 400 and response.status != 429:
+                    text = (await response.content.read(512)).decode("utf-8", "replace")
+                    log.warning(
+                        "posting event failed: HTTP %s: %s",
+                        response.status,
+                        text.strip(),
+                        extra={"k8s_ref": _ref_fields(ref), "reason": event.reason},
+                    )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.warning(
+                "posting event failed: %s",
+                str(exc) or type(exc).__name__,
+                extra={"k8s_ref": _ref_fields(ref), "reason": event.reason},
+            )
+
+
+def _ref_fields(ref: ObjectReference) -> dict[str, str]:
+    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
+
+
 class EventRecorder:
     """Builds events for one controller and hands them to every sink."""
 
@@ -360,8 +435,12 @@ def make_recorder(
 ) -> EventRecorder:
     """The recorder a controller should use; the one place that decides the sinks.
 
-    `settings` is taken now so the notification sink (DESIGN.md's event
-    contract, posting to `settings.events_url`) can be added here later.
+    Every controller but the notification controller also posts its events
+    to `settings.events_url`. The notification controller records only
+    Kubernetes Events, as Flux's does: posting its own dispatch failures
+    back to itself could loop.
     """
-    del settings  # used once the notification sink exists
-    return EventRecorder(controller_name(controller), [KubernetesEventSink(api_client)])
+    sinks: list[EventSink] = [KubernetesEventSink(api_client)]
+    if controller_name(controller) != "notification-controller":
+        sinks.append(HttpEventSink(settings.events_url))
+    return EventRecorder(controller_name(controller), sinks)
