@@ -138,7 +138,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    # Imported here: the demo pulls in the git server and YAML tooling the
+    # cluster commands do not need.
+    from devcluster import demo
+
+    up = argparse.Namespace(nodes=3, timeout=180.0)
+    if cmd_up(up) != 0:
+        return 1
+    state = _load_state()
+    assert state is not None
+    workdir = state_home() / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return demo.run(Path(state.kubeconfig), workdir, once=args.once)
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo", help="sync the example app from a local git server into the local cluster"
+    )
+    demo.add_argument("--once", action="store_true", help="stop after showing the sync")
+    demo.set_defaults(func=cmd_demo)
+
     parser = commands.add_parser("cluster", help="a local, real Kubernetes control plane")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
