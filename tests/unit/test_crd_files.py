@@ -385,7 +385,8 @@ def test_git_url_pattern_refuses_scp_syntax() -> None:
 def test_enums_and_defaults_follow_flux() -> None:
     schemas = {k.kind: root_schema(k) for k in KINDS}
     ks = schemas["Kustomization"]
-    assert at(ks, "spec.decryption.provider")["enum"] == ["sops"]
+    # sealedsecrets is headwater's additive extension; Flux's value stays first.
+    assert at(ks, "spec.decryption.provider")["enum"] == ["sops", "sealedsecrets"]
     assert at(ks, "spec.sourceRef.kind")["enum"] == [
         "OCIRepository",
         "GitRepository",
