@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from controllers import sealing_cli
 from controllers.toolkit import runner
 from devcluster import cli as cluster_cli
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cluster_cli.add_parser(commands)
     runner.add_parser(commands)
+    sealing_cli.add_parser(commands)
     return parser
 
 
