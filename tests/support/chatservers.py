@@ -14,7 +14,8 @@ API's `/api/chat.postMessage` with a bot token), `DiscordServer`
 (`/api/webhooks/<id>/<token>/slack`), `TeamsServer` (workflow URL),
 `GitHubServer` (commit statuses API under `/api/v3`), `AlertmanagerServer`
 (`/api/v2/alerts`) and `WebhookServer` (generic; verifies `X-Signature`
-when given the HMAC key).
+when given the HMAC key; serves HTTPS when given a server SSL context, and
+stands in for a forward proxy too, recording `Proxy-Authorization`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,10 +75,14 @@ class Received:
         return json.loads(self.body)
 
 
+ENTRY_KEY = web.RequestKey("entry", Received)
+
+
 class StandInServer:
     """Base: a thread with an event loop running one aiohttp app."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._fail_status: int | None = None
@@ -106,7 +112,7 @@ class StandInServer:
         self.routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.tls)
         await site.start()
         self._runner = runner
         self.port = int(runner.addresses[0][1])
@@ -131,7 +137,8 @@ class StandInServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     # -- failure modes -----------------------------------------------------------------
 
@@ -209,15 +216,14 @@ class StandInServer:
         if status is not None:
             entry.status = status
             return web.Response(status=status, text="stand-in failure on demand\n")
-        request["entry"] = entry
+        request[ENTRY_KEY] = entry
         response: web.StreamResponse = await handler(request)
         entry.status = response.status
         return response
 
 
 def _entry(request: web.Request) -> Received:
-    entry: Received = request["entry"]
-    return entry
+    return request[ENTRY_KEY]
 
 
 class SlackServer(StandInServer):
@@ -345,8 +351,8 @@ class AlertmanagerServer(StandInServer):
 class WebhookServer(StandInServer):
     """Any POST; with `hmac_key`, only requests whose X-Signature verifies are accepted."""
 
-    def __init__(self, hmac_key: bytes | None = None) -> None:
-        super().__init__()
+    def __init__(self, hmac_key: bytes | None = None, *, tls: ssl.SSLContext | None = None) -> None:
+        super().__init__(tls=tls)
         self.hmac_key = hmac_key
 
     def routes(self, app: web.Application) -> None:

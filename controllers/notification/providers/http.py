@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,17 +37,24 @@ def encode_json(payload: Any) -> bytes:
 
 
 def open_session(config: ProviderConfig) -> aiohttp.ClientSession:
-    """A session bounded by the Provider's timeout, going through its proxy."""
-    proxy_auth = (
-        aiohttp.BasicAuth(config.proxy_username, config.proxy_password)
-        if config.proxy and config.proxy_username
-        else None
-    )
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=config.timeout),
-        proxy=config.proxy or None,
-        proxy_auth=proxy_auth,
-    )
+    """A session bounded by the Provider's timeout, going through its proxy.
+
+    Proxy credentials ride on the session too, for clients (slack-sdk) that
+    take a session but no per-request proxy headers.
+    """
+    proxy_auth = None
+    if config.proxy and config.proxy_username:
+        with warnings.catch_warnings():
+            # aiohttp 4 drops BasicAuth; until then it is the only session-wide way.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            proxy_auth = aiohttp.BasicAuth(config.proxy_username, config.proxy_password)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=config.timeout),
+            proxy=config.proxy or None,
+            proxy_auth=proxy_auth,
+        )
 
 
 def ssl_option(config: ProviderConfig) -> ssl.SSLContext | bool:
