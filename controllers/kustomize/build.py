@@ -1,0 +1,468 @@
+"""Build: the Kustomization's manifests from an extracted artifact, by ``kustomize build``.
+
+The artifact tree is shared by every Kustomization of the same revision, so each build
+works in a private copy: the kustomization is found or generated there and the spec's
+overlays merged into it (`generate`), local references are checked, and the pinned
+kustomize binary renders the result. Output is split per object, keeping each object's
+YAML text as kustomize printed it, because post-build substitution works on that text
+(Flux substitutes on each resource's YAML, not on a re-serialisation of it).
+
+kustomize runs with ``--load-restrictor LoadRestrictionsRootOnly``, no plugins, no git on
+its PATH and an unusable HTTP proxy; remote bases and files, and references that leave the
+artifact, are refused before it starts, naming the kustomization file and the entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import os
+import posixpath
+import re
+import shutil
+import signal
+import stat
+import tempfile
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import yaml
+
+from controllers.kustomize.generate import (
+    BuildError,
+    YamlLoader,
+    find_kustomization,
+    is_local_relative,
+    write_kustomization,
+    yaml_problem,
+)
+from controllers.toolkit.artifacts import PathError, clean_relative, remove_tree
+from controllers.toolkit.conditions import ARTIFACT_FAILED
+
+__all__ = [
+    "BuildError",
+    "Manifest",
+    "PathNotFoundError",
+    "apply_common_metadata",
+    "build",
+    "check_references",
+    "copy_tree",
+    "find_kustomize",
+    "parse_output",
+    "resolve_path",
+    "run_kustomize",
+]
+
+DEFAULT_TIMEOUT = 120.0
+DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
+_MAX_STDERR = 64 * 1024
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# A proxy nobody listens on: kustomize's HTTP fetches fail instead of reaching out.
+_NO_NETWORK_PROXY = "http://127.0.0.1:9"
+_DOC_SEPARATOR = re.compile(r"^---[ \t]*\n", re.MULTILINE)
+
+# Kustomization fields naming other kustomizations (directories) or files.
+_DIRECTORY_FIELDS = ("resources", "bases", "components", "generators", "transformers", "validators")
+_FILE_LIST_FIELDS = ("crds", "configurations", "patchesStrategicMerge")
+_PATH_ITEM_FIELDS = ("patches", "patchesJson6902", "replacements")
+_GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
+
+
+class PathNotFoundError(BuildError):
+    """spec.path is not a directory inside the artifact (Flux reports ArtifactFailed)."""
+
+    reason: ClassVar[str] = ARTIFACT_FAILED
+
+
+@dataclass(frozen=True, eq=False)
+class Manifest:
+    """One built object: its YAML as kustomize printed it, and that YAML parsed."""
+
+    text: str
+    object: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return str(self.object.get("kind", ""))
+
+    @property
+    def name(self) -> str:
+        return str((self.object.get("metadata") or {}).get("name", ""))
+
+    @property
+    def namespace(self) -> str:
+        return str((self.object.get("metadata") or {}).get("namespace") or "")
+
+    @property
+    def ref(self) -> str:
+        """``Kind/namespace/name`` (``Kind/name`` when cluster-scoped), for messages."""
+        if self.namespace:
+            return f"{self.kind}/{self.namespace}/{self.name}"
+        return f"{self.kind}/{self.name}"
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def find_kustomize() -> str:
+    """The kustomize binary: on PATH, else the pinned one in the repository's .tools/bin."""
+    found = shutil.which("kustomize")
+    if found:
+        return found
+    pinned = _REPO_ROOT / ".tools" / "bin" / "kustomize"
+    if pinned.is_file() and os.access(pinned, os.X_OK):
+        return str(pinned)
+    raise BuildError("kustomize binary not found on PATH or in .tools/bin")
+
+
+def resolve_path(tree: Path, path: str | None) -> str:
+    """spec.path as a clean path relative to the artifact root ("" for the root)."""
+    raw = path or ""
+    try:
+        rel = clean_relative(raw, "spec.path")
+    except PathError as exc:
+        raise PathNotFoundError(f"kustomization path invalid: {exc}") from None
+    current = tree
+    for part in rel.split("/") if rel else []:
+        current = current / part
+        try:
+            st = current.lstat()
+        except OSError:
+            raise PathNotFoundError(
+                f"kustomization path not found: '{raw}' is not in the artifact"
+            ) from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise PathNotFoundError(
+                f"kustomization path not found: '{raw}' is not a directory in the artifact"
+            )
+    return rel
+
+
+def copy_tree(source: Path, dest: Path) -> None:
+    """Copy the regular files and directories of `source` to the new directory `dest`.
+
+    Modes are set afresh (0755/0644), so a read-only shared tree gives a writable copy;
+    links and special files are left out, so the copy can never point outside itself.
+    """
+    dest.mkdir(mode=0o755)
+    stack = [(source, dest)]
+    while stack:
+        src_dir, dst_dir = stack.pop()
+        with os.scandir(src_dir) as entries:
+            for entry in entries:
+                target = dst_dir / entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    target.mkdir(mode=0o755)
+                    stack.append((Path(entry.path), target))
+                elif entry.is_file(follow_symlinks=False):
+                    executable = entry.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
+                    shutil.copyfile(entry.path, target, follow_symlinks=False)
+                    os.chmod(target, 0o755 if executable else 0o644)
+
+
+# --- references ---------------------------------------------------------------------------
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str):
+                yield item
+
+
+def _file_references(kustomization: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(field, path) for every entry that names a file."""
+    for key in _FILE_LIST_FIELDS:
+        for entry in _strings(kustomization.get(key)):
+            yield key, entry
+    for key in _PATH_ITEM_FIELDS:
+        for item in kustomization.get(key) or []:
+            if isinstance(item, Mapping) and isinstance(item.get("path"), str):
+                yield f"{key}.path", item["path"]
+    openapi = kustomization.get("openapi")
+    if isinstance(openapi, Mapping) and isinstance(openapi.get("path"), str):
+        yield "openapi.path", openapi["path"]
+    for key in _GENERATOR_FIELDS:
+        for generator in kustomization.get(key) or []:
+            if not isinstance(generator, Mapping):
+                continue
+            for entry in _strings(generator.get("files")):
+                # "key=path" names the data key; the file is after the first "=".
+                yield f"{key}.files", entry.split("=", 1)[-1]
+            for entry in [*_strings(generator.get("envs")), *_strings(generator.get("env"))]:
+                yield f"{key}.envs", entry
+
+
+def _inline(entry: str) -> bool:
+    # Generators, transformers and patchesStrategicMerge may hold inline YAML, not paths.
+    return "\n" in entry
+
+
+def check_references(root: Path, start: Path) -> None:
+    """Refuse remote references and references leaving `root`, from `start` onwards.
+
+    Walks the kustomizations reachable from the one in `start` (a directory inside
+    `root`). kustomize itself reports what does not exist or does not parse.
+    """
+    seen: set[str] = set()
+    queue: deque[str] = deque([start.relative_to(root).as_posix()])
+    while queue:
+        rel_dir = queue.popleft()
+        rel_dir = "" if rel_dir == "." else rel_dir
+        if rel_dir in seen:
+            continue
+        seen.add(rel_dir)
+        directory = root / rel_dir if rel_dir else root
+        kfile = find_kustomization(directory)
+        if kfile is None:
+            continue
+        shown = kfile.relative_to(root).as_posix()
+        try:
+            documents = [d for d in yaml.load_all(kfile.read_bytes(), Loader=YamlLoader) if d]
+        except (OSError, yaml.YAMLError):
+            continue
+        if len(documents) != 1 or not isinstance(documents[0], Mapping):
+            continue
+        kustomization = documents[0]
+
+        def inside(entry: str, field: str, *, shown: str = shown, base: str = rel_dir) -> str:
+            if entry.startswith("/"):
+                raise BuildError(
+                    f"'{shown}': {field} entry '{entry}' is an absolute path; paths must be "
+                    "relative and stay inside the artifact"
+                )
+            if not is_local_relative(entry):
+                raise BuildError(
+                    f"'{shown}': {field} entry '{entry}' is remote; remote bases and files "
+                    "are not allowed, vendor them into the repository"
+                )
+            resolved = posixpath.normpath(posixpath.join(base, entry) if base else entry)
+            if resolved == ".." or resolved.startswith("../"):
+                raise BuildError(f"'{shown}': {field} entry '{entry}' points outside the artifact")
+            return "" if resolved == "." else resolved
+
+        for field in _DIRECTORY_FIELDS:
+            for entry in _strings(kustomization.get(field)):
+                if _inline(entry):
+                    continue
+                resolved = inside(entry, field)
+                target = root / resolved if resolved else root
+                if target.is_dir() and not target.is_symlink():
+                    queue.append(resolved)
+        for field, entry in _file_references(kustomization):
+            if not _inline(entry):
+                inside(entry, field)
+
+
+# --- running kustomize --------------------------------------------------------------------
+
+
+async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Up to `limit` bytes of `stream`, then whether it had more (the rest is drained)."""
+    chunks: list[bytes] = []
+    size = 0
+    overflow = False
+    while True:
+        chunk = await stream.read(1 << 16)
+        if not chunk:
+            return b"".join(chunks), overflow
+        if overflow:
+            continue
+        size += len(chunk)
+        if size > limit:
+            overflow = True
+            keep = limit - (size - len(chunk))
+            chunks.append(chunk[:keep])
+            continue
+        chunks.append(chunk)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def run_kustomize(
+    binary: str,
+    directory: Path,
+    work: Path,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> str:
+    """``kustomize build`` of `directory`; `work` is a private scratch directory.
+
+    Raises BuildError with kustomize's own message (paths made relative to the artifact)
+    on failure, on timeout, or when the output exceeds `max_output` bytes.
+    """
+    empty_bin = work / "no-bin"
+    empty_bin.mkdir(exist_ok=True)
+    home = work / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        # No git (remote bases), no plugins, no network: only what is in the artifact.
+        "PATH": str(empty_bin),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home),
+        "TMPDIR": str(home),
+        "HTTP_PROXY": _NO_NETWORK_PROXY,
+        "HTTPS_PROXY": _NO_NETWORK_PROXY,
+        "http_proxy": _NO_NETWORK_PROXY,
+        "https_proxy": _NO_NETWORK_PROXY,
+        "NO_PROXY": "",
+        "no_proxy": "",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "build",
+            "--load-restrictor",
+            "LoadRestrictionsRootOnly",
+            str(directory),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(work),
+            env=env,
+            start_new_session=True,  # its own process group, killed whole on timeout
+        )
+    except OSError as exc:
+        raise BuildError(f"running kustomize failed: {exc.strerror or exc}") from None
+    assert proc.stdout is not None and proc.stderr is not None
+
+    async def collect() -> tuple[tuple[bytes, bool], tuple[bytes, bool], int]:
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = await asyncio.gather(
+            _read_bounded(proc.stdout, max_output), _read_bounded(proc.stderr, _MAX_STDERR)
+        )
+        return out, err, await proc.wait()
+
+    try:
+        (stdout, too_much), (stderr, _), code = await asyncio.wait_for(collect(), timeout)
+    except TimeoutError:
+        _kill(proc)
+        await proc.wait()
+        raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
+    except BaseException:
+        _kill(proc)
+        with contextlib.suppress(ProcessLookupError):
+            await proc.wait()
+        raise
+    if too_much:
+        raise BuildError(f"kustomize build output is larger than {max_output} bytes")
+    if code != 0:
+        message = _relative_paths(stderr.decode("utf-8", "replace"), directory, work)
+        message = message.strip().removeprefix("Error: ").strip()
+        raise BuildError(f"kustomize build failed: {message or f'exit status {code}'}")
+    return stdout.decode("utf-8", "replace")
+
+
+def _relative_paths(text: str, directory: Path, work: Path) -> str:
+    """kustomize's message with the private copy's paths shown as the repository's."""
+    tree = work / "tree"
+    for prefix in (f"{tree}/", f"{work}/"):
+        text = text.replace(prefix, "")
+    return text.replace(str(tree), ".").replace(str(work), ".")
+
+
+def parse_output(text: str) -> list[Manifest]:
+    """Split kustomize's output into objects, each with its own YAML text."""
+    manifests: list[Manifest] = []
+    for index, chunk in enumerate(_DOC_SEPARATOR.split(text), start=1):
+        if not chunk.strip():
+            continue
+        try:
+            document = yaml.load(chunk, Loader=YamlLoader)
+        except yaml.YAMLError as exc:
+            raise BuildError(
+                f"kustomize output document {index} is invalid YAML: {yaml_problem(exc)}"
+            ) from None
+        if document is None:
+            continue
+        manifests.append(_manifest(chunk, document, f"kustomize output document {index}"))
+    return manifests
+
+
+def _manifest(text: str, document: Any, where: str) -> Manifest:
+    if not isinstance(document, dict):
+        raise BuildError(f"{where} is not a Kubernetes object")
+    manifest = Manifest(text=text, object=document)
+    if not (document.get("apiVersion") and manifest.kind and manifest.name):
+        raise BuildError(
+            f"{where} ({manifest.ref}) lacks a Kubernetes apiVersion, kind or metadata.name"
+        )
+    return manifest
+
+
+# --- the step -----------------------------------------------------------------------------
+
+
+def _prepare(tree: Path, copy_root: Path, rel: str, spec: Mapping[str, Any]) -> Path:
+    try:
+        copy_tree(tree, copy_root)
+    except OSError as exc:
+        raise BuildError(f"copying the artifact failed: {exc.strerror or exc}") from None
+    directory = copy_root / rel if rel else copy_root
+    write_kustomization(directory, spec, copy_root)
+    check_references(copy_root, directory)
+    return directory
+
+
+async def build(
+    tree: Path,
+    path: str | None,
+    overlays: Mapping[str, Any],
+    *,
+    kustomize: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+    work_root: Path | None = None,
+) -> list[Manifest]:
+    """Build the manifests at `path` of the extracted artifact `tree`.
+
+    `overlays` holds the Kustomization spec's build fields (the whole spec will do):
+    targetNamespace, namePrefix, nameSuffix, patches, images, components,
+    ignoreMissingComponents, buildMetadata. `tree` is only read. Raises PathNotFoundError
+    (ArtifactFailed) for a bad path and BuildError (BuildFailed) for everything else, naming
+    the file and the problem.
+    """
+    rel = resolve_path(tree, path)
+    binary = kustomize or find_kustomize()
+    work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root))
+    try:
+        directory = await asyncio.to_thread(_prepare, tree, work / "tree", rel, overlays)
+        text = await run_kustomize(binary, directory, work, timeout=timeout, max_output=max_output)
+        return await asyncio.to_thread(parse_output, text)
+    finally:
+        await asyncio.to_thread(remove_tree, work)
+
+
+def apply_common_metadata(
+    objects: Sequence[Mapping[str, Any]], common_metadata: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """``spec.commonMetadata`` set on every object's own labels and annotations.
+
+    Flux applies it after the build and substitution, to ``metadata`` only (not to
+    selectors or templates, unlike kustomize's commonLabels); its values win.
+    """
+    labels = dict((common_metadata or {}).get("labels") or {})
+    annotations = dict((common_metadata or {}).get("annotations") or {})
+    result: list[dict[str, Any]] = []
+    for obj in objects:
+        updated = dict(obj)
+        if labels or annotations:
+            metadata = copy.copy(dict(obj.get("metadata") or {}))
+            if labels:
+                metadata["labels"] = {**(metadata.get("labels") or {}), **labels}
+            if annotations:
+                metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
+            updated["metadata"] = metadata
+        result.append(updated)
+    return result
