@@ -1,20 +1,225 @@
-"""Kopf handlers of the kustomize controller (Kustomization).
+"""Kopf wiring of the kustomize controller.
 
-Handlers are added by `register`, on the registry the runner passes in,
-never on kopf's global registry: that is how `headwater run all` combines
-every controller in one operator. Keep handlers thin; the work lives in
-plain functions in this package's step modules.
+It reconciles Kustomizations, reads (never writes) the GitRepositories they
+point at, and watches every object it applied: a source's new revision, a
+dependency becoming ready, or an out-of-band edit of an applied object each
+requeue the Kustomizations concerned, so nothing waits for the interval.
 """
 
 from __future__ import annotations
 
-import kopf
+import asyncio
+import base64
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+import kopf
+import kubernetes.client
+import kubernetes.config
+import yaml
+from kubernetes.client.rest import ApiException
+
+from controllers.kustomize.kustomization import (
+    FIELD_MANAGER,
+    RESOURCE,
+    KustomizationReconciler,
+    StepFailed,
+)
+from controllers.kustomize.spec import GROUP, SOURCE_GROUP, KustomizationSpec
+from controllers.toolkit import kube, sealing_keys
+from controllers.toolkit.artifacts import ArtifactCache
+from controllers.toolkit.concurrency import ReconcileSlots
+from controllers.toolkit.events import make_recorder
+from controllers.toolkit.inventory import Inventory
+from controllers.toolkit.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
+from controllers.toolkit.patching import ObjectWriter
+from controllers.toolkit.reconciler import Object, ObjectRef, Reconciler, Resource, WatchCache
+from controllers.toolkit.resources import ResourceClient
 from controllers.toolkit.settings import Settings
 
+log = logging.getLogger(__name__)
+
 CONTROLLER = "kustomize"
+GIT_REPOSITORY = Resource(SOURCE_GROUP, "v1", "gitrepositories", "GitRepository")
+NAME_LABEL = f"{GROUP}/name"
+NAMESPACE_LABEL = f"{GROUP}/namespace"
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Add this controller's handlers to `registry` (none yet)."""
-    del registry, settings
+    """Add the kustomize controller's handlers to `registry`."""
+    api = kube.api_client()
+    core = kubernetes.client.CoreV1Api(api)
+    default_client = ResourceClient(api, concurrency=settings.concurrent * 4)
+    clients: dict[tuple[str, ...], ResourceClient] = {}
+    artifacts = ArtifactCache(
+        Path(tempfile.mkdtemp(prefix="headwater-kustomize-artifacts-")),
+        max_size=settings.artifact_max_size,
+    )
+    git_repositories = WatchCache(GIT_REPOSITORY)
+    writer = ObjectWriter(api, RESOURCE)
+
+    async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
+        return await _read_config(core, namespace, kind, name)
+
+    async def load_keys(secret_name: str | None) -> Sequence[Any]:
+        return await sealing_keys.load_keys(api, settings.namespace, secret_name)
+
+    async def client_for(spec: KustomizationSpec, namespace: str) -> ResourceClient:
+        """The client to apply with: ours, impersonating a service account, or remote."""
+        if spec.kubeconfig_secret is not None:
+            name, key = spec.kubeconfig_secret
+            data = await read_config(namespace, "Secret", name)
+            if data is None or key not in data:
+                where = f"key '{key}' of Secret '{namespace}/{name}'"
+                raise StepFailed(
+                    "ReconciliationFailed", f"spec.kubeConfig.secretRef: {where} not found"
+                )
+            cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, data[key])
+            if cache_key not in clients:
+                clients[cache_key] = ResourceClient(_client_from_kubeconfig(data[key]))
+            return clients[cache_key]
+        if spec.service_account_name:
+            user = f"system:serviceaccount:{namespace}:{spec.service_account_name}"
+            cache_key = ("impersonate", user)
+            if cache_key not in clients:
+                impersonating = kubernetes.client.ApiClient(api.configuration)
+                impersonating.set_default_header("Impersonate-User", user)
+                clients[cache_key] = ResourceClient(impersonating)
+            return clients[cache_key]
+        return default_client
+
+    queue: Reconciler
+
+    def observe_kinds(inventory: Inventory) -> None:
+        watcher.ensure({WatchedKind(entry.api_version, entry.id.kind) for entry in inventory})
+
+    kustomizations = KustomizationReconciler(
+        writer=writer,
+        recorder=make_recorder(CONTROLLER, api, settings),
+        artifacts=artifacts,
+        sources={"GitRepository": git_repositories},
+        kustomizations=lambda ref: queue.get(ref),
+        read_config=read_config,
+        load_keys=load_keys,
+        client_for=client_for,
+        observe_kinds=observe_kinds,
+    )
+    queue = Reconciler(
+        RESOURCE,
+        reconcile=kustomizations.reconcile,
+        finalize=kustomizations.finalize,
+        patch_finalizers=writer.set_finalizers,
+        slots=ReconcileSlots(settings.concurrent),
+    )
+
+    def heal(change: ForeignChange) -> None:
+        labels = (change.obj.get("metadata") or {}).get("labels") or {}
+        name, namespace = labels.get(NAME_LABEL), labels.get(NAMESPACE_LABEL)
+        if name and namespace:
+            log.info(
+                "%s of an applied object by %s: requeue Kustomization %s/%s",
+                change.event_type.lower(),
+                change.manager or "someone",
+                namespace,
+                name,
+            )
+            queue.request(ObjectRef(namespace, name))
+
+    watcher = InventoryWatcher(
+        api,
+        label_selector=NAME_LABEL,
+        field_manager=FIELD_MANAGER,
+        on_change=heal,
+    )
+
+    def on_source_change(old: Object | None, new: Object | None) -> None:
+        if _artifact_revision(old) == _artifact_revision(new) or new is None:
+            return
+        source = ObjectRef.of(new)
+        for ks in queue.objects():
+            spec = ks.get("spec") or {}
+            ref = ObjectRef.of(ks)
+            source_ref = spec.get("sourceRef") or {}
+            if (
+                source_ref.get("kind", "GitRepository") == "GitRepository"
+                and source_ref.get("name") == source.name
+                and (source_ref.get("namespace") or ref.namespace) == source.namespace
+            ):
+                kustomizations.cancel_health_wait(ref)
+                queue.request(ref)
+
+    def on_kustomization_change(old: Object | None, new: Object | None) -> None:
+        if new is None:
+            if old is not None:
+                kustomizations.forget(ObjectRef.of(old))
+            return
+        if _readiness(old) == _readiness(new):
+            return
+        changed = ObjectRef.of(new)
+        for ks in queue.objects():
+            ref = ObjectRef.of(ks)
+            for dep in (ks.get("spec") or {}).get("dependsOn") or []:
+                if ObjectRef(dep.get("namespace") or ref.namespace, dep.get("name")) == changed:
+                    queue.request(ref)
+
+    git_repositories.add_observer(on_source_change)
+    queue.add_observer(on_kustomization_change)
+    git_repositories.register(registry)
+    queue.register(registry)
+
+    @kopf.on.cleanup(registry=registry, id="kustomize-cleanup")
+    async def close(**_: Any) -> None:
+        watcher.close()
+        await artifacts.close()
+        for client in [default_client, *clients.values()]:
+            client.close()
+
+
+async def _read_config(
+    core: kubernetes.client.CoreV1Api, namespace: str, kind: str, name: str
+) -> Mapping[str, str] | None:
+    """A ConfigMap's or Secret's data as text (Secret values decoded), None if missing."""
+    try:
+        if kind == "Secret":
+            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
+            return {
+                key: base64.b64decode(value).decode("utf-8", "replace")
+                for key, value in (secret.data or {}).items()
+            }
+        config_map = await asyncio.to_thread(core.read_namespaced_config_map, name, namespace)
+        return dict(config_map.data or {})
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _client_from_kubeconfig(text: str) -> kubernetes.client.ApiClient:
+    configuration = kubernetes.client.Configuration()
+    loader = kubernetes.config.kube_config.KubeConfigLoader(config_dict=yaml.safe_load(text))
+    loader.load_and_set(configuration)
+    return kubernetes.client.ApiClient(configuration)
+
+
+def _artifact_revision(obj: Object | None) -> str | None:
+    if obj is None:
+        return None
+    revision = ((obj.get("status") or {}).get("artifact") or {}).get("revision")
+    return str(revision) if revision else None
+
+
+def _readiness(obj: Object | None) -> tuple[Any, ...]:
+    if obj is None:
+        return ()
+    status = obj.get("status") or {}
+    ready: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
+    )
+    return (
+        ready.get("status"),
+        status.get("lastAppliedRevision"),
+        status.get("observedGeneration"),
+    )
