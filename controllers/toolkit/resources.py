@@ -152,7 +152,9 @@ class ApiError(Exception):
             ]
             return cls(
                 status=int(body.get("code") or exc.status or 0),
-                reason=str(body.get("reason") or exc.reason or ""),
+                # Only the Status' own reason: the HTTP phrase ("Internal Server
+                # Error" for a schema mismatch) would mislead.
+                reason=str(body.get("reason") or ""),
                 message=str(body.get("message") or exc.reason or ""),
                 causes=causes,
                 details_kind=str(details.get("kind") or ""),
@@ -495,4 +497,3 @@ def _retry_after(exc: ApiException) -> float | None:
         return min(float(value), _MAX_RETRY_AFTER) if value else None
     except (TypeError, ValueError):
         return None
-

@@ -1,0 +1,477 @@
+"""The server-side apply engine against the real control plane."""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from controllers.toolkit.inventory import ObjectId
+from controllers.toolkit.resources import ResourceClient
+from controllers.toolkit.ssa import Action, ApplyError, ChangeSet, apply_all
+from tests.helpers import TestCluster, kubectl_json
+from tests.integration.toolkit.conftest import (
+    FIELD_MANAGER,
+    GROUP,
+    configmap,
+    deployment,
+    options,
+    secret,
+    service,
+)
+
+pytestmark = pytest.mark.integration
+
+WRITES = ("apply", "patch", "delete")
+
+
+def actions(changeset: ChangeSet) -> dict[str, str]:
+    return {entry.subject: str(entry.action) for entry in changeset}
+
+
+def live(cluster: TestCluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return kubectl_json(cluster, "get", kind, name, "-n", namespace, "--show-managed-fields")
+
+
+def app(namespace: str) -> list[dict[str, Any]]:
+    return [
+        configmap("settings", namespace, {"mode": "blue"}),
+        secret("creds", namespace, {"password": "hunter2"}),
+        service("web", namespace),
+        deployment("web", namespace),
+    ]
+
+
+async def test_first_apply_creates_and_a_second_is_a_no_op(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    created = await apply_all(resources, app(namespace), options())
+    assert actions(created) == {
+        f"ConfigMap/{namespace}/settings": "created",
+        f"Secret/{namespace}/creds": "created",
+        f"Service/{namespace}/web": "created",
+        f"Deployment/{namespace}/web": "created",
+    }
+    # Flux's reconcile order: ConfigMap, Secret, Service, Deployment.
+    assert [e.id.kind for e in created] == ["ConfigMap", "Secret", "Service", "Deployment"]
+    web = live(cluster, "deployment", "web", namespace)
+    assert web["metadata"]["labels"] == {
+        f"{GROUP}/name": "app",
+        f"{GROUP}/namespace": "flux-system",
+    }
+    assert [m["manager"] for m in web["metadata"]["managedFields"]].count(FIELD_MANAGER) == 1
+    assert live(cluster, "service", "web", namespace)["spec"]["ports"][0]["protocol"] == "TCP"
+
+    versions = {
+        kind: live(cluster, kind, name, namespace)["metadata"]["resourceVersion"]
+        for kind, name in [("configmap", "settings"), ("secret", "creds"), ("service", "web")]
+    }
+    before = resources.counter.snapshot()
+    again = await apply_all(resources, app(namespace), options())
+    made = resources.counter.since(before)
+    assert set(actions(again).values()) == {"unchanged"}
+    assert not any(made.get(verb) for verb in WRITES), made
+    for kind, name in [("configmap", "settings"), ("secret", "creds"), ("service", "web")]:
+        assert live(cluster, kind, name, namespace)["metadata"]["resourceVersion"] == versions[kind]
+    assert again.to_inventory().to_status()["entries"] == [
+        {"id": f"{namespace}_settings__ConfigMap", "v": "v1"},
+        {"id": f"{namespace}_creds__Secret", "v": "v1"},
+        {"id": f"{namespace}_web__Service", "v": "v1"},
+        {"id": f"{namespace}_web_apps_Deployment", "v": "v1"},
+    ]
+
+
+async def test_a_change_is_configured_with_its_fields(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    await apply_all(resources, app(namespace), options())
+    changed = app(namespace)
+    changed[0]["data"] = {"mode": "green", "extra": "1"}
+    changed[3]["spec"]["replicas"] = 2
+    changed[3]["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:2"
+    result = await apply_all(resources, changed, options())
+    assert actions(result) == {
+        f"ConfigMap/{namespace}/settings": "configured",
+        f"Secret/{namespace}/creds": "unchanged",
+        f"Service/{namespace}/web": "unchanged",
+        f"Deployment/{namespace}/web": "configured",
+    }
+    settings = result.get(ObjectId("", "ConfigMap", namespace, "settings"))
+    assert settings is not None
+    assert [str(c) for c in settings.changes] == [
+        'data.extra: (none) → "1"',
+        'data.mode: "blue" → "green"',
+    ]
+    web = result.get(ObjectId("apps", "Deployment", namespace, "web"))
+    assert web is not None
+    assert [str(c) for c in web.changes] == [
+        "spec.replicas: 1 → 2",
+        'spec.template.spec.containers[name=app].image: "nginx:1" → "nginx:2"',
+    ]
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 2
+
+
+async def test_a_secret_change_never_shows_its_value(
+    resources: ResourceClient, namespace: str
+) -> None:
+    await apply_all(resources, [secret("creds", namespace, {"password": "hunter2"})], options())
+    result = await apply_all(
+        resources,
+        [secret("creds", namespace, {"password": "correct-horse", "user": "admin"})],
+        options(),
+    )
+    text = result.describe()
+    assert text == (
+        f"Secret/{namespace}/creds configured\n"
+        "  data.password: (sensitive) → (sensitive)\n"
+        "  data.user: (none) → (sensitive)"
+    )
+    for value in ("hunter2", "correct-horse", "admin", "aHVudGVyMg", "Y29ycmVjd"):
+        assert value not in text
+
+
+async def test_drift_made_outside_is_detected_and_reverted(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    await apply_all(resources, app(namespace), options())
+    cluster.kubectl("scale", "deployment/web", "--replicas=3", "-n", namespace)
+    cluster.kubectl(
+        "patch", "configmap", "settings", "-n", namespace, "-p", '{"data":{"mode":"red"}}'
+    )
+    result = await apply_all(resources, app(namespace), options())
+    settings = result.get(ObjectId("", "ConfigMap", namespace, "settings"))
+    web = result.get(ObjectId("apps", "Deployment", namespace, "web"))
+    assert settings is not None and web is not None
+    assert settings.action is Action.CONFIGURED
+    assert [str(c) for c in settings.changes] == ['data.mode: "red" → "blue"']
+    assert web.action is Action.CONFIGURED
+    assert [str(c) for c in web.changes] == ["spec.replicas: 3 → 1"]
+    assert live(cluster, "configmap", "settings", namespace)["data"] == {"mode": "blue"}
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 1
+
+
+async def test_fields_added_with_kubectl_are_taken_over_and_removed(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    # Created with client-side `kubectl apply`, with a field git does not have.
+    first = configmap("legacy", namespace, {"a": "1", "kubectl-only": "x"})
+    merged_one = configmap(
+        "kept", namespace, {"a": "1", "kubectl-only": "x"}, annotations={f"{GROUP}/ssa": "Merge"}
+    )
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"kind": "List", "apiVersion": "v1", "items": [first, merged_one]}),
+    )
+    desired = [
+        configmap("legacy", namespace, {"a": "1"}),
+        configmap("kept", namespace, {"a": "1"}, annotations={f"{GROUP}/ssa": "Merge"}),
+    ]
+    result = await apply_all(resources, desired, options())
+    legacy = result.get(ObjectId("", "ConfigMap", namespace, "legacy"))
+    assert legacy is not None and legacy.action is Action.CONFIGURED
+    assert "took over fields from kubectl-client-side-apply" in legacy.note
+    assert 'data.kubectl-only: "x" → (none)' in [str(c) for c in legacy.changes]
+    legacy_live = live(cluster, "configmap", "legacy", namespace)
+    assert legacy_live["data"] == {"a": "1"}
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in (
+        legacy_live["metadata"].get("annotations") or {}
+    )
+    managers = {m["manager"] for m in legacy_live["metadata"]["managedFields"]}
+    assert managers == {FIELD_MANAGER}
+    # Merge keeps what other managers own.
+    assert live(cluster, "configmap", "kept", namespace)["data"] == {"a": "1", "kubectl-only": "x"}
+    again = await apply_all(resources, desired, options())
+    assert set(actions(again).values()) == {"unchanged"}
+
+
+@pytest.fixture
+def crd_group(cluster: TestCluster) -> Iterator[str]:
+    group = f"t{secrets.token_hex(4)}.example.com"
+    yield group
+    cluster.kubectl("delete", "crd", f"widgets.{group}", "--wait=false", check=False)
+
+
+def widget_crd(group: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer"}},
+                                },
+                                "status": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                },
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def widget(group: str, namespace: str, size: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": namespace},
+        "spec": {"size": size},
+    }
+
+
+async def test_a_crd_and_its_custom_resource_apply_together(
+    resources: ResourceClient, cluster: TestCluster, namespace: str, crd_group: str
+) -> None:
+    # The custom resource comes first in the input; staging must still work.
+    objects = [widget(crd_group, namespace), widget_crd(crd_group)]
+    result = await apply_all(resources, objects, options())
+    assert actions(result) == {
+        f"CustomResourceDefinition/widgets.{crd_group}": "created",
+        f"Widget/{namespace}/w": "created",
+    }
+    assert live(cluster, f"widgets.{crd_group}", "w", namespace)["spec"] == {"size": 1}
+    again = await apply_all(
+        resources, [widget(crd_group, namespace, 2), widget_crd(crd_group)], options()
+    )
+    assert actions(again) == {
+        f"CustomResourceDefinition/widgets.{crd_group}": "unchanged",
+        f"Widget/{namespace}/w": "configured",
+    }
+
+
+async def test_a_new_namespace_and_its_objects_apply_together(
+    resources: ResourceClient, cluster: TestCluster
+) -> None:
+    name = f"ssa-ns-{secrets.token_hex(3)}"
+    objects = [
+        configmap("c", name, {"a": "1"}),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+    ]
+    try:
+        result = await apply_all(resources, objects, options())
+        assert actions(result) == {f"Namespace/{name}": "created", f"ConfigMap/{name}/c": "created"}
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+async def test_a_rejected_object_fails_naming_object_and_field_and_nothing_is_lost(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    await apply_all(resources, app(namespace), options())
+    bad = app(namespace)
+    bad[0]["data"] = {"mode": "green"}
+    bad[3]["spec"]["replicas"] = -1
+    with pytest.raises(ApplyError) as caught:
+        await apply_all(resources, bad, options())
+    message = str(caught.value)
+    assert message == (
+        f"Deployment/{namespace}/web dry-run failed (Invalid): "
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    )
+    assert caught.value.failures[0].fields == ("spec.replicas",)
+    # Nothing of the stage was written: the ConfigMap kept its old data.
+    assert live(cluster, "configmap", "settings", namespace)["data"] == {"mode": "blue"}
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 1
+
+
+async def test_an_unknown_field_is_refused_by_name(
+    resources: ResourceClient, namespace: str
+) -> None:
+    bad = deployment("web", namespace)
+    bad["spec"]["replica"] = 3
+    with pytest.raises(
+        ApplyError,
+        match=r"Deployment/\S+/web dry-run failed: "
+        r"\.spec\.replica: field not declared in schema",
+    ):
+        await apply_all(resources, [bad], options())
+
+
+async def test_bad_input_is_refused_before_anything_is_written(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    objects = [
+        configmap("would-be-created", namespace, {"a": "1"}),
+        {
+            "apiVersion": "example.com/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g", "namespace": namespace},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "no-namespace"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}},
+        configmap("would-be-created", namespace, {"a": "2"}),
+    ]
+    with pytest.raises(ApplyError) as caught:
+        await apply_all(resources, objects, options())
+    assert str(caught.value).splitlines() == [
+        f'Gadget/{namespace}/g apply failed: no matches for kind "Gadget" in version '
+        '"example.com/v1": the API version is not served',
+        "ConfigMap/no-namespace namespace not specified",
+        "object #4 (ConfigMap): metadata.name is required",
+        f"ConfigMap/{namespace}/would-be-created appears twice (objects #1 and #5)",
+    ]
+    missing = cluster.kubectl("get", "configmap", "would-be-created", "-n", namespace, check=False)
+    assert missing.returncode != 0
+
+
+async def test_cluster_scoped_objects_ignore_a_namespace(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    name = f"ssa-{namespace}"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "namespace": namespace},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }
+    try:
+        result = await apply_all(resources, [role], options())
+        assert [e.id.format() for e in result] == [f"_{name}_rbac.authorization.k8s.io_ClusterRole"]
+    finally:
+        cluster.kubectl("delete", "clusterrole", name, check=False)
+
+
+def job(name: str, namespace: str, image: str, **annotations: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]}
+            }
+        },
+    }
+
+
+async def test_immutable_change_fails_without_force_and_is_recreated_with_it(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    await apply_all(resources, [deployment("web", namespace)], options())
+    uid = live(cluster, "deployment", "web", namespace)["metadata"]["uid"]
+    moved = deployment("web", namespace)
+    moved["spec"]["selector"]["matchLabels"]["tier"] = "front"
+    moved["spec"]["template"]["metadata"]["labels"]["tier"] = "front"
+    with pytest.raises(ApplyError) as caught:
+        await apply_all(resources, [moved], options())
+    message = str(caught.value)
+    assert message.startswith(f"Deployment/{namespace}/web dry-run failed (Invalid): spec.selector")
+    assert "field is immutable" in message
+    assert f"{GROUP}/force: enabled" in message
+    assert live(cluster, "deployment", "web", namespace)["metadata"]["uid"] == uid
+
+    result = await apply_all(resources, [moved], options(force=True, wait_interval=0.2))
+    (entry,) = result.entries
+    assert entry.action is Action.CREATED
+    assert entry.note == "recreated: spec.selector changed"
+    recreated = live(cluster, "deployment", "web", namespace)
+    assert recreated["metadata"]["uid"] != uid
+    assert recreated["spec"]["selector"]["matchLabels"] == {"app": "web", "tier": "front"}
+
+
+async def test_force_annotation_recreates_one_object(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    force = {f"{GROUP}/force": "enabled"}
+    await apply_all(resources, [job("once", namespace, "busybox:1", **force)], options())
+    uid = live(cluster, "job", "once", namespace)["metadata"]["uid"]
+    result = await apply_all(
+        resources, [job("once", namespace, "busybox:2", **force)], options(wait_interval=0.2)
+    )
+    assert result.entries[0].action is Action.CREATED
+    assert result.entries[0].note == "recreated: spec.template changed"
+    after = live(cluster, "job", "once", namespace)
+    assert after["metadata"]["uid"] != uid
+    assert after["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox:2"
+
+
+async def test_ssa_annotations(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    ssa = f"{GROUP}/ssa"
+    objects = [
+        configmap("once", namespace, {"v": "1"}, annotations={ssa: "IfNotPresent"}),
+        configmap("ignored", namespace, {"v": "1"}, annotations={ssa: "Ignore"}),
+        configmap("paused", namespace, {"v": "1"}),
+        configmap("normal", namespace, {"v": "1"}),
+    ]
+    first = await apply_all(resources, objects, options())
+    assert actions(first) == {
+        f"ConfigMap/{namespace}/once": "created",
+        f"ConfigMap/{namespace}/ignored": "skipped",
+        f"ConfigMap/{namespace}/paused": "created",
+        f"ConfigMap/{namespace}/normal": "created",
+    }
+    assert cluster.kubectl("get", "cm", "ignored", "-n", namespace, check=False).returncode != 0
+    cluster.kubectl("annotate", "cm", "paused", "-n", namespace, f"{GROUP}/reconcile=disabled")
+    changed = copy.deepcopy(objects)
+    for obj in changed:
+        obj["data"] = {"v": "2"}
+    second = await apply_all(resources, changed, options())
+    assert actions(second) == {
+        f"ConfigMap/{namespace}/once": "skipped",
+        f"ConfigMap/{namespace}/ignored": "skipped",
+        f"ConfigMap/{namespace}/paused": "skipped",
+        f"ConfigMap/{namespace}/normal": "configured",
+    }
+    assert live(cluster, "cm", "once", namespace)["data"] == {"v": "1"}
+    assert live(cluster, "cm", "paused", namespace)["data"] == {"v": "1"}
+    assert live(cluster, "cm", "normal", namespace)["data"] == {"v": "2"}
+    # Skipped objects stay in the inventory, as in Flux.
+    assert len(second.to_inventory()) == 4
+
+
+async def test_dry_run_plans_without_writing(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    await apply_all(resources, [configmap("c", namespace, {"a": "1"})], options())
+    before = resources.counter.snapshot()
+    plan = await apply_all(
+        resources,
+        [configmap("c", namespace, {"a": "2"}), configmap("new", namespace, {"a": "1"})],
+        options(dry_run=True),
+    )
+    assert not any(resources.counter.since(before).get(verb) for verb in WRITES)
+    assert actions(plan) == {
+        f"ConfigMap/{namespace}/c": "configured",
+        f"ConfigMap/{namespace}/new": "created",
+    }
+    assert live(cluster, "cm", "c", namespace)["data"] == {"a": "1"}
+
+
+async def test_a_no_op_apply_costs_one_request_per_object(
+    resources: ResourceClient, namespace: str
+) -> None:
+    count = 60
+    objects = [configmap(f"c{i}", namespace, {"i": str(i)}) for i in range(count)]
+    objects += [service(f"s{i}", namespace) for i in range(count // 2)]
+    await apply_all(resources, objects, options())
+    before = resources.counter.snapshot()
+    result = await apply_all(resources, objects, options())
+    made = resources.counter.since(before)
+    assert set(actions(result).values()) == {"unchanged"}
+    # One dry-run per object, one LIST per kind and namespace, nothing else.
+    assert made == {"apply-dry-run": len(objects), "list": 2}
