@@ -551,7 +551,10 @@ def render_table(report: Mapping[str, Any]) -> str:
         f"{report['machine']['cores']} cores, Python {report['machine']['python']}, "
         f"{report['machine']['git']}; {report['repetitions']} repetition(s), "
         "median (min-max). CPU is this process plus its children (git); the git server's "
-        "CPU is separate.",
+        "CPU is separate. Load average (1 min) "
+        f"{report['machine']['load_average_at_start'][0]:g} at start, "
+        f"{report['machine']['load_average_at_end'][0]:g} at end: other work on the "
+        "machine stretches wall times more than CPU times.",
         "",
         "| repository | files | content | artifact | new artifact: wall s | CPU s "
         "| server CPU s | no-change poll: wall ms | CPU ms | git HTTP requests |",
