@@ -84,6 +84,7 @@ def run_controllers(
     extra_env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningControllers]:
     """Start `headwater run <which>`, wait until /readyz answers, stop it (SIGTERM) on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
     env, urls = controller_env(kubeconfig, workdir, extra_env=extra_env)
     log_path = workdir / f"headwater-{which}.log"
     with log_path.open("wb") as log_file:

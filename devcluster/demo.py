@@ -114,6 +114,7 @@ class Demo:
                     "wait": True,
                     "targetNamespace": APP_NAMESPACE,
                     "timeout": "2m",
+                    "postBuild": {"substitute": {"greeting": "hello from headwater"}},
                 },
             },
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}},
@@ -153,6 +154,9 @@ class Demo:
         )
         available = deployment.get("status", {}).get("availableReplicas", 0)
         self.say(f"==> Deployment {APP_NAMESPACE}/webapp: {available}/3 replicas available")
+        env = deployment["spec"]["template"]["spec"]["containers"][0].get("env") or []
+        for var in env:
+            self.say(f"    {var['name']}={var.get('value')!r} (postBuild substitution)")
         self.say(f"    (git commit {commit[:12]} → cluster)")
 
 
@@ -186,6 +190,6 @@ def run(kubeconfig: Path, workdir: Path, *, once: bool) -> int:
             demo.say("    Ctrl-C stops the controllers and the git server (the cluster stays up)")
             stop.wait()
             return 0
-    except (DemoError, ClusterError, subprocess.CalledProcessError, RuntimeError) as exc:
+    except (DemoError, ClusterError, subprocess.CalledProcessError, RuntimeError, OSError) as exc:
         print(f"headwater demo: {exc}", file=sys.stderr)
         return 1
