@@ -674,6 +674,9 @@ class _Stage:
         try:
             await self._plan_checked(item, live, known)
         except ApiError as exc:
+            if exc.not_found and exc.details_kind != "namespaces":
+                # The kind is no longer served as discovery said: ask again next time.
+                self.client.forget(item.id.group)
             item.failure = describe_error(item.id.subject, "dry-run", exc)
 
     async def _plan_checked(self, item: _Item, live: dict[str, Any] | None, known: bool) -> None:

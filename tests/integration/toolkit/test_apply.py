@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import config
 
 from controllers.toolkit.inventory import ObjectId
 from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.ssa import Action, ApplyError, ChangeSet, apply_all
+from controllers.toolkit.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
 from tests.helpers import TestCluster, kubectl_json
 from tests.integration.toolkit.conftest import (
     FIELD_MANAGER,
@@ -475,3 +476,55 @@ async def test_a_no_op_apply_costs_one_request_per_object(
     assert set(actions(result).values()) == {"unchanged"}
     # One dry-run per object, one LIST per kind and namespace, nothing else.
     assert made == {"apply-dry-run": len(objects), "list": 2}
+
+
+async def test_without_owner_labels_objects_are_read_one_by_one(
+    resources: ResourceClient, namespace: str
+) -> None:
+    objects = [configmap(f"c{i}", namespace, {"i": str(i)}) for i in range(5)]
+    bare = ApplyOptions(field_manager=FIELD_MANAGER)
+    assert set(actions(await apply_all(resources, objects, bare)).values()) == {"created"}
+    before = resources.counter.snapshot()
+    again = await apply_all(resources, objects, bare)
+    assert set(actions(again).values()) == {"unchanged"}
+    assert resources.counter.since(before) == {"apply-dry-run": 5, "get": 5}
+
+
+async def test_an_identity_that_may_not_list_still_applies(
+    cluster: TestCluster, namespace: str
+) -> None:
+    cluster.kubectl("create", "serviceaccount", "applier", "-n", namespace)
+    cluster.kubectl(
+        "create",
+        "role",
+        "applier",
+        "-n",
+        namespace,
+        "--verb=get,create,patch",
+        "--resource=configmaps",
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "applier",
+        "-n",
+        namespace,
+        "--role=applier",
+        f"--serviceaccount={namespace}:applier",
+    )
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:applier")
+    limited = ResourceClient(api)
+    try:
+        objects = [configmap("c", namespace, {"a": "1"})]
+        assert actions(await apply_all(limited, objects, options())) == {
+            f"ConfigMap/{namespace}/c": "created"
+        }
+        before = limited.counter.snapshot()
+        again = await apply_all(limited, objects, options())
+        assert actions(again) == {f"ConfigMap/{namespace}/c": "unchanged"}
+        # The LIST is refused, so the object is read with a GET instead.
+        assert limited.counter.since(before) == {"list": 1, "apply-dry-run": 1, "get": 1}
+    finally:
+        limited.close()
+        api.close()
