@@ -224,6 +224,14 @@ class ChangeSet:
                 return entry
         return None
 
+    def health_entries(self) -> list[InventoryEntry]:
+        """What `wait` health-checks: every object but the skipped ones (Flux's rule)."""
+        return [
+            InventoryEntry(entry.id, entry.version)
+            for entry in self.entries
+            if entry.action is not Action.SKIPPED
+        ]
+
     def to_inventory(self) -> Inventory:
         """Every object of the set (skipped and unchanged too), as Flux records them."""
         return Inventory(InventoryEntry(entry.id, entry.version) for entry in self.entries)

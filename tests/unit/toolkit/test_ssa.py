@@ -371,6 +371,19 @@ def test_changeset_formats_like_flux_and_builds_the_inventory() -> None:
     }
 
 
+def test_health_entries_leave_out_skipped_objects() -> None:
+    kept = ObjectId("", "ConfigMap", "ns", "a")
+    skipped = ObjectId("", "ConfigMap", "ns", "b")
+    changeset = ChangeSet(
+        [
+            ChangeSetEntry(kept, "v1", Action.UNCHANGED),
+            ChangeSetEntry(skipped, "v1", Action.SKIPPED),
+        ]
+    )
+    assert [e.id for e in changeset.health_entries()] == [kept]
+    assert len(changeset.to_inventory()) == 2
+
+
 def test_apply_error_lists_failures_bounded() -> None:
     failures = [ObjectFailure(f"ConfigMap/ns/c{i}", f"ConfigMap/ns/c{i} bad") for i in range(12)]
     error = ApplyError(failures, ChangeSet())
