@@ -50,11 +50,11 @@ def _answer(status: int, message: str) -> web.Response:
 
 
 async def accept_event(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _answer(413, f"event body larger than {MAX_BODY} bytes")
     content_type = request.headers.get("Content-Type")
     if content_type and request.content_type not in JSON_TYPES:
         return _answer(415, f"Content-Type must be application/json, not {request.content_type!r}")
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return _answer(413, f"event body larger than {MAX_BODY} bytes")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -27,8 +27,6 @@ DEFAULT_API_VERSIONS: dict[str, str] = {
     "ExternalArtifact": "source.toolkit.fluxcd.io/v1",
 }
 
-_IRREGULAR_PLURALS = {"ImagePolicy": "imagepolicies"}
-
 
 class UnknownKindError(ValueError):
     pass
@@ -45,7 +43,9 @@ class KindRef:
 
 
 def plural_of(kind: str) -> str:
-    return _IRREGULAR_PLURALS.get(kind) or kind.lower() + "s"
+    """The resource name of a Flux kind: `gitrepositories`, `kustomizations`."""
+    lower = kind.lower()
+    return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
 def resolve_kind(kind: str, api_version: str = "") -> KindRef:

@@ -15,6 +15,7 @@ from controllers.notification.event import (
     parse_timestamp,
     without_internal_metadata,
 )
+from controllers.notification.kinds import resolve_kind
 from tests.unit.notification.events import REVISION, flux_event, wire_event
 
 
@@ -152,3 +153,20 @@ def test_the_dedup_memory_is_bounded() -> None:
         assert dedup.admit(key)
     assert len(dedup) == 3
     assert dedup.admit("a")  # evicted, so admitted again
+
+
+@pytest.mark.parametrize(
+    ("kind", "plural", "group"),
+    [
+        ("GitRepository", "gitrepositories", "source.toolkit.fluxcd.io"),
+        ("Bucket", "buckets", "source.toolkit.fluxcd.io"),
+        ("Kustomization", "kustomizations", "kustomize.toolkit.fluxcd.io"),
+        ("HelmRelease", "helmreleases", "helm.toolkit.fluxcd.io"),
+        ("ImagePolicy", "imagepolicies", "image.toolkit.fluxcd.io"),
+        ("OCIRepository", "ocirepositories", "source.toolkit.fluxcd.io"),
+    ],
+)
+def test_flux_kinds_resolve_to_their_resources(kind: str, plural: str, group: str) -> None:
+    where = resolve_kind(kind)
+    assert (where.plural, where.group) == (plural, group)
+    assert resolve_kind(kind, "example.com/v9").version == "v9"
