@@ -25,7 +25,8 @@ from controllers.notification.index import NotificationIndex
 from controllers.notification.intake import HttpServer
 from controllers.notification.intake import make_app as make_intake_app
 from controllers.notification.labels import LabelCache, kubernetes_label_fetch
-from controllers.notification.providers.config import resolve_provider
+from controllers.notification.providers.base import ProviderConfig
+from controllers.notification.providers.config import SecretReader, resolve_provider
 from controllers.notification.receiver import RESOURCE, ReceiverReconciler, ResourceRef
 from controllers.notification.targets import TargetAnnotator
 from controllers.notification.webhooks import make_app as make_webhook_app
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 CONTROLLER = "notification"
 
 
-def secret_reader(api: kubernetes.client.ApiClient) -> Any:
+def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
+    """Reads a Secret's decoded data; None when it does not exist."""
     core = kubernetes.client.CoreV1Api(api)
 
     async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
@@ -66,7 +68,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     index.register(registry)
     labels = LabelCache(kubernetes_label_fetch(api))
 
-    async def resolve(obj: Mapping[str, Any]) -> Any:
+    async def resolve(obj: Mapping[str, Any]) -> ProviderConfig:
         return await resolve_provider(obj, read_secret)
 
     dispatcher = Dispatcher(index, labels.labels_of, resolve, recorder)

@@ -136,7 +136,10 @@ async def resolve_provider(obj: Mapping[str, Any], read_secret: SecretReader) ->
         "timeout": timeout if timeout > 0 else DEFAULT_TIMEOUT,
     }
     if spec.get("proxy"):
-        values["proxy"] = str(spec["proxy"])
+        # Deprecated in Flux in favour of proxySecretRef, still honoured.
+        values["proxy"], values["proxy_username"], values["proxy_password"] = proxy_from_secret(
+            {"address": str(spec["proxy"]).encode()}, "spec.proxy"
+        )
     secret: Mapping[str, bytes] | None = None
     secret_name = (spec.get("secretRef") or {}).get("name")
     if secret_name:

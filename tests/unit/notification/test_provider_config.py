@@ -157,3 +157,12 @@ async def test_cert_secret_ref_trusts_the_ca_and_presents_the_client_cert(ca: Te
         with pytest.raises(DeliveryError, match=r"certificate|SSL"):
             await build_sender(untrusted).send(notification())
     assert len(server.requests()) == 1
+
+
+async def test_proxy_credentials_in_a_url_are_split_out() -> None:
+    config = await resolve_provider(
+        provider(address="https://h/x", proxy="http://user:pw-secret@proxy.example:3128"), secrets()
+    )
+    assert config.proxy == "http://proxy.example:3128"
+    assert (config.proxy_username, config.proxy_password) == ("user", "pw-secret")
+    assert "pw-secret" not in repr(config)
