@@ -25,6 +25,9 @@ KUBERNETES_VERSION = "v1.36.3"
 KWOK_VERSION = "v0.8.0"
 KUSTOMIZE_VERSION = "v5.8.2"  # v5.8.3 needs Go 1.27; the machine has 1.26
 HELM_VERSION = "v4.3.1"  # pyhelm3 0.5.8 speaks Helm 4 (and translates for 3)
+# Tests only. v0.36.6 is the newest release under this module path; v0.40.0
+# renamed it to github.com/bitnami/sealed-secrets, which the checksum database lacks.
+KUBESEAL_VERSION = "v0.36.6"
 
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +46,7 @@ GO_TOOLS = {
     "kwok": ("sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION),
     "kustomize": ("sigs.k8s.io/kustomize/kustomize/v5", KUSTOMIZE_VERSION),
     "helm": ("helm.sh/helm/v4/cmd/helm", HELM_VERSION),
+    "kubeseal": ("github.com/bitnami-labs/sealed-secrets/cmd/kubeseal", KUBESEAL_VERSION),
 }
 
 # A whole build of everything cold takes minutes; a hung proxy must not hang CI.

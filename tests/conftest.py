@@ -24,7 +24,7 @@ from tests.helpers import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
 
 # Real git servers, repositories and keys for the source tests.
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.sealing"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"

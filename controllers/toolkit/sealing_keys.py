@@ -363,10 +363,21 @@ def create_key(
     namespace: str,
     *,
     key_size: int = DEFAULT_KEY_SIZE,
-    now: datetime | None = None,
+    existing: Sequence[SealingKey] | None = None,
 ) -> SealingKey:
-    """Generate a key and store it as a new key Secret; returns it."""
-    private_key, certificate = generate_key(key_size=key_size, now=now)
+    """Generate a key and store it as a new key Secret; returns it.
+
+    Its certificate's notBefore is made later than every existing key's,
+    even when keys are added within one second (certificate times have
+    whole seconds), so "newest" stays well defined, for us and for a
+    Bitnami controller sharing the keys, which orders them the same way.
+    """
+    keys = read_keys(api, namespace) if existing is None else existing
+    start = datetime.now(UTC).replace(microsecond=0)
+    issued = [key.not_before for key in keys if key.not_before is not None]
+    if issued and max(issued) >= start:
+        start = max(issued) + timedelta(seconds=1)
+    private_key, certificate = generate_key(key_size=key_size, now=start)
     body = key_secret(namespace, private_key, certificate)
     created = kubernetes.client.CoreV1Api(api).create_namespaced_secret(namespace, body)
     metadata = _as_dict(api, created)["metadata"]
@@ -412,11 +423,14 @@ def ensure_keys(
     key_size: int = DEFAULT_KEY_SIZE,
     now: datetime | None = None,
 ) -> list[SealingKey]:
-    """Keys after making sure one exists and the newest is not past its renewal; newest first."""
+    """Keys after making sure one exists and the newest is not past its renewal; newest first.
+
+    `now` only decides whether a key is due; a new key is always dated now.
+    """
     keys = read_keys(api, namespace)
     due = renewal_due_in(keys[0] if keys else None, renew_period=renew_period, now=now)
     if due == 0.0:
-        created = create_key(api, namespace, key_size=key_size, now=now)
+        created = create_key(api, namespace, key_size=key_size, existing=keys)
         keys = newest_first([created, *keys])
     return keys
 
