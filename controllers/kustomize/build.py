@@ -60,6 +60,7 @@ __all__ = [
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
 _MAX_STDERR = 64 * 1024
+_REAP_TIMEOUT = 10.0
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # A proxy nobody listens on: kustomize's HTTP fetches fail instead of reaching out.
 _NO_NETWORK_PROXY = "http://127.0.0.1:9"
@@ -283,9 +284,13 @@ async def _read_bounded(stream: asyncio.StreamReader, limit: int) -> tuple[bytes
         chunks.append(chunk)
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill kustomize's process group and reap it, without waiting on it forever."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    # wait() also waits for the pipes to close, which a stray grandchild could hold open.
+    with contextlib.suppress(ProcessLookupError, TimeoutError):
+        await asyncio.wait_for(proc.wait(), _REAP_TIMEOUT)
 
 
 async def run_kustomize(
@@ -347,24 +352,21 @@ async def run_kustomize(
     try:
         (stdout, too_much), (stderr, _), code = await asyncio.wait_for(collect(), timeout)
     except TimeoutError:
-        _kill(proc)
-        await proc.wait()
+        await _kill(proc)
         raise BuildError(f"kustomize build timed out after {timeout:g}s") from None
     except BaseException:
-        _kill(proc)
-        with contextlib.suppress(ProcessLookupError):
-            await proc.wait()
+        await _kill(proc)
         raise
     if too_much:
         raise BuildError(f"kustomize build output is larger than {max_output} bytes")
     if code != 0:
-        message = _relative_paths(stderr.decode("utf-8", "replace"), directory, work)
+        message = _relative_paths(stderr.decode("utf-8", "replace"), work)
         message = message.strip().removeprefix("Error: ").strip()
         raise BuildError(f"kustomize build failed: {message or f'exit status {code}'}")
     return stdout.decode("utf-8", "replace")
 
 
-def _relative_paths(text: str, directory: Path, work: Path) -> str:
+def _relative_paths(text: str, work: Path) -> str:
     """kustomize's message with the private copy's paths shown as the repository's."""
     tree = work / "tree"
     for prefix in (f"{tree}/", f"{work}/"):
@@ -435,7 +437,8 @@ async def build(
     """
     rel = resolve_path(tree, path)
     binary = kustomize or find_kustomize()
-    work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root))
+    # Resolved, so kustomize's messages (it resolves symlinks) show the prefix we strip.
+    work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root)).resolve()
     try:
         directory = await asyncio.to_thread(_prepare, tree, work / "tree", rel, overlays)
         text = await run_kustomize(binary, directory, work, timeout=timeout, max_output=max_output)

@@ -574,6 +574,31 @@ async def test_output_is_bounded(tmp_path: Path) -> None:
     assert "larger than 1000 bytes" in str(info.value)
 
 
+async def test_a_build_that_hangs_is_killed_at_its_timeout(tmp_path: Path) -> None:
+    # A stand-in for a kustomize that never finishes, leaving a child process behind.
+    pid_file = tmp_path / "pids"
+    hang = tmp_path / "hang.sh"
+    hang.write_text(f"#!/bin/sh\n/bin/sleep 3600 &\necho $! $$ > {pid_file}\nwait\n")
+    hang.chmod(0o755)
+    tree = write(tmp_path / "tree", {"a.yaml": cm("a")})
+    with pytest.raises(BuildError) as info:
+        # The guard: if only the shell died, its child would hold the pipes open.
+        await asyncio.wait_for(build(tree, "", {}, kustomize=str(hang), timeout=1), 60)
+    assert "kustomize build timed out after 1s" in str(info.value)
+    for pid in pid_file.read_text().split():
+        assert not running(int(pid))
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs; a killed child nobody reaped yet is a zombie, not running."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return "zombie" not in state and "dead" not in state
+
+
 async def test_build_leaves_no_scratch_behind(tmp_path: Path) -> None:
     work_root = tmp_path / "work"
     work_root.mkdir()
