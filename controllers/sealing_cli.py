@@ -31,6 +31,7 @@ from typing import IO, Any
 
 import kubernetes.client
 import kubernetes.config
+import urllib3.exceptions
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -393,6 +394,9 @@ def _guarded(name: str, command: Any) -> Any:
             return EXIT_USAGE
         except UnicodeDecodeError:
             print(f"headwater {name}: input is not UTF-8 text", file=sys.stderr)
+            return EXIT_FAILED
+        except urllib3.exceptions.HTTPError as exc:
+            print(f"headwater {name}: cannot reach the API server: {exc}", file=sys.stderr)
             return EXIT_FAILED
 
     return run

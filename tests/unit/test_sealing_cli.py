@@ -273,3 +273,28 @@ def test_yaml_output_quotes_what_go_reads_as_booleans(
     )
     assert code == 0
     assert 'flag: "y"' in out and 'other: "N"' in out
+
+
+def test_unreachable_cluster_is_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                # Port 1 on loopback: nothing listens, the connection is refused at once.
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    code, out, err = run(
+        capsys, monkeypatch, "seal", "--fetch-cert", "--kubeconfig", str(kubeconfig)
+    )
+    assert code == 1 and out == ""
+    assert err.startswith("headwater seal: cannot reach the API server")
+    assert "Traceback" not in err
