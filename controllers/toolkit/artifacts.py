@@ -44,6 +44,8 @@ EXTRACTED_SIZE_FACTOR = 10  # YAML compresses well; allow this much growth over 
 
 _DIGEST_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _HEX = re.compile(r"^[0-9a-f]+$")
+# What the cache creates under its root: trees by digest and its temporary names.
+_OWN_NAME = re.compile(r"^(sha256|sha384|sha512)-[0-9a-f]+$|^\.(download|extract|trash)-")
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -442,7 +444,8 @@ class ArtifactCache:
     `keep_unused` most recently used are kept for the next reconcile and older ones are
     deleted. The trees are read-only (and made so on disk): copy before changing anything.
 
-    The cache owns `root`: leftovers of an earlier process are removed when it is created.
+    Leftovers of an earlier process under `root` (trees and temporary files, by their
+    names) are removed when the cache is created; nothing else there is touched.
     """
 
     def __init__(
@@ -475,9 +478,11 @@ class ArtifactCache:
         self._reset_root()
 
     def _reset_root(self) -> None:
+        # Only names this cache makes: a root given by mistake loses nothing else.
         self.root.mkdir(parents=True, exist_ok=True)
         for child in self.root.iterdir():
-            remove_tree(child)
+            if _OWN_NAME.match(child.name):
+                remove_tree(child)
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

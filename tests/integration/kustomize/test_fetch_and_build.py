@@ -374,11 +374,13 @@ async def test_unused_trees_are_dropped_least_recently_used_first(
 
 async def test_leftovers_of_an_earlier_process_are_cleared(tmp_path: Path) -> None:
     root = tmp_path / "cache"
-    (root / "sha256-stale").mkdir(parents=True)
+    (root / ("sha256-" + "a" * 64)).mkdir(parents=True)
     (root / ".download-x.tar.gz").write_text("partial")
+    (root / ".extract-y").mkdir()
+    (root / "not-ours.txt").write_text("keep")
     cache = ArtifactCache(root, max_size=LIMIT)
     try:
-        assert cache_dirs(cache) == []
+        assert cache_dirs(cache) == ["not-ours.txt"]
     finally:
         await cache.close()
 
