@@ -491,7 +491,9 @@ class KeyManager:
                 await asyncio.sleep(RETRY_SECONDS)
                 continue
             due = renewal_due_in(keys[0] if keys else None, renew_period=self.renew_period)
-            await asyncio.sleep(MAX_SLEEP_SECONDS if due is None else min(due, MAX_SLEEP_SECONDS))
+            # At least a second between passes: a tiny renew period must not spin.
+            pause = MAX_SLEEP_SECONDS if due is None else min(max(due, 1.0), MAX_SLEEP_SECONDS)
+            await asyncio.sleep(pause)
 
 
 def _describe(exc: BaseException) -> str:
