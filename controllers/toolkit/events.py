@@ -37,6 +37,8 @@ from controllers.toolkit.settings import Settings
 log = logging.getLogger(__name__)
 
 EventType = Literal["Normal", "Warning"]
+# Object annotations with this prefix travel with every event about the object.
+EVENT_ANNOTATION_PREFIX = "event.toolkit.fluxcd.io/"
 NORMAL: EventType = "Normal"
 WARNING: EventType = "Warning"
 
@@ -375,13 +377,24 @@ class EventRecorder:
         *,
         now: datetime.datetime | None = None,
     ) -> Event:
-        """The Event for `body`, as it would be recorded."""
+        """The Event for `body`, as it would be recorded.
+
+        As Flux's emitter does, the object's `event.toolkit.fluxcd.io/*`
+        annotations are carried in the metadata (e.g. a team or environment
+        for alerts to show); the caller's metadata wins on a clash.
+        """
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        carried = {
+            key: str(value)
+            for key, value in annotations.items()
+            if key.startswith(EVENT_ANNOTATION_PREFIX)
+        }
         return Event(
             involved_object=ObjectReference.from_body(body),
             type=type_,
             reason=reason,
             message=message,
-            metadata=dict(metadata or {}),
+            metadata={**carried, **(metadata or {})},
             timestamp=now or datetime.datetime.now(datetime.UTC),
             reporting_controller=self.controller,
             reporting_instance=self.instance,

@@ -106,3 +106,23 @@ def test_repeats_share_an_aggregation_key_and_differences_do_not() -> None:
 def test_controller_names_are_flux_style() -> None:
     assert controller_name("source") == "source-controller"
     assert controller_name("helm-controller") == "helm-controller"
+
+
+def test_event_annotations_of_the_object_travel_in_the_metadata() -> None:
+    recorder = EventRecorder("kustomize-controller", [])
+    body = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {
+            "name": "app",
+            "namespace": "apps",
+            "annotations": {"event.toolkit.fluxcd.io/team": "payments", "other/note": "x"},
+        },
+    }
+    event = recorder.event(body, "Normal", "Progressing", "applied", {"revision": "main@sha1:1"})
+    assert event.metadata == {"event.toolkit.fluxcd.io/team": "payments", "revision": "main@sha1:1"}
+    # Already qualified keys keep their own group; ours get the object's.
+    assert event.qualified_metadata() == {
+        "event.toolkit.fluxcd.io/team": "payments",
+        "kustomize.toolkit.fluxcd.io/revision": "main@sha1:1",
+    }
