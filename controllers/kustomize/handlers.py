@@ -64,8 +64,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
         return await _read_config(core, namespace, kind, name)
 
-    async def load_keys(secret_name: str | None) -> Sequence[Any]:
-        return await sealing_keys.load_keys(api, settings.namespace, secret_name)
+    async def load_keys(namespace: str, secret_name: str | None) -> Sequence[Any]:
+        # A named key Secret is the Kustomization's own (Flux's secretRef meaning);
+        # otherwise every key the controller keeps in its namespace.
+        if secret_name:
+            return await sealing_keys.load_keys(api, namespace, secret_name)
+        return await sealing_keys.load_keys(api, settings.namespace)
 
     async def client_for(spec: KustomizationSpec, namespace: str) -> ResourceClient:
         """The client to apply with: ours, impersonating a service account, or remote."""
@@ -170,8 +174,20 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     git_repositories.register(registry)
     queue.register(registry)
 
+    key_manager = sealing_keys.KeyManager(
+        api, settings.namespace, renew_period=settings.sealing_key_renew_period
+    )
+    background: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(registry=registry, id="kustomize-sealing-keys")
+    async def start_key_manager(**_: Any) -> None:
+        # Creates the first sealing key and renews it; never fails the startup.
+        background.append(asyncio.create_task(key_manager.run(), name="sealing keys"))
+
     @kopf.on.cleanup(registry=registry, id="kustomize-cleanup")
     async def close(**_: Any) -> None:
+        for task in background:
+            task.cancel()
         watcher.close()
         await artifacts.close()
         for client in [default_client, *clients.values()]:

@@ -64,8 +64,8 @@ HEALTH_POLL_SECONDS = 2.0
 
 # (namespace, kind, name) -> decoded data, None when missing.
 ConfigReader = Callable[[str, str, str], Awaitable[Mapping[str, str] | None]]
-# (namespace of keys, optional Secret name) -> private keys for sealed secrets.
-KeyLoader = Callable[[str | None], Awaitable[Sequence[Any]]]
+# (the Kustomization's namespace, spec.decryption.secretRef name or None) -> keys.
+KeyLoader = Callable[[str, str | None], Awaitable[Sequence[Any]]]
 # spec -> the client to apply with (impersonation, remote kubeconfig).
 ClientFactory = Callable[[KustomizationSpec, str], Awaitable[ResourceClient]]
 ObserveKinds = Callable[[Inventory], None]
@@ -304,7 +304,7 @@ class KustomizationReconciler:
         objects = build_step.apply_common_metadata(
             [m.object for m in manifests], raw_spec.get("commonMetadata")
         )
-        objects = await self._decrypt(spec, objects)
+        objects = await self._decrypt(spec, objects, ref.namespace)
         built = BuiltRevision(
             key=key,
             revision=revision,
@@ -315,13 +315,25 @@ class KustomizationReconciler:
         return built, True
 
     async def _decrypt(
-        self, spec: KustomizationSpec, objects: list[dict[str, Any]]
+        self, spec: KustomizationSpec, objects: list[dict[str, Any]], namespace: str
     ) -> list[dict[str, Any]]:
         if spec.decryption_provider != "sealedsecrets" or not decrypt.has_sealed_secrets(objects):
             return objects
-        keys = await self.load_keys(spec.decryption_secret)
+        keys = await self.load_keys(namespace, spec.decryption_secret)
+        if not keys:
+            raise StepFailed(
+                DECRYPTION_FAILED,
+                "no sealing keys found: the controller creates one at startup, "
+                "or spec.decryption.secretRef names a missing Secret",
+            )
         try:
-            return decrypt.unseal_objects(objects, keys)
+            # RSA with every key for every value: CPU-bound, so off the event loop.
+            return await asyncio.to_thread(
+                decrypt.unseal_objects,
+                objects,
+                keys,
+                default_namespace=spec.target_namespace or namespace,
+            )
         except decrypt.DecryptionError as exc:
             raise StepFailed(DECRYPTION_FAILED, str(exc)) from None
 
