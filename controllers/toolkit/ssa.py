@@ -768,6 +768,9 @@ class _Stage:
             groups.setdefault((item.info, item.namespace), []).append(item)
         # Bound how many groups hold listed objects in memory at once.
         limit = asyncio.Semaphore(max(2, self.client.concurrency))
+        # Small pages keep the listed copies fresh while their dry-runs queue
+        # (an object changed since the LIST costs an extra GET) and bound memory.
+        page_size = min(500, 16 * self.client.concurrency)
 
         async def plan_group(info: ResourceInfo, namespace: str, group: list[_Item]) -> None:
             async with limit:
@@ -776,7 +779,7 @@ class _Stage:
                 if selector:
                     try:
                         async for page in self.client.list_pages(
-                            info, namespace, label_selector=selector
+                            info, namespace, label_selector=selector, limit=page_size
                         ):
                             batch = []
                             for live in page:
