@@ -35,7 +35,8 @@ from devcluster import pki
 
 log = logging.getLogger(__name__)
 
-SERVICE_CIDR = "10.0.0.0/24"
+# Room for thousands of Services (benchmarks apply many); a /24 fills at ~250.
+SERVICE_CIDR = "10.0.0.0/16"
 # The API server's in-cluster Service address is the first of the service range.
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"

@@ -364,7 +364,7 @@ class KustomizationReconciler:
         await self._report_changes(obj, changeset, built, drift=applied_before and not rebuilt)
 
         old_inventory = Inventory.from_status(status.get("inventory"))
-        inventory = Inventory(InventoryEntry(entry.id, entry.version) for entry in changeset)
+        inventory = changeset.to_inventory()
         stale = old_inventory.stale(inventory)
         prune_failure = ""
         if spec.prune and stale:
@@ -385,7 +385,7 @@ class KustomizationReconciler:
         if prune_failure:
             raise StepFailed(cond.PRUNE_FAILED, prune_failure, status=status)
 
-        checks = self._health_entries(spec, inventory)
+        checks = self._health_entries(spec, changeset)
         if not checks:
             return cond.remove_condition(status, HEALTHY)
         cancel = self._health_cancels[ref] = asyncio.Event()
@@ -397,6 +397,8 @@ class KustomizationReconciler:
                 poll_interval=HEALTH_POLL_SECONDS,
                 cancel=cancel,
                 ttl_jobs=health.jobs_with_ttl(built.objects),
+                # Read our objects with a LIST per kind rather than a GET each.
+                label_selector=ssa.label_selector(owner),
             )
         finally:
             self._health_cancels.pop(ref, None)
@@ -420,9 +422,11 @@ class KustomizationReconciler:
         raise StepFailed(reason, result.message, status=status)
 
     @staticmethod
-    def _health_entries(spec: KustomizationSpec, inventory: Inventory) -> list[InventoryEntry]:
+    def _health_entries(spec: KustomizationSpec, changeset: ssa.ChangeSet) -> list[InventoryEntry]:
         if spec.wait:
-            return list(inventory)
+            # Everything applied, less what was skipped (ssa: Ignore, reconcile:
+            # disabled), as Flux does: a skipped object may never exist.
+            return list(changeset.health_entries())
         entries = []
         for check in spec.health_checks:
             group, _, version = check.api_version.rpartition("/")
