@@ -38,6 +38,7 @@ from controllers.kustomize.spec import (
     GROUP,
     KustomizationSpec,
     SpecError,
+    expression_status,
 )
 from controllers.toolkit import conditions as cond
 from controllers.toolkit import health, ssa
@@ -399,6 +400,7 @@ class KustomizationReconciler:
                 ttl_jobs=health.jobs_with_ttl(built.objects),
                 # Read our objects with a LIST per kind rather than a GET each.
                 label_selector=ssa.label_selector(owner),
+                custom_status=expression_status(spec.health_check_exprs),
             )
         finally:
             self._health_cancels.pop(ref, None)

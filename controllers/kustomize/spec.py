@@ -7,12 +7,14 @@ SpecError naming the field, which stalls the object until its spec changes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
 from controllers.toolkit.durations import DurationError, parse_duration
+from controllers.toolkit.health import CustomStatus, ObjectStatus, Status
+from controllers.toolkit.resources import shorten
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -20,6 +22,8 @@ SOURCE_GROUP = "source.toolkit.fluxcd.io"
 DEPENDENCY_REQUEUE_SECONDS = 30.0
 # Flux's timeout default: the interval less 30s, but never under 30s.
 MIN_TIMEOUT_SECONDS = 30.0
+# cel-python's evaluation errors carry the whole activation: keep their two ends.
+_MAX_EXPR_ERROR = 300
 
 DECRYPTION_PROVIDERS = ("sops", "sealedsecrets")
 DELETION_POLICIES = ("MirrorPrune", "Delete", "WaitForTermination", "Orphan")
@@ -64,6 +68,59 @@ class HealthCheckExpr:
     current: Expression
     in_progress: Expression | None
     failed: Expression | None
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        """Same group and kind (Flux matches GroupKind: any served version will do)."""
+        group = self.api_version.rpartition("/")[0]
+        return (
+            obj.get("kind") == self.kind
+            and str(obj.get("apiVersion") or "").rpartition("/")[0] == group
+        )
+
+    def status_of(self, obj: Mapping[str, Any]) -> ObjectStatus:
+        """Flux's CEL status reader: observedGeneration first, then inProgress, failed, current.
+
+        The expressions see the object's top-level fields (`metadata`, `spec`,
+        `status`, ... as Flux declares them) and, beyond Flux, the whole object
+        as `self`. A field that is missing makes the expression fail; the object
+        is then Unknown and the health check keeps polling until the timeout, as
+        in Flux.
+        """
+        generation = (obj.get("metadata") or {}).get("generation")
+        observed = (obj.get("status") or {}).get("observedGeneration")
+        if observed is not None and observed != generation:
+            return ObjectStatus(
+                Status.IN_PROGRESS,
+                f"generation is {generation}, but latest observed generation is {observed}",
+            )
+        variables = {**obj, "self": obj}
+        for expression, status in (
+            (self.in_progress, Status.IN_PROGRESS),
+            (self.failed, Status.FAILED),
+            (self.current, Status.CURRENT),
+        ):
+            if expression is None:
+                continue
+            try:
+                if expression.evaluate(variables):
+                    return ObjectStatus(status, f"{expression.field} {expression.source!r} is true")
+            except ExpressionError as exc:
+                return ObjectStatus(Status.UNKNOWN, shorten(str(exc), _MAX_EXPR_ERROR))
+        return ObjectStatus(Status.IN_PROGRESS, "no health check expression is true yet")
+
+
+def expression_status(exprs: Sequence[HealthCheckExpr]) -> CustomStatus | None:
+    """The health hook for spec.healthCheckExprs: the first entry matching an object decides."""
+    if not exprs:
+        return None
+
+    def status(obj: Mapping[str, Any]) -> ObjectStatus | None:
+        for expr in exprs:
+            if expr.matches(obj):
+                return expr.status_of(obj)
+        return None
+
+    return status
 
 
 @dataclass(frozen=True)

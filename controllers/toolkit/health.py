@@ -22,7 +22,7 @@ import datetime
 import enum
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controllers.toolkit.inventory import InventoryEntry, ObjectId
@@ -344,8 +344,21 @@ def _parse_time(text: str) -> datetime.datetime | None:
         return None
 
 
-def compute_status(obj: Mapping[str, Any], now: datetime.datetime | None = None) -> ObjectStatus:
-    """The kstatus status of a live object."""
+# A caller's own rule for some objects (a Kustomization's healthCheckExprs): the
+# status it returns wins; None leaves the object to the kstatus rules.
+CustomStatus = Callable[[Mapping[str, Any]], ObjectStatus | None]
+
+
+def compute_status(
+    obj: Mapping[str, Any],
+    now: datetime.datetime | None = None,
+    custom_status: CustomStatus | None = None,
+) -> ObjectStatus:
+    """The kstatus status of a live object (or `custom_status`'s, when it has one)."""
+    if custom_status is not None:
+        custom = custom_status(obj)
+        if custom is not None:
+            return custom
     generic = _generic(obj)
     if generic is not None:
         return generic
@@ -426,6 +439,7 @@ async def read_statuses(
     entries: Sequence[InventoryEntry],
     *,
     label_selector: str = "",
+    custom_status: CustomStatus | None = None,
 ) -> dict[ObjectId, ObjectStatus]:
     """The current status of each object, reading as few times as it can.
 
@@ -454,7 +468,7 @@ async def read_statuses(
         if live is None:
             statuses[entry.id] = ObjectStatus(Status.NOT_FOUND, "Resource not found")
         else:
-            statuses[entry.id] = compute_status(live)
+            statuses[entry.id] = compute_status(live, custom_status=custom_status)
 
     async def read_group(info: ResourceInfo, namespace: str, group: list[InventoryEntry]) -> None:
         pending = {entry.id.name: entry for entry in group}
@@ -464,7 +478,7 @@ async def read_statuses(
                     for live in page:
                         entry = pending.pop(str((live.get("metadata") or {}).get("name")), None)
                         if entry is not None:
-                            statuses[entry.id] = compute_status(live)
+                            statuses[entry.id] = compute_status(live, custom_status=custom_status)
             except ApiError as exc:
                 log.debug(
                     "listing %s in %r failed, reading one by one: %s", info.kind, namespace, exc
@@ -485,12 +499,14 @@ async def wait_for_health(
     fail_fast: bool = True,
     label_selector: str = "",
     ttl_jobs: frozenset[ObjectId] = frozenset(),
+    custom_status: CustomStatus | None = None,
 ) -> HealthResult:
     """Poll `entries` until all are Current, one Failed, the timeout, or `cancel` is set.
 
     Objects already Current are not read again. `ttl_jobs` (see `jobs_with_ttl`)
     count as healthy once gone. `label_selector` lets objects of one kind and
-    namespace be read with a LIST.
+    namespace be read with a LIST. `custom_status` overrides the kstatus rules
+    for the objects it answers (see `compute_status`).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -502,7 +518,9 @@ async def wait_for_health(
     while True:
         if cancel is not None and cancel.is_set():
             return HealthResult(HealthOutcome.CANCELED, statuses, time.monotonic() - started)
-        read = await read_statuses(client, pending, label_selector=label_selector)
+        read = await read_statuses(
+            client, pending, label_selector=label_selector, custom_status=custom_status
+        )
         for object_id, status in read.items():
             if status.status is Status.NOT_FOUND and object_id in ttl_jobs:
                 status = _current("Job finished and was deleted (ttlSecondsAfterFinished)")
