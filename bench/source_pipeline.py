@@ -25,14 +25,9 @@ repeated (``--repeat``) and reported as median, min and max. Writes
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import multiprocessing
-import os
-import platform
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -46,6 +41,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench import common
+from bench.common import max_rss_mib, process_cpu, stat_range, summarize
 from controllers.source.gitrepository import (
     STORAGE_KIND,
     FetchInputs,
@@ -244,12 +241,6 @@ def build_repository(project_root: Path, name: str, shape: RepoShape, seed: int)
 # -- the git server in its own process ----------------------------------------------------
 
 
-def _process_cpu() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def _serve(conn: Connection, project_root: str) -> None:
     """Build repositories and serve them, answering the parent until told to stop.
 
@@ -271,7 +262,7 @@ def _serve(conn: Connection, project_root: str) -> None:
                 elif command == "requests":
                     conn.send(server.requests)
                 elif command == "cpu":
-                    conn.send(_process_cpu())
+                    conn.send(process_cpu())
                 else:
                     conn.send(ValueError(f"unknown command {command!r}"))
             except Exception as exc:
@@ -401,14 +392,6 @@ def measure(server: ServerProcess, action: Callable[[], T]) -> tuple[T, Sample]:
     return result, sample
 
 
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 4),
-        "min": round(min(values), 4),
-        "max": round(max(values), 4),
-    }
-
-
 def summarize_samples(samples: Sequence[Sample]) -> dict[str, Any]:
     return {
         "wall_s": summarize([s.wall_s for s in samples]),
@@ -424,11 +407,6 @@ def summarize_samples(samples: Sequence[Sample]) -> dict[str, Any]:
 def _count_files(tarball: Path) -> int:
     with tarfile.open(tarball, mode="r|gz") as tar:
         return sum(1 for member in tar if member.isfile())
-
-
-def _max_rss_mib(who: int) -> float:
-    # ru_maxrss is in KiB on Linux.
-    return round(resource.getrusage(who).ru_maxrss / 1024, 1)
 
 
 def run_shape(
@@ -506,41 +484,26 @@ def run_shape(
         "no_change_poll": summarize_samples(poll_samples),
         # The process's high-water mark so far (children's ru_maxrss is not reported: a
         # forked child inherits its parent's RSS as its own high-water mark).
-        "peak_rss_mib_so_far": _max_rss_mib(resource.RUSAGE_SELF),
+        "peak_rss_mib_so_far": max_rss_mib(resource.RUSAGE_SELF),
     }
 
 
 # -- the report ---------------------------------------------------------------------------
 
 
-def _load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def machine_info() -> dict[str, Any]:
     git = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=30)
     return {
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
+        **common.machine_info(),
         "git": git.stdout.strip(),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         # Other work on the machine skews wall times; this says how busy it was.
-        "load_average_at_start": _load_average(),
+        "load_average_at_start": common.load_average(),
     }
 
 
 def _mb(size: float) -> str:
     return f"{size / MB:.1f} MB" if size >= MB / 10 else f"{size / 1000:.0f} kB"
-
-
-def _range(stat: Mapping[str, float], scale: float = 1.0, digits: int = 2) -> str:
-    return (
-        f"{stat['median'] * scale:.{digits}f} "
-        f"({stat['min'] * scale:.{digits}f}-{stat['max'] * scale:.{digits}f})"
-    )
 
 
 def render_table(report: Mapping[str, Any]) -> str:
@@ -565,9 +528,10 @@ def render_table(report: Mapping[str, Any]) -> str:
         new, poll = scenario["new_artifact"], scenario["no_change_poll"]
         lines.append(
             f"| {scenario['label']} | {repo['files']} | {_mb(repo['content_bytes'])} "
-            f"| {_mb(artifact['size_bytes'])} | {_range(new['wall_s'])} | {_range(new['cpu_s'])} "
-            f"| {_range(new['server_cpu_s'])} | {_range(poll['wall_s'], 1000, 0)} "
-            f"| {_range(poll['cpu_s'], 1000, 0)} | {poll['http_requests']['median']:.0f} |"
+            f"| {_mb(artifact['size_bytes'])} | {stat_range(new['wall_s'])} "
+            f"| {stat_range(new['cpu_s'])} "
+            f"| {stat_range(new['server_cpu_s'])} | {stat_range(poll['wall_s'], 1000, 0)} "
+            f"| {stat_range(poll['cpu_s'], 1000, 0)} | {poll['http_requests']['median']:.0f} |"
         )
     rss = report["peak_rss_mib"]
     lines += [
@@ -584,7 +548,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     shapes = [RepoShape(_label(size), int(size * MB)) for size in sizes_mb]
     started = time.perf_counter()
-    baseline_rss = _max_rss_mib(resource.RUSAGE_SELF)  # after imports, before any work
+    baseline_rss = max_rss_mib(resource.RUSAGE_SELF)  # after imports, before any work
     machine = machine_info()
     scenarios: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="hw-bench-source-") as tmp:
@@ -601,15 +565,15 @@ def run_benchmark(
     return {
         "benchmark": REPORT_NAME,
         "format": 1,
-        "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": common.utc_now(),
         "quick": quick,
         "seed": seed,
         "repetitions": repeat,
-        "machine": {**machine, "load_average_at_end": _load_average()},
+        "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
         "peak_rss_mib": {
             "baseline": baseline_rss,
-            "process": _max_rss_mib(resource.RUSAGE_SELF),
+            "process": max_rss_mib(resource.RUSAGE_SELF),
         },
         "duration_s": round(time.perf_counter() - started, 1),
     }
@@ -621,14 +585,7 @@ def _label(size_mb: float) -> str:
 
 def write_report(report: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
     """Write the JSON report and the table atomically into `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = (out / f"{REPORT_NAME}.json", out / f"{REPORT_NAME}.md")
-    texts = (json.dumps(report, indent=2, sort_keys=False) + "\n", render_table(report))
-    for path, text in zip(paths, texts, strict=True):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    return paths
+    return common.write_report(out, REPORT_NAME, report, render_table(report))
 
 
 def _sizes(value: str) -> tuple[float, ...]:
