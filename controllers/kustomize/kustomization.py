@@ -258,12 +258,20 @@ class KustomizationReconciler:
     def _is_new_work(
         status: Mapping[str, Any], generation: int, obj: Object, revision: str
     ) -> bool:
+        """A revision, generation or request not attempted yet: report Progressing first.
+
+        A retry of work that already failed writes no Progressing status: until
+        this generation first succeeds, every status write wakes the queue
+        again (observedGeneration lags), so flipping Ready between Unknown and
+        False on each attempt would retry in a tight loop, not every
+        retryInterval.
+        """
+        ready = cond.get_condition(status, cond.READY)
         return (
-            cond.needs_reconcile(
-                status, generation=generation, annotations=obj["metadata"].get("annotations")
-            )
+            cond.reconcile_requested(status, obj["metadata"].get("annotations"))
             or status.get("lastAttemptedRevision") != revision
-            or not cond.is_true(status, cond.READY)
+            or ready is None
+            or ready.get("observedGeneration") != generation
         )
 
     async def _build(
@@ -362,6 +370,13 @@ class KustomizationReconciler:
             await self._report_changes(obj, exc.changeset, built, drift=False)
             raise StepFailed(cond.RECONCILIATION_FAILED, str(exc)) from None
         applied_before = (obj.get("status") or {}).get("lastAppliedRevision") == built.revision
+        log.info(
+            "server-side apply of %s: %s",
+            ref,
+            ", ".join(f"{len(ids)} {action}" for action, ids in changeset.by_action().items())
+            or "nothing to apply",
+            extra={"revision": built.revision, "rebuilt": rebuilt},
+        )
         await self._report_changes(obj, changeset, built, drift=applied_before and not rebuilt)
 
         old_inventory = Inventory.from_status(status.get("inventory"))
