@@ -50,8 +50,16 @@ OnChange = Callable[[ForeignChange], None]
 
 
 def last_manager(obj: Mapping[str, Any]) -> str | None:
-    """The field manager of the newest managed-fields entry."""
-    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    """The field manager of the newest change to the object's spec or metadata.
+
+    Status writes (the controller manager updating a rollout's progress) are
+    not drift, so entries for the status subresource are left out.
+    """
+    entries = [
+        entry
+        for entry in (obj.get("metadata") or {}).get("managedFields") or []
+        if entry.get("subresource") != "status"
+    ]
     if not entries:
         return None
     newest = max(entries, key=lambda entry: str(entry.get("time") or ""))
@@ -95,6 +103,7 @@ class InventoryWatcher:
         self._loop = loop
         with self._lock:
             for kind in kinds - self._threads.keys():
+                log.debug("watching %s %s for changes made outside git", kind.api_version, kind.kind)
                 thread = threading.Thread(
                     target=self._watch,
                     args=(kind,),
@@ -123,6 +132,12 @@ class InventoryWatcher:
                 resource = self._dynamic.resources.get(api_version=kind.api_version, kind=kind.kind)
                 listing = resource.get(label_selector=self._label_selector)
                 version = listing.metadata.resourceVersion
+                # Edits made before this (re)list never arrive as events: report
+                # the objects whose newest change is someone else's now.
+                for item in listing.items:
+                    raw = item.to_dict()
+                    if is_foreign("MODIFIED", raw, self._field_manager):
+                        self._deliver(ForeignChange("MODIFIED", raw, last_manager(raw)))
                 watcher = kubernetes.watch.Watch()
                 for event in self._dynamic.watch(
                     resource,

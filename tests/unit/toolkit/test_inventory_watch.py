@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from typing import Any
+
+from controllers.toolkit.inventory_watch import is_foreign, last_manager
+
+MANAGER = "headwater-kustomize"
+
+
+def _obj(*entries: tuple[str, str, str | None]) -> dict[str, Any]:
+    managed = []
+    for manager, time, subresource in entries:
+        entry: dict[str, Any] = {"manager": manager, "time": time, "operation": "Update"}
+        if subresource:
+            entry["subresource"] = subresource
+        managed.append(entry)
+    return {"metadata": {"managedFields": managed}}
+
+
+def test_our_own_apply_coming_back_is_not_foreign() -> None:
+    obj = _obj((MANAGER, "2026-11-21T10:00:00Z", None))
+    assert last_manager(obj) == MANAGER
+    assert not is_foreign("MODIFIED", obj, MANAGER)
+
+
+def test_an_edit_by_someone_else_is_foreign_and_deletion_always_is() -> None:
+    obj = _obj(
+        (MANAGER, "2026-11-21T10:00:00Z", None), ("kubectl-edit", "2026-11-21T10:05:00Z", None)
+    )
+    assert is_foreign("MODIFIED", obj, MANAGER)
+    assert is_foreign("DELETED", _obj((MANAGER, "2026-11-21T10:00:00Z", None)), MANAGER)
+    assert not is_foreign("ADDED", obj, MANAGER)
+
+
+def test_status_updates_by_the_controller_manager_are_not_drift() -> None:
+    obj = _obj(
+        (MANAGER, "2026-11-21T10:00:00Z", None),
+        ("kube-controller-manager", "2026-11-21T10:00:05Z", "status"),
+    )
+    assert last_manager(obj) == MANAGER
+    assert not is_foreign("MODIFIED", obj, MANAGER)
+    # A scale by kubectl goes through the scale subresource: that is drift.
+    scaled = _obj(
+        (MANAGER, "2026-11-21T10:00:00Z", None), ("kubectl", "2026-11-21T10:01:00Z", "scale")
+    )
+    assert is_foreign("MODIFIED", scaled, MANAGER)
