@@ -103,7 +103,9 @@ class InventoryWatcher:
         self._loop = loop
         with self._lock:
             for kind in kinds - self._threads.keys():
-                log.debug("watching %s %s for changes made outside git", kind.api_version, kind.kind)
+                log.debug(
+                    "watching %s %s for changes made outside git", kind.api_version, kind.kind
+                )
                 thread = threading.Thread(
                     target=self._watch,
                     args=(kind,),
