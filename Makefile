@@ -2,7 +2,7 @@
 .PHONY: demo test setup
 
 demo:
-	scripts/demo.sh
+	scripts/demo.sh $(ARGS)
 
 test:
 	scripts/test.sh
