@@ -9,7 +9,6 @@ requeue the Kustomizations concerned, so nothing waits for the interval.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,6 @@ import kopf
 import kubernetes.client
 import kubernetes.config
 import yaml
-from kubernetes.client.rest import ApiException
 
 from controllers.kustomize.kustomization import (
     FIELD_MANAGER,
@@ -51,7 +49,6 @@ NAMESPACE_LABEL = f"{GROUP}/namespace"
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Add the kustomize controller's handlers to `registry`."""
     api = kube.api_client()
-    core = kubernetes.client.CoreV1Api(api)
     default_client = ResourceClient(api, concurrency=settings.concurrent * 4)
     clients: dict[tuple[str, ...], ResourceClient] = {}
     artifacts = ArtifactCache(
@@ -61,8 +58,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     git_repositories = WatchCache(GIT_REPOSITORY)
     writer = ObjectWriter(api, RESOURCE)
 
+    read_secret = kube.secret_reader(api)
+    read_config_map = kube.config_map_reader(api)
+
     async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
-        return await _read_config(core, namespace, kind, name)
+        """A ConfigMap's or Secret's data as text (postBuild and kubeConfig read both)."""
+        if kind != "Secret":
+            return await read_config_map(namespace, name)
+        data = await read_secret(namespace, name)
+        if data is None:
+            return None
+        return {key: value.decode("utf-8", "replace") for key, value in data.items()}
 
     async def load_keys(namespace: str, secret_name: str | None) -> Sequence[Any]:
         # A named key Secret is the Kustomization's own (Flux's secretRef meaning);
@@ -192,25 +198,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         await artifacts.close()
         for client in [default_client, *clients.values()]:
             client.close()
-
-
-async def _read_config(
-    core: kubernetes.client.CoreV1Api, namespace: str, kind: str, name: str
-) -> Mapping[str, str] | None:
-    """A ConfigMap's or Secret's data as text (Secret values decoded), None if missing."""
-    try:
-        if kind == "Secret":
-            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
-            return {
-                key: base64.b64decode(value).decode("utf-8", "replace")
-                for key, value in (secret.data or {}).items()
-            }
-        config_map = await asyncio.to_thread(core.read_namespaced_config_map, name, namespace)
-        return dict(config_map.data or {})
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
 
 
 def _client_from_kubeconfig(text: str) -> kubernetes.client.ApiClient:

@@ -9,15 +9,11 @@ webhooks), `receiver` + `webhooks` + `targets` (git hosts in).
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
-import kubernetes.client
-from kubernetes.client.rest import ApiException
 
 from controllers.notification.dedup import DuplicateFilter
 from controllers.notification.dispatch import Dispatcher
@@ -26,7 +22,7 @@ from controllers.notification.intake import HttpServer
 from controllers.notification.intake import make_app as make_intake_app
 from controllers.notification.labels import LabelCache, kubernetes_label_fetch
 from controllers.notification.providers.base import ProviderConfig
-from controllers.notification.providers.config import SecretReader, resolve_provider
+from controllers.notification.providers.config import resolve_provider
 from controllers.notification.receiver import RESOURCE, ReceiverReconciler, ResourceRef
 from controllers.notification.targets import TargetAnnotator
 from controllers.notification.webhooks import make_app as make_webhook_app
@@ -42,27 +38,11 @@ log = logging.getLogger(__name__)
 CONTROLLER = "notification"
 
 
-def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
-    """Reads a Secret's decoded data; None when it does not exist."""
-    core = kubernetes.client.CoreV1Api(api)
-
-    async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
-        try:
-            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
-
-    return read_secret
-
-
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Add the notification controller's handlers and servers to `registry`."""
     api = kube.api_client()
     recorder = make_recorder(CONTROLLER, api, settings)
-    read_secret = secret_reader(api)
+    read_secret = kube.secret_reader(api)
 
     index = NotificationIndex()
     index.register(registry)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from controllers.notification.kinds import UnknownKindError, resolve_kind
 from controllers.toolkit import conditions as cond
 from controllers.toolkit.durations import DurationError, format_duration, jittered, parse_duration
 from controllers.toolkit.events import EventRecorder
+from controllers.toolkit.kube import SecretReader
 from controllers.toolkit.patching import ObjectWriter
 from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
 
@@ -132,9 +133,6 @@ def token_from_secret(data: Mapping[str, bytes] | None, namespace: str, name: st
     if "token" not in data:
         raise LookupError(f"invalid {where} secret data: required field 'token'")
     return data["token"].decode("utf-8", "replace")
-
-
-SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
 
 
 @dataclass

@@ -36,6 +36,7 @@ from controllers.notification.receiver import (
 )
 from controllers.notification.targets import TargetError, rfc3339_nano
 from controllers.toolkit import conditions as cond
+from controllers.toolkit.kube import SecretReader
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,6 @@ def find_receiver(receivers: Sequence[Mapping[str, Any]], path: str) -> Mapping[
 
 
 ReceiverList = Callable[[], list[dict[str, Any]]]
-SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
 # (resource, receiver namespace, requestedAt value) -> annotated objects; raises TargetError.
 RequestReconcile = Callable[[ResourceRef, str, str], Awaitable[list[str]]]
 

@@ -65,18 +65,6 @@ def _basic(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-def decode_secret_data(data: Mapping[str, str] | None) -> dict[str, bytes]:
-    """A Kubernetes Secret's ``.data`` (base64 values) as raw bytes."""
-    out: dict[str, bytes] = {}
-    for key, value in (data or {}).items():
-        try:
-            out[key] = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            # Name the key, never the value.
-            raise AuthenticationError(f"secret key '{key}' is not valid base64") from None
-    return out
-
-
 def _text(data: Mapping[str, bytes], key: str) -> str | None:
     raw = data.get(key)
     if raw is None:

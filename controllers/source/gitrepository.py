@@ -19,7 +19,7 @@ import asyncio
 import copy
 import logging
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from controllers.source.verify import (
 from controllers.toolkit import conditions as cond
 from controllers.toolkit.durations import DurationError, jittered, parse_duration
 from controllers.toolkit.events import EventRecorder
+from controllers.toolkit.kube import SecretReader
 from controllers.toolkit.patching import ObjectWriter
 from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
 
@@ -276,7 +277,6 @@ def _verify(
 
 # -- the reconcile ----------------------------------------------------------------------
 
-SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
 RepositoryLookup = Callable[[ObjectRef], Object | None]
 
 

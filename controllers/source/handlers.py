@@ -8,17 +8,12 @@ step modules; this file only connects them to the API and to each other.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import kopf
-import kubernetes.client
-from kubernetes.client.rest import ApiException
 
-from controllers.source.credentials import decode_secret_data
 from controllers.source.gitrepository import RESOURCE, GitRepositoryReconciler
 from controllers.source.server import ArtifactServer
 from controllers.source.storage import Storage
@@ -47,17 +42,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         settings.storage_addr.bind_host or "0.0.0.0",
         settings.storage_addr.port,
     )
-    core = kubernetes.client.CoreV1Api(api)
-
-    async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
-        try:
-            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return decode_secret_data(secret.data)
-
+    read_secret = kube.secret_reader(api)
     writer = ObjectWriter(api, RESOURCE)
     git: GitRepositoryReconciler
     queue = Reconciler(

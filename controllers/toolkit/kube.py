@@ -9,13 +9,17 @@ watches and our client calls always talk to the same server as the same user.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import logging
 import os
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
 import kubernetes.client
 import kubernetes.config
+from kubernetes.client.rest import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +105,39 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 def register_login(registry: kopf.OperatorRegistry) -> None:
     """Make kopf log in with the same credentials as `api_client()`."""
     kopf.on.login(registry=registry, id="headwater-login")(login)
+
+
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
+ConfigMapReader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
+
+
+def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
+    """`(namespace, name)` -> a Secret's decoded data, None when it does not exist."""
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
+        try:
+            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}
+
+    return read_secret
+
+
+def config_map_reader(api: kubernetes.client.ApiClient) -> ConfigMapReader:
+    """`(namespace, name)` -> a ConfigMap's data, None when it does not exist."""
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def read_config_map(namespace: str, name: str) -> Mapping[str, str] | None:
+        try:
+            config_map = await asyncio.to_thread(core.read_namespaced_config_map, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(config_map.data or {})
+
+    return read_config_map

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +26,7 @@ from controllers.notification.providers.base import (
     ProviderConfigError,
 )
 from controllers.toolkit.durations import DurationError, parse_duration
+from controllers.toolkit.kube import SecretReader
 
 # Flux refuses longer addresses from Secrets.
 MAX_ADDRESS_LENGTH = 2048
@@ -34,7 +35,6 @@ COMMIT_STATUS_TYPES = frozenset(
 )
 
 # (namespace, name) -> decoded data, None when the Secret does not exist.
-SecretReader = Callable[[str, str], Awaitable[Mapping[str, bytes] | None]]
 
 
 def _text(data: Mapping[str, bytes], key: str) -> str:

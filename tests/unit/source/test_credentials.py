@@ -13,7 +13,6 @@ from controllers.source.checkout import fetch
 from controllers.source.credentials import (
     GitAuth,
     auth_from_secret,
-    decode_secret_data,
     git_environment,
 )
 from controllers.source.errors import (
@@ -133,15 +132,6 @@ def test_invalid_url_message_has_no_password() -> None:
 
 
 # -- secrets ------------------------------------------------------------------------------
-
-
-def test_decode_secret_data() -> None:
-    data = decode_secret_data({"username": base64.b64encode(b"me").decode()})
-    assert data == {"username": b"me"}
-    with pytest.raises(AuthenticationError) as info:
-        decode_secret_data({"password": "not base64!!"})
-    assert "'password'" in str(info.value)
-    assert "not base64!!" not in str(info.value)
 
 
 def test_basic_and_bearer() -> None:
