@@ -62,7 +62,11 @@ def last_manager(obj: Mapping[str, Any]) -> str | None:
     ]
     if not entries:
         return None
-    newest = max(entries, key=lambda entry: str(entry.get("time") or ""))
+    # Writes through the scale subresource (kubectl scale) are recorded without a
+    # time; such an entry is the newest change, not the oldest. Our next apply
+    # takes its fields back, and the entry goes with them.
+    timeless = [entry for entry in entries if not entry.get("time")]
+    newest = timeless[-1] if timeless else max(entries, key=lambda entry: str(entry["time"]))
     manager = newest.get("manager")
     return str(manager) if manager else None
 
