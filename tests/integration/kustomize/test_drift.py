@@ -1,0 +1,202 @@
+"""Unchanged work is skipped, and changes made outside git are healed and reported."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helpers import (
+    TestCluster,
+    applied,
+    apply_manifests,
+    events_for,
+    git_repository,
+    kubectl_json,
+    kustomization,
+    request_reconcile,
+    wait_for,
+    wait_for_kustomization,
+)
+from tests.support.controllers import RunningControllers
+from tests.support.gitrepos import RepoFactory
+from tests.support.gitservers import GitHttpServer
+
+pytestmark = pytest.mark.integration
+
+ORIGINAL_PASSWORD = "original-password-in-git"
+LEAKED_PASSWORD = "someone-elses-password"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+MANIFESTS = {
+    "deploy/web.yaml": yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
+                },
+            },
+        }
+    ),
+    "deploy/settings.yaml": yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings"},
+            "data": {"mode": "fast"},
+        }
+    ),
+    "deploy/creds.yaml": yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds"},
+            "data": {"password": b64(ORIGINAL_PASSWORD)},
+        }
+    ),
+}
+OBJECTS = (("deployment", "web"), ("configmap", "settings"), ("secret", "creds"))
+
+
+def resource_versions(cluster: TestCluster, namespace: str) -> dict[str, str]:
+    return {
+        f"{kind}/{name}": kubectl_json(cluster, "get", kind, name, "-n", namespace)["metadata"][
+            "resourceVersion"
+        ]
+        for kind, name in OBJECTS
+    }
+
+
+def apply_log_lines(controllers: RunningControllers, namespace: str) -> list[dict[str, Any]]:
+    """The controller's 'server-side apply of <ns>/app' log records, oldest first."""
+    lines = []
+    for line in controllers.logs().splitlines():
+        if f"server-side apply of {namespace}/app:" in line:
+            lines.append(json.loads(line))
+    return lines
+
+
+def drift_events(cluster: TestCluster, namespace: str) -> list[dict[str, Any]]:
+    return [
+        event
+        for event in events_for(cluster, namespace, "Kustomization", "app", "DriftDetected")
+        if event.get("type") == "Warning"
+    ]
+
+
+def drift_message_with(cluster: TestCluster, namespace: str, text: str) -> str:
+    def find() -> str | None:
+        for event in drift_events(cluster, namespace):
+            if text in str(event.get("message")):
+                return str(event["message"])
+        return None
+
+    return wait_for(find, timeout=30, what=f"a DriftDetected event with {text!r}")
+
+
+def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    commit = repo.commit(MANIFESTS)
+    apply_manifests(
+        cluster,
+        git_repository(namespace, "repo", git_http_server.url(repo.name)),
+        kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace),
+    )
+    ks = wait_for_kustomization(cluster, namespace, "app", applied(commit))
+    history = ks["status"]["history"]
+    versions = resource_versions(cluster, namespace)
+
+    # A requested reconcile with nothing changed: nothing rebuilt, nothing written.
+    logged_before = len(apply_log_lines(controllers, namespace))
+    token = request_reconcile(cluster, namespace, "kustomization", "app")
+    ks = wait_for_kustomization(
+        cluster,
+        namespace,
+        "app",
+        lambda obj: obj["status"].get("lastHandledReconcileAt") == token,
+        what="the requested reconcile handled",
+    )
+    assert resource_versions(cluster, namespace) == versions
+    assert ks["status"]["history"] == history
+    assert ks["status"]["lastAppliedRevision"].endswith(commit)
+    logged = wait_for(
+        lambda: apply_log_lines(controllers, namespace)[logged_before:],
+        what="the reconcile's apply logged",
+    )
+    for line in logged:
+        assert line["rebuilt"] is False, line
+        assert line["msg"].endswith(": 3 unchanged"), line
+    assert not drift_events(cluster, namespace)
+    annotations = ks["metadata"]["annotations"]
+
+    # kubectl scale (another field manager, the scale subresource) is reverted.
+    cluster.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
+    message = drift_message_with(cluster, namespace, f"Deployment/{namespace}/web")
+    assert "spec.replicas: 5 → 2" in message, message
+    wait_for(
+        lambda: (
+            kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"]
+            == 2
+        ),
+        timeout=30,
+        what="replicas back to 2",
+    )
+
+    # A patch of a managed field by another field manager is reverted.
+    cluster.kubectl(
+        "patch", "configmap", "settings", "-n", namespace, "--field-manager=intruder",
+        "-p", '{"data":{"mode":"slow"}}',
+    )  # fmt: skip
+    message = drift_message_with(cluster, namespace, f"ConfigMap/{namespace}/settings")
+    assert 'data.mode: "slow" → "fast"' in message, message
+    wait_for(
+        lambda: (
+            kubectl_json(cluster, "get", "configmap", "settings", "-n", namespace)["data"]
+            == {"mode": "fast"}
+        ),
+        timeout=30,
+        what="the ConfigMap healed",
+    )
+
+    # A Secret's data is healed too, and no value shows in the event.
+    cluster.kubectl(
+        "patch", "secret", "creds", "-n", namespace, "--field-manager=intruder",
+        "-p", json.dumps({"data": {"password": b64(LEAKED_PASSWORD)}}),
+    )  # fmt: skip
+    message = drift_message_with(cluster, namespace, f"Secret/{namespace}/creds")
+    assert "data.password" in message, message
+    wait_for(
+        lambda: (
+            kubectl_json(cluster, "get", "secret", "creds", "-n", namespace)["data"]
+            == {"password": b64(ORIGINAL_PASSWORD)}
+        ),
+        timeout=30,
+        what="the Secret healed",
+    )
+    everything = json.dumps(events_for(cluster, namespace, "Kustomization", "app"))
+    for secret in (ORIGINAL_PASSWORD, LEAKED_PASSWORD):
+        assert secret not in everything and b64(secret) not in everything
+
+    # All of it happened through the watch: no reconcile was requested.
+    final = kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace)
+    assert final["metadata"]["annotations"] == annotations
+    assert final["status"]["lastAppliedRevision"].endswith(commit)
