@@ -80,6 +80,19 @@ def resource_versions(cluster: TestCluster, namespace: str) -> dict[str, str]:
     }
 
 
+def rolled_out(cluster: TestCluster, namespace: str) -> bool:
+    live = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)
+    status = live.get("status") or {}
+    progressing: dict[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c["type"] == "Progressing"), {}
+    )
+    return (
+        status.get("observedGeneration") == live["metadata"]["generation"]
+        and status.get("replicas") == status.get("availableReplicas") == 2
+        and progressing.get("reason") == "NewReplicaSetAvailable"
+    )
+
+
 def apply_log_lines(controllers: RunningControllers, namespace: str) -> list[dict[str, Any]]:
     """The controller's 'server-side apply of <ns>/app' log records, oldest first."""
     lines = []
@@ -123,6 +136,8 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     )
     ks = wait_for_kustomization(cluster, namespace, "app", applied(commit))
     history = ks["status"]["history"]
+    # The rollout writes the Deployment's status (and resourceVersion) until done.
+    wait_for(lambda: rolled_out(cluster, namespace), what="the rollout done")
     versions = resource_versions(cluster, namespace)
 
     # A requested reconcile with nothing changed: nothing rebuilt, nothing written.
