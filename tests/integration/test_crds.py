@@ -430,7 +430,9 @@ def test_defaults_are_filled_in_like_flux(api_client: client.ApiClient, namespac
 
 def test_status_is_a_subresource(api_client: client.ApiClient, namespace: str) -> None:
     api = client.CustomObjectsApi(api_client)
-    created = create(api, namespace, KUSTOMIZATION)
+    # Suspended: the running kustomize controller must not write this status too.
+    suspended = {**KUSTOMIZATION, "spec": {**KUSTOMIZATION["spec"], "suspend": True}}
+    created = create(api, namespace, suspended)
     name = created["metadata"]["name"]
     status = {
         "observedGeneration": 1,
