@@ -158,7 +158,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 and source_ref.get("name") == source.name
                 and (source_ref.get("namespace") or ref.namespace) == source.namespace
             ):
-                kustomizations.cancel_health_wait(ref)
+                kustomizations.cancel_health_wait(ref, _artifact_revision(new))
                 queue.request(ref)
 
     def on_kustomization_change(old: Object | None, new: Object | None) -> None:

@@ -105,6 +105,15 @@ class BuiltRevision:
 
 
 @dataclass
+class _Attempt:
+    """The reconcile running for one Kustomization: the revision it works on, and the
+    signal that a newer revision arrived and its health wait should stop."""
+
+    revision: str | None = None
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class KustomizationReconciler:
     writer: ObjectWriter
     recorder: EventRecorder
@@ -116,20 +125,33 @@ class KustomizationReconciler:
     client_for: ClientFactory
     observe_kinds: ObserveKinds
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
-    _health_cancels: dict[ObjectRef, asyncio.Event] = field(default_factory=dict)
+    _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
 
     # -- what the handlers call ---------------------------------------------------------
 
-    def cancel_health_wait(self, ref: ObjectRef) -> None:
-        """A new revision arrived: stop waiting for the old one to become healthy."""
-        event = self._health_cancels.get(ref)
-        if event is not None:
-            event.set()
+    def cancel_health_wait(self, ref: ObjectRef, revision: str | None = None) -> None:
+        """Source `revision` arrived: stop waiting for an older one to become healthy.
+
+        This holds for the whole reconcile, not only its health wait: a revision
+        that lands while the old one is still being built or applied cancels
+        the wait that follows, instead of being noticed after the timeout.
+        """
+        attempt = self._attempts.get(ref)
+        if attempt is not None and (revision is None or attempt.revision != revision):
+            attempt.cancel.set()
 
     def forget(self, ref: ObjectRef) -> None:
         self._builds.pop(ref, None)
 
     async def reconcile(self, obj: Object) -> Outcome:
+        ref = ObjectRef.of(obj)
+        attempt = self._attempts[ref] = _Attempt()
+        try:
+            return await self._reconcile(obj, attempt)
+        finally:
+            self._attempts.pop(ref, None)
+
+    async def _reconcile(self, obj: Object, attempt: _Attempt) -> Outcome:
         started = time.monotonic()
         metadata = obj["metadata"]
         ref = ObjectRef.of(obj)
@@ -149,6 +171,7 @@ class KustomizationReconciler:
         status = old_status
         try:
             artifact, source_revision = self._source_artifact(spec)
+            attempt.revision = source_revision
             blocked = dependency_not_ready(obj, spec, source_revision, self.kustomizations)
             if blocked:
                 raise StepFailed(cond.DEPENDENCY_NOT_READY, blocked, DEPENDENCY_REQUEUE_SECONDS)
@@ -165,7 +188,7 @@ class KustomizationReconciler:
             built, rebuilt = await self._build(obj, spec, artifact, source_revision)
             client = await self.client_for(spec, ref.namespace)
             status = await self._apply_prune_and_wait(
-                obj, spec, client, built, rebuilt, status, generation
+                obj, spec, client, built, rebuilt, status, generation, attempt.cancel
             )
         except StepFailed as exc:
             if exc.status is not None:
@@ -355,6 +378,7 @@ class KustomizationReconciler:
         rebuilt: bool,
         status: dict[str, Any],
         generation: int,
+        cancel: asyncio.Event,
     ) -> dict[str, Any]:
         ref = ObjectRef.of(obj)
         owner = ssa.owner_labels(GROUP, ref.name, ref.namespace)
@@ -404,21 +428,17 @@ class KustomizationReconciler:
         checks = self._health_entries(spec, changeset)
         if not checks:
             return cond.remove_condition(status, HEALTHY)
-        cancel = self._health_cancels[ref] = asyncio.Event()
-        try:
-            result = await health.wait_for_health(
-                client,
-                checks,
-                timeout=spec.timeout,
-                poll_interval=HEALTH_POLL_SECONDS,
-                cancel=cancel,
-                ttl_jobs=health.jobs_with_ttl(built.objects),
-                # Read our objects with a LIST per kind rather than a GET each.
-                label_selector=ssa.label_selector(owner),
-                custom_status=expression_status(spec.health_check_exprs),
-            )
-        finally:
-            self._health_cancels.pop(ref, None)
+        result = await health.wait_for_health(
+            client,
+            checks,
+            timeout=spec.timeout,
+            poll_interval=HEALTH_POLL_SECONDS,
+            cancel=cancel,
+            ttl_jobs=health.jobs_with_ttl(built.objects),
+            # Read our objects with a LIST per kind rather than a GET each.
+            label_selector=ssa.label_selector(owner),
+            custom_status=expression_status(spec.health_check_exprs),
+        )
         if result.healthy:
             return cond.set_condition(
                 status,
