@@ -12,11 +12,13 @@ from tests.helpers import (
     applied,
     apply_manifests,
     condition,
+    events_for,
     get_json,
     git_repository,
     kubectl_json,
     kustomization,
     request_reconcile,
+    wait_for,
     wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
@@ -133,6 +135,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
             "checked/other.yaml": configmap("other"),
             # No node carries this label: the pod never schedules.
             "stuck/stuck.yaml": deployment("stuck", node_selector={"no-such-node": "true"}),
+            "fixed-later/slow.yaml": deployment("slow", node_selector={"no-such-node": "true"}),
         }
     )
     common = {"targetNamespace": namespace}
@@ -157,6 +160,10 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
             **common,
         ),
         kustomization(namespace, "stuck", "repo", "./stuck", wait=True, timeout="4s", **common),
+        # Waits for as long as a test may run, unless a new revision interrupts it.
+        kustomization(
+            namespace, "fixed-later", "repo", "./fixed-later", wait=True, timeout="10m", **common
+        ),
     )
 
     waited = wait_for_kustomization(cluster, namespace, "waited", applied(commit), timeout=90)
@@ -189,6 +196,25 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     assert stuck["status"]["inventory"]["entries"] == [
         {"id": f"{namespace}_stuck_apps_Deployment", "v": "v1"}
     ]
+
+    # A new revision interrupts a health wait in progress and is applied at once.
+    wait_for(
+        lambda: get_json(cluster, "deployment", "slow", "-n", namespace),
+        what="the first revision of fixed-later applied, its health wait begun",
+    )
+    fixed = repo.commit({"fixed-later/slow.yaml": deployment("slow")}, "schedulable")
+    request_reconcile(cluster, namespace, "gitrepository", "repo")
+    wait_for_kustomization(
+        cluster, namespace, "fixed-later", applied(fixed), what="the fix applied mid-wait"
+    )
+    slow = kubectl_json(cluster, "get", "deployment", "slow", "-n", namespace)
+    assert slow["status"].get("availableReplicas") == 1
+    canceled = [
+        event
+        for event in events_for(cluster, namespace, "Kustomization", "fixed-later")
+        if event["reason"] == "HealthCheckCanceled"
+    ]
+    assert canceled and f"Deployment/{namespace}/slow" in canceled[0]["message"], canceled
 
 
 def widget_crd(group: str) -> str:
