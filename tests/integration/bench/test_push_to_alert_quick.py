@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 APPS, COMMITS = 3, 2  # what --quick runs
-PER_COMMIT = ("artifact", "commit_complete")
+PER_COMMIT = ("artifact", "first_object_updated", "first_alert", "commit_complete")
 PER_KUSTOMIZATION = (
     "object_updated",
     "alert",
