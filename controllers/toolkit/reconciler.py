@@ -86,17 +86,31 @@ ObserverFn = Callable[[Object | None, Object | None], None]
 FINALIZER = "finalizers.fluxcd.io"
 
 
-def needs_reconcile(obj: Mapping[str, Any], finalizer: str) -> str | None:
-    """Why this version of the object needs a reconcile, or None if it does not."""
-    metadata = obj.get("metadata") or {}
-    status = obj.get("status") or {}
+def needs_reconcile(
+    previous: Mapping[str, Any], current: Mapping[str, Any], finalizer: str
+) -> str | None:
+    """Why this change of an object needs a reconcile, or None if it does not.
+
+    Like controller-runtime's predicates, it looks at what changed between two
+    versions, not at the status: Flux moves observedGeneration only on success,
+    so "generation != observedGeneration" stays true while an object keeps
+    failing, and would turn each of our own status writes into a new run.
+    Failures are retried by the Outcome's requeue instead.
+    """
+    old_meta = previous.get("metadata") or {}
+    metadata = current.get("metadata") or {}
+    finalizers = metadata.get("finalizers") or []
     if metadata.get("deletionTimestamp"):
-        return "deletion" if finalizer in (metadata.get("finalizers") or []) else None
-    if finalizer not in (metadata.get("finalizers") or []):
+        started = not old_meta.get("deletionTimestamp")
+        return "deletion" if started and finalizer in finalizers else None
+    if finalizer not in finalizers:
         return "finalizer missing"
-    if metadata.get("generation") != conditions.observed_generation(status):
+    if metadata.get("generation") != old_meta.get("generation"):
         return "spec changed"
-    if conditions.reconcile_requested(status, metadata.get("annotations")):
+    requested = conditions.requested_at(metadata.get("annotations"))
+    if requested != conditions.requested_at(old_meta.get("annotations")) and (
+        conditions.reconcile_requested(current.get("status"), metadata.get("annotations"))
+    ):
         return "reconcile requested"
     return None
 
@@ -222,7 +236,11 @@ class Reconciler:
             if previous is not None:
                 self._forget(ObjectRef.of(previous))
             return
-        reason = "first seen" if previous is None else needs_reconcile(current, self._finalizer)
+        reason = (
+            "first seen"
+            if previous is None
+            else needs_reconcile(previous, current, self._finalizer)
+        )
         if reason:
             ref = ObjectRef.of(current)
             log.debug("enqueue %s %s: %s", self.resource.kind, ref, reason)
