@@ -226,13 +226,16 @@ class KubernetesEventSink:
         try:
             async with slot.lock:
                 await self._emit_locked(key, event)
-        except Exception:
+        except Exception as exc:
             ref = event.involved_object
             # Best effort, as in client-go: e.g. a namespace being deleted
-            # refuses new Events, which is no fault of ours.
+            # refuses new Events, which is no fault of ours. An API refusal is
+            # one line; anything else keeps its traceback for the bug report.
+            refused = isinstance(exc, ApiException)
             log.warning(
-                "recording event failed",
-                exc_info=True,
+                "recording event failed: %s",
+                f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc,
+                exc_info=not refused,
                 extra={
                     "k8s_ref": {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name},
                     "reason": event.reason,
