@@ -702,7 +702,13 @@ class _Stage:
             merged = await self._dry_run(item)
         except ApiError as exc:
             if not known:
-                live, known = await client.get(item.info, item.namespace, item.name), True
+                try:
+                    live, known = await client.get(item.info, item.namespace, item.name), True
+                except ApiError:
+                    # e.g. allowed neither to patch nor to get: the dry-run's
+                    # refusal is the one that explains the failure.
+                    item.failure = describe_error(item.id.subject, "dry-run", exc)
+                    return
             if live is not None and self._excluded(live):
                 item.action = Action.SKIPPED
                 return

@@ -343,6 +343,8 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
         assert "forbidden" in message.lower(), message
         assert f"system:serviceaccount:{namespace}:{account}" in message, message
         assert '"deployments"' in message, message
+        # The refused apply (a patch), not the read tried after it, is what explains it.
+        assert "cannot patch" in message, message
         assert ks["status"]["lastAppliedRevision"].endswith(first)
         assert get_json(cluster, "deployment", f"web-{name}", "-n", namespace) is None
         assert data_of(cluster, namespace, name) == {"value": "1"}, "what was applied stays"
