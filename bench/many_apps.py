@@ -1,0 +1,507 @@
+"""Many small apps benchmark: hundreds of GitRepository+Kustomization pairs at once.
+
+For 100 and 500 apps, each its own git repository (a ConfigMap, a Secret, a Service and
+a one-replica Deployment, plain YAML without a kustomization file, so the controller
+generates one; the Kustomization sets ``targetNamespace``), served by a real git server
+on loopback, against a control plane started for the benchmark and the real controllers
+(``headwater run all`` as a subprocess), this measures:
+
+- sync all: from creating every GitRepository and Kustomization to every Kustomization
+  Ready with its repository's revision: wall time (and when all sources were Ready, and
+  the spread of each app's time to Ready), CPU seconds of the controller process (own
+  plus waited-for children, i.e. git and kustomize), its peak RSS (VmHWM) and the peak
+  summed RSS of its children, API requests by verb as kube-apiserver counted them
+  (``apiserver_request_total``, every client), and the git server's requests;
+- steady state: one interval (every object's ``spec.interval``, 1m) of periodic no-op
+  reconciles right after, with nothing changed: CPU seconds, the share of one core that
+  is, API requests and git requests. Reconciles in the window are counted from what
+  they leave behind: a GitRepository's poll is one ``ls-refs`` on the git server, a
+  Kustomization's pass dry-runs its four objects.
+
+Each app count runs once, on its own control plane (one repetition: the 500-app run
+takes minutes). Writes ``many-apps.json`` and ``many-apps.md`` to ``--out`` (default
+``bench/reports``) and prints the table.
+
+    .venv/bin/python -m bench.many_apps            # full run, about 10 minutes
+    .venv/bin/python -m bench.many_apps --quick    # 5 apps, a 20s interval
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import yaml
+
+from bench import common
+from bench.harness import (
+    ControllerProbe,
+    ControlPlane,
+    RequestKey,
+    ResourceWatch,
+    applied,
+    controller_env,
+    failure_summary,
+    has_artifact,
+    keep_logs,
+    log_errors,
+    request_diff,
+    summarize_requests,
+    tool_versions,
+    write_git_repo,
+)
+from devcluster.controllers import run_controllers
+from devcluster.gitserver import GitHttpServer, RequestRecord
+
+REPORT_NAME = "many-apps"
+DEFAULT_OUT = Path(__file__).resolve().parent / "reports"
+DEFAULT_COUNTS = (100, 500)
+QUICK_COUNTS = (5,)
+DEFAULT_INTERVAL_S = 60
+QUICK_INTERVAL_S = 20
+OBJECTS_PER_APP = 4
+APPLIED_RESOURCES = ("configmaps", "secrets", "services", "deployments")
+SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
+KUSTOMIZE = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
+CREATE_THREADS = 8
+# Pods per fake node: kwok nodes take 110; leave room.
+PODS_PER_NODE = 80
+SYNC_TIMEOUT = 1200.0
+DEFAULT_SEED = 20240611
+
+
+def app_tree(index: int, seed: int) -> dict[str, bytes]:
+    """One app's repository: four plain YAML files under deploy/."""
+    name = f"app-{index:04d}"
+    app = {"app": name}
+    token = f"{random.Random(f'{seed}:{index}').getrandbits(64):016x}"
+    documents = {
+        "deploy/configmap.yaml": {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"{name}-config", "labels": app},
+            "data": {"LOG_LEVEL": "info", "PORT": "8080", "UPSTREAM": f"http://{name}-api:80"},
+        },
+        "deploy/secret.yaml": {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{name}-credentials", "labels": app},
+            "type": "Opaque",
+            "data": {"token": base64.b64encode(f"{name}-{token}".encode()).decode()},
+        },
+        "deploy/service.yaml": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "labels": app},
+            "spec": {
+                "selector": app,
+                "ports": [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}],
+            },
+        },
+        "deploy/deployment.yaml": {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "labels": app},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": app},
+                "template": {
+                    "metadata": {"labels": app},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": f"registry.example.com/apps/{name}:1.0.0",
+                                "envFrom": [{"configMapRef": {"name": f"{name}-config"}}],
+                                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    }
+    return {path: yaml.safe_dump(doc, sort_keys=False).encode() for path, doc in documents.items()}
+
+
+def flux_objects(index: int, namespace: str, url: str, interval: str) -> list[dict[str, Any]]:
+    name = f"app-{index:04d}"
+    return [
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"interval": interval, "url": url, "ref": {"branch": "main"}},
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "interval": interval,
+                "path": "./deploy",
+                "prune": True,
+                "targetNamespace": namespace,
+                "sourceRef": {"kind": "GitRepository", "name": name},
+            },
+        },
+    ]
+
+
+def _git_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
+    kinds: Counter[str] = Counter()
+    for record in records:
+        if record.command:
+            kinds[record.command] += 1
+        else:
+            kinds["info/refs" if record.path.endswith("/info/refs") else "other"] += 1
+    return {"total": len(records), "by_command": dict(sorted(kinds.items()))}
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def at(share: float) -> float:
+        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
+
+    return {
+        "p50": round(statistics.median(ordered), 3),
+        "p90": round(at(0.9), 3),
+        "max": round(ordered[-1], 3),
+    }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    seed: int
+    interval_s: int
+    log: Callable[[str], None]
+    log_level: str = "info"
+    keep_logs: Path | None = None
+
+
+def run_count(count: int, workdir: Path, options: RunOptions) -> dict[str, Any]:
+    """One app count on its own control plane: sync all, then one steady interval."""
+    log = options.log
+    namespace = f"many-{count}"
+    project_root = workdir / "git"
+    project_root.mkdir(parents=True)
+    nodes = max(3, -(-count // PODS_PER_NODE))
+    phases: dict[str, float] = {}
+    started = time.monotonic()
+    revisions = {}
+    for index in range(count):
+        [commit] = write_git_repo(
+            project_root, f"app-{index:04d}", [("app", app_tree(index, options.seed))]
+        )
+        revisions[f"app-{index:04d}"] = f"main@sha1:{commit}"
+    phases["write_repositories_s"] = round(time.monotonic() - started, 2)
+    controller_dir = workdir / "controllers"
+    env = controller_env(options.log_level)
+    interval = f"{options.interval_s}s"
+    try:
+        with (
+            ControlPlane(workdir / "cluster", nodes=nodes) as cp,
+            GitHttpServer(project_root) as git,
+        ):
+            versions = tool_versions(cp)
+            cp.create_namespace(namespace)
+            with run_controllers(cp.kubeconfig, controller_dir, extra_env=env) as running:
+                probe = ControllerProbe(running.process.pid)
+                probe.settle()
+                rss_idle = probe.rss_mib()
+                documents = [
+                    doc
+                    for index in range(count)
+                    for doc in flux_objects(index, namespace, git.url(f"app-{index:04d}"), interval)
+                ]
+                log(f"{count} apps: syncing")
+                sync = measure_sync(cp, probe, git, namespace, documents, revisions)
+                log(f"{count} apps: all Ready in {sync['wall_s']:.0f}s; one steady interval")
+                steady = measure_steady(cp, probe, git, options.interval_s)
+                errors = log_errors(running.logs())
+    finally:
+        keep_logs(options.keep_logs, controller_dir, f"controllers-{count}")
+        keep_logs(options.keep_logs, workdir / "cluster" / "logs", f"control-plane-{count}")
+    return {
+        "apps": count,
+        "objects_per_app": OBJECTS_PER_APP,
+        "repositories": "one per app",
+        "interval_s": options.interval_s,
+        "nodes": nodes,
+        "setup": phases,
+        "sync_all": sync,
+        "steady_interval": steady,
+        "controller_process": {"rss_idle_mib": rss_idle, "log_errors": errors},
+        "versions": versions,
+    }
+
+
+def _create_all(api: kubernetes.client.ApiClient, documents: Sequence[Mapping[str, Any]]) -> None:
+    custom = kubernetes.client.CustomObjectsApi(api)
+
+    def create(doc: Mapping[str, Any]) -> None:
+        group, version = doc["apiVersion"].split("/")
+        plural = SOURCE[2] if doc["kind"] == "GitRepository" else KUSTOMIZE[2]
+        custom.create_namespaced_custom_object(
+            group, version, doc["metadata"]["namespace"], plural, dict(doc)
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(CREATE_THREADS) as pool:
+        list(pool.map(create, documents))
+
+
+def measure_sync(
+    cp: ControlPlane,
+    probe: ControllerProbe,
+    git: GitHttpServer,
+    namespace: str,
+    documents: Sequence[Mapping[str, Any]],
+    revisions: Mapping[str, str],
+) -> dict[str, Any]:
+    count = len(revisions)
+
+    def source_done(obj: Mapping[str, Any]) -> bool:
+        return has_artifact(obj, revisions.get(obj["metadata"]["name"], ""))
+
+    def ks_done(obj: Mapping[str, Any]) -> bool:
+        return applied(obj, revisions.get(obj["metadata"]["name"], ""))
+
+    with (
+        ResourceWatch(cp.api, *SOURCE[:2], SOURCE[2], namespace, track=source_done) as sources,
+        ResourceWatch(cp.api, *KUSTOMIZE[:2], KUSTOMIZE[2], namespace, track=ks_done) as kss,
+    ):
+        probe.reset_peak()
+        probe.start_sampling()
+        git.clear_requests()
+        before_requests = cp.scrape_requests()
+        before = probe.usage()
+        started = time.monotonic()
+        try:
+            _create_all(cp.api, documents)
+            created = time.monotonic()
+            finished = kss.wait(
+                lambda _: len(kss.first_true) == count,
+                SYNC_TIMEOUT,
+                f"{count} Kustomizations Ready ({len(kss.first_true)} so far; "
+                f"{failure_summary(kss.objects())})",
+            )
+            at_done = probe.usage()
+            # Bounded: with a 1m interval the periodic reconciles soon begin.
+            settle_s = probe.settle(cp.activity(APPLIED_RESOURCES), limit=30)
+            settled = probe.usage()
+            after_requests = cp.scrape_requests()
+        finally:
+            children_peak = probe.stop_sampling()
+        sources_ready = (
+            max(sources.first_true.values()) if len(sources.first_true) == count else None
+        )
+        per_app = [t - started for t in kss.first_true.values()]
+    requests = request_diff(before_requests, after_requests)
+    # This benchmark's own creates are not the controllers' work.
+    requests.subtract(
+        Counter(
+            {
+                RequestKey("POST", SOURCE[2], "", False): count,
+                RequestKey("POST", KUSTOMIZE[2], "", False): count,
+            }
+        )
+    )
+    return {
+        "wall_s": round(finished - started, 3),
+        "create_s": round(created - started, 3),
+        "sources_ready_s": round(sources_ready - started, 3) if sources_ready else None,
+        "per_app_ready_s": _percentiles(per_app),
+        "cpu_s": round(at_done.cpu_s - before.cpu_s, 3),
+        "cpu_self_s": round(at_done.cpu_self_s - before.cpu_self_s, 3),
+        "cpu_children_s": round(at_done.cpu_children_s - before.cpu_children_s, 3),
+        "cpu_settled_s": round(settled.cpu_s - before.cpu_s, 3),
+        "settle_s": round(settle_s, 2),
+        "peak_rss_mib": probe.peak_rss_mib(),
+        "rss_after_mib": probe.rss_mib(),
+        "peak_children_rss_mib": children_peak,
+        "api_requests": summarize_requests(+requests, APPLIED_RESOURCES),
+        "git_requests": _git_summary(git.requests),
+    }
+
+
+def measure_steady(
+    cp: ControlPlane, probe: ControllerProbe, git: GitHttpServer, interval_s: int
+) -> dict[str, Any]:
+    """One interval of whatever the controllers do on their own with nothing changed."""
+    probe.reset_peak()
+    git.clear_requests()
+    before_requests = cp.scrape_requests()
+    before = probe.usage()
+    started = time.monotonic()
+    time.sleep(interval_s)
+    after = probe.usage()
+    window = time.monotonic() - started
+    after_requests = cp.scrape_requests()
+    requests = +request_diff(before_requests, after_requests)
+    git_requests = _git_summary(git.requests)
+    dry_runs = sum(
+        value
+        for key, value in requests.items()
+        if key.dry_run and key.verb == "APPLY" and key.resource in APPLIED_RESOURCES
+    )
+    cpu = after.cpu_s - before.cpu_s
+    return {
+        "window_s": round(window, 2),
+        "cpu_s": round(cpu, 3),
+        "cpu_self_s": round(after.cpu_self_s - before.cpu_self_s, 3),
+        "cpu_children_s": round(after.cpu_children_s - before.cpu_children_s, 3),
+        "core_share": round(cpu / window, 3),
+        "peak_rss_mib": probe.peak_rss_mib(),
+        "api_requests": summarize_requests(requests, APPLIED_RESOURCES),
+        "git_requests": git_requests,
+        "source_polls": git_requests["by_command"].get("ls-refs", 0),
+        "kustomization_passes": round(dry_runs / OBJECTS_PER_APP, 1),
+    }
+
+
+def run_benchmark(counts: Sequence[int], *, quick: bool, options: RunOptions) -> dict[str, Any]:
+    started = time.perf_counter()
+    machine = {**common.machine_info(), "load_average_at_start": common.load_average()}
+    scenarios = []
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix=f"hw-bench-apps{count}-") as tmp:
+            scenarios.append(run_count(count, Path(tmp), options))
+    machine.update(scenarios[-1].pop("versions"))
+    for scenario in scenarios:
+        scenario.pop("versions", None)
+    return {
+        "benchmark": REPORT_NAME,
+        "format": 1,
+        "created": common.utc_now(),
+        "quick": quick,
+        "seed": options.seed,
+        "machine": {**machine, "load_average_at_end": common.load_average()},
+        "scenarios": scenarios,
+        "duration_s": round(time.perf_counter() - started, 1),
+    }
+
+
+# -- the report ---------------------------------------------------------------------------
+
+
+def _verbs(requests: Mapping[str, Any]) -> str:
+    by_verb = sorted(requests["by_verb"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{requests['total']:,}: " + ", ".join(f"{verb} {n:,}" for verb, n in by_verb)
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    machine = report["machine"]
+    lines = [
+        f"# Many small apps benchmark ({report['created']})",
+        "",
+        f"{machine['cores']} cores, Python {machine['python']}, kube-apiserver "
+        f"{machine['kube_apiserver']}, kustomize {machine['kustomize']}. One run per row; "
+        "each app is a GitRepository (its own repository) and a Kustomization of "
+        f"{OBJECTS_PER_APP} objects. CPU and RSS are the controller process (`headwater run "
+        "all`: source and kustomize controllers) plus the children it waited for (git, "
+        "kustomize). Load average (1 min) "
+        f"{machine['load_average_at_start'][0]:g} at start, "
+        f"{machine['load_average_at_end'][0]:g} at end.",
+        "",
+        "| apps | sync all: wall s | sources Ready s | per app p50 / p90 s | CPU s "
+        "| peak RSS MiB | steady interval s | CPU s | core share | reconciles (sources, "
+        "kustomizations) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scenario in report["scenarios"]:
+        sync, steady = scenario["sync_all"], scenario["steady_interval"]
+        per_app = sync["per_app_ready_s"]
+        sources = "-" if sync["sources_ready_s"] is None else f"{sync['sources_ready_s']:.1f}"
+        lines.append(
+            f"| {scenario['apps']} | {sync['wall_s']:.1f} | {sources} "
+            f"| {per_app['p50']:.1f} / {per_app['p90']:.1f} | {sync['cpu_s']:.1f} "
+            f"| {sync['peak_rss_mib']:.0f} | {steady['window_s']:.0f} | {steady['cpu_s']:.1f} "
+            f"| {steady['core_share']:.0%} | {steady['source_polls']}, "
+            f"{steady['kustomization_passes']:g} |"
+        )
+    lines += [
+        "",
+        "API requests by verb, as kube-apiserver counted them (all clients), and git requests:",
+        "",
+        "| apps | phase | API requests | git requests |",
+        "| ---: | --- | --- | --- |",
+    ]
+    for scenario in report["scenarios"]:
+        for label, key in (("sync all", "sync_all"), ("steady interval", "steady_interval")):
+            phase = scenario[key]
+            git = phase["git_requests"]
+            git_text = f"{git['total']:,}: " + ", ".join(
+                f"{name} {n:,}" for name, n in git["by_command"].items()
+            )
+            lines.append(
+                f"| {scenario['apps']} | {label} | {_verbs(phase['api_requests'])} | {git_text} |"
+            )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.many_apps", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="5 apps, a 20s interval")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
+    parser.add_argument("--counts", type=_counts, default=None, help="app counts, e.g. 100,500")
+    parser.add_argument("--interval", type=int, default=None, help="spec.interval in seconds")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info"), help="the controllers' log level"
+    )
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
+    args = parser.parse_args(argv)
+    counts = args.counts or (QUICK_COUNTS if args.quick else DEFAULT_COUNTS)
+    interval = args.interval or (QUICK_INTERVAL_S if args.quick else DEFAULT_INTERVAL_S)
+    if not 10 <= interval <= 600:
+        parser.error("--interval must be between 10 and 600 seconds")
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+    options = RunOptions(
+        seed=args.seed,
+        interval_s=interval,
+        log=log,
+        log_level=args.log_level,
+        keep_logs=args.keep_logs,
+    )
+    report = run_benchmark(counts, quick=args.quick, options=options)
+    table = render_table(report)
+    json_path, table_path = common.write_report(args.out, REPORT_NAME, report, table)
+    print(table)
+    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+    return 0
+
+
+def _counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected app counts like 100,500, got {value!r}"
+        ) from None
+    if not counts or any(not 1 <= count <= 2000 for count in counts):
+        raise argparse.ArgumentTypeError(f"app counts must be in [1, 2000], got {value!r}")
+    return counts
+
+
+if __name__ == "__main__":
+    sys.exit(main())
