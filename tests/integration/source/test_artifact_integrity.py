@@ -31,7 +31,6 @@ from typing import Any
 
 import kubernetes.client
 import pytest
-import yaml
 
 from controllers.source import errors
 from controllers.source.gitrepository import (
@@ -48,10 +47,11 @@ from controllers.source.storage import ObjectKey, Storage, StoredArtifact
 from controllers.toolkit.events import make_recorder
 from controllers.toolkit.patching import ObjectWriter
 from controllers.toolkit.settings import Settings
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.helpers import TestCluster, condition, events_for, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.sources import apply_gitrepository, get_repo
 
 pytestmark = pytest.mark.integration
 
@@ -70,34 +70,6 @@ def incompressible(size: int, seed: int = 7) -> bytes:
 
 def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def apply_gitrepository(
-    cluster: TestCluster, namespace: str, name: str, spec: Mapping[str, Any]
-) -> None:
-    manifest = {
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": dict(spec),
-    }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_repo(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    return kubectl_json(cluster, "get", "gitrepository", name, "-n", namespace)
-
-
-def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in (obj.get("status") or {}).get("conditions") or []:
-        if item["type"] == type_:
-            return dict(item)
-    return None
-
-
-def events_for(cluster: TestCluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    items = kubectl_json(cluster, "get", "events", "-n", namespace)["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name]
 
 
 # -- corruption on disk, against the session's controllers --------------------------------
@@ -176,7 +148,7 @@ def test_damaged_artifact_is_detected_on_requested_reconcile_and_rebuilt(
 
     warnings = [
         e
-        for e in events_for(cluster, namespace, "app")
+        for e in events_for(cluster, namespace, "GitRepository", "app")
         if e["reason"] == ARTIFACT_VERIFICATION_FAILED
     ]
     assert len(warnings) == 1, warnings
@@ -286,22 +258,24 @@ async def test_oversized_artifact_sets_ready_false_storage_operation_failed(
     assert outcome.requeue_after is not None  # a failure that is retried, not a stall
 
     status = get_repo(cluster, namespace, "big")["status"]
-    ready = condition({"status": status}, "Ready")
+    ready = condition(status, "Ready")
     assert ready is not None, status
     assert (ready["status"], ready["reason"]) == ("False", errors.STORAGE_OPERATION_FAILED)
     assert "larger than the storage size limit" in ready["message"]
     assert f"limit {SMALL_LIMIT} bytes" in ready["message"]
-    failed = condition({"status": status}, STORAGE_OPERATION_FAILED)
+    failed = condition(status, STORAGE_OPERATION_FAILED)
     assert failed is not None and failed["status"] == "True", status
     assert failed["message"] == ready["message"]
-    assert condition({"status": status}, "Stalled") is None
-    assert condition({"status": status}, "ArtifactInStorage") is None
+    assert condition(status, "Stalled") is None
+    assert condition(status, "ArtifactInStorage") is None
     assert "artifact" not in status
     key = ObjectKey(STORAGE_KIND, namespace, "big")
     assert _files_under(storage.root / key.dir) == []
 
     warnings = [
-        e for e in events_for(cluster, namespace, "big") if e["reason"] == STORAGE_OPERATION_FAILED
+        e
+        for e in events_for(cluster, namespace, "GitRepository", "big")
+        if e["reason"] == STORAGE_OPERATION_FAILED
     ]
     assert [e["type"] for e in warnings] == ["Warning"]
     assert warnings[0]["message"] == ready["message"]

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
-import tarfile
 import time
-import urllib.request
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.helpers import (
+    TestCluster,
+    condition,
+    events_for,
+    kubectl_json,
+    request_reconcile,
+    wait_for,
+)
 from tests.support.controllers import RunningControllers
 from tests.support.fixtures import BEARER_TOKEN, HTTP_PASSWORD, HTTP_USER, SSH_KEY_PASSWORD
 from tests.support.gitrepos import GpgKey, RepoFactory
 from tests.support.gitservers import GitHttpServer, GitSshServer, SSHKey
+from tests.support.sources import (
+    apply_gitrepository,
+    download,
+    get_repo,
+    secret,
+    tar_listing,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,99 +37,6 @@ APP_FILES = {
     "docs/notes.txt": "not for the cluster\n",
     ".sourceignore": "docs/\n",
 }
-
-
-def apply_gitrepository(
-    cluster: TestCluster, namespace: str, name: str, spec: dict[str, Any]
-) -> None:
-    manifest = {
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"interval": "1m", **spec},
-    }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def get_repo(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    return kubectl_json(cluster, "get", "gitrepository", name, "-n", namespace)
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for item in (obj.get("status") or {}).get("conditions") or []:
-        if item["type"] == type_:
-            return dict(item)
-    return None
-
-
-def wait_ready(
-    cluster: TestCluster, namespace: str, name: str, status: str = "True", timeout: float = 60
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = get_repo(cluster, namespace, name)
-        ready = condition(obj, "Ready")
-        if not ready or ready["status"] != status:
-            return None
-        # Like Flux, observedGeneration moves only on success (or a stall); a
-        # failure that will be retried keeps the last one it fully handled.
-        if (
-            status == "True"
-            and obj["status"].get("observedGeneration") != obj["metadata"]["generation"]
-        ):
-            return None
-        return obj
-
-    return wait_for(check, timeout=timeout, what=f"GitRepository {name} Ready={status}")
-
-
-def download(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return bytes(response.read())
-
-
-def tar_listing(data: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        return {
-            member.name: (tar.extractfile(member).read() if member.isfile() else b"")  # type: ignore[union-attr]
-            for member in tar.getmembers()
-            if member.isfile()
-        }
-
-
-def secret(cluster: TestCluster, namespace: str, name: str, data: dict[str, str | bytes]) -> None:
-    encoded = {
-        key: base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
-        for key, value in data.items()
-    }
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": encoded,
-    }
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
-
-
-def request_reconcile(cluster: TestCluster, namespace: str, name: str) -> str:
-    token = str(time.time_ns())
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "gitrepository",
-        name,
-        "-n",
-        namespace,
-        f"reconcile.fluxcd.io/requestedAt={token}",
-    )
-    return token
-
-
-def events_for(cluster: TestCluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    items = kubectl_json(cluster, "get", "events", "-n", namespace)["items"]
-    return [e for e in items if e["involvedObject"]["name"] == name]
-
-
-# -- the main path --------------------------------------------------------------------------
 
 
 def test_branch_artifact_is_served_verified_and_holds_the_tree(
@@ -161,7 +77,11 @@ def test_branch_artifact_is_served_verified_and_holds_the_tree(
     assert "kopf" not in obj["status"]
 
     new_artifact = wait_for(
-        lambda: [e for e in events_for(cluster, namespace, "app") if e["reason"] == "NewArtifact"],
+        lambda: [
+            e
+            for e in events_for(cluster, namespace, "GitRepository", "app")
+            if e["reason"] == "NewArtifact"
+        ],
         what="a NewArtifact event",
     )
     assert head in new_artifact[0]["message"]
@@ -182,7 +102,7 @@ def test_new_commit_is_picked_up_on_requested_reconcile_and_old_artifacts_collec
     heads = []
     for index in range(3):
         heads.append(repo.commit({"a.yaml": f"a: {index + 2}\n"}, f"change {index}"))
-        token = request_reconcile(cluster, namespace, "moving")
+        token = request_reconcile(cluster, namespace, "gitrepository", "moving")
         obj = wait_for(
             lambda: (
                 o
@@ -304,7 +224,11 @@ def test_missing_branch_and_empty_repository_fail_with_flux_reasons(
     assert "127.0.0.1:9" in condition(down, "Ready")["message"]  # type: ignore[index]
 
     warnings = wait_for(
-        lambda: [e for e in events_for(cluster, namespace, "no-branch") if e["type"] == "Warning"],
+        lambda: [
+            e
+            for e in events_for(cluster, namespace, "GitRepository", "no-branch")
+            if e["type"] == "Warning"
+        ],
         what="a warning event",
     )
     assert warnings[0]["reason"] == "GitOperationFailed"
@@ -436,7 +360,7 @@ def test_spec_ignore_include_and_submodules(
 
     # A new commit in the included repository rebuilds the including one.
     shared.commit({"base/config.yaml": "shared: 2\n"}, "shared 2")
-    request_reconcile(cluster, namespace, "shared")
+    request_reconcile(cluster, namespace, "gitrepository", "shared")
 
     def rebuilt() -> bool:
         current = get_repo(cluster, namespace, "main")["status"]["artifact"]
@@ -519,7 +443,7 @@ def test_suspend_keeps_the_artifact_and_deletion_removes_storage(
         '{"spec": {"suspend": true}}',
     )
     repo.commit({"a.yaml": "a: 2\n"}, "two")
-    request_reconcile(cluster, namespace, "life")
+    request_reconcile(cluster, namespace, "gitrepository", "life")
     time.sleep(4)
     assert get_repo(cluster, namespace, "life")["status"]["artifact"]["revision"].endswith(first)
 
