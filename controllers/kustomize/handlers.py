@@ -149,7 +149,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if _artifact_revision(old) == _artifact_revision(new) or new is None:
             return
         source = ObjectRef.of(new)
-        for ks in queue.objects():
+        for ks in queue.view():
             spec = ks.get("spec") or {}
             ref = ObjectRef.of(ks)
             source_ref = spec.get("sourceRef") or {}
@@ -169,7 +169,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if _readiness(old) == _readiness(new):
             return
         changed = ObjectRef.of(new)
-        for ks in queue.objects():
+        for ks in queue.view():
             ref = ObjectRef.of(ks)
             for dep in (ks.get("spec") or {}).get("dependsOn") or []:
                 if ObjectRef(dep.get("namespace") or ref.namespace, dep.get("name")) == changed:

@@ -79,7 +79,7 @@ def _requeue_includers(queue: Reconciler, old: Object | None, new: Object | None
     if changed is None or _artifact_digest(old) == _artifact_digest(new):
         return
     ref = ObjectRef.of(changed)
-    for other in queue.objects():
+    for other in queue.view():
         includes = (other.get("spec") or {}).get("include") or []
         other_ref = ObjectRef.of(other)
         if other_ref.namespace == ref.namespace and any(

@@ -171,6 +171,14 @@ class WatchCache:
     def objects(self) -> list[Object]:
         return [copy.deepcopy(obj) for obj in self._objects.values()]
 
+    def view(self) -> list[Object]:
+        """The cached objects themselves, for read-only scans: never modify them.
+
+        Observers scan every object on each change (who depends on this one?);
+        copying them all there made that quadratic in the number of objects.
+        """
+        return list(self._objects.values())
+
     def update(self, ref: ObjectRef, change: Callable[[Object], None]) -> None:
         """Apply our own write to the cached copy before the watch brings it back."""
         cached = self._objects.get(ref)
@@ -252,6 +260,10 @@ class Reconciler:
 
     def objects(self) -> list[Object]:
         return self.cache.objects()
+
+    def view(self) -> list[Object]:
+        """Read-only, uncopied objects (see WatchCache.view)."""
+        return self.cache.view()
 
     def request(self, ref: ObjectRef, after: float = 0.0) -> None:
         """Reconcile `ref` in `after` seconds (earlier requests win)."""
