@@ -49,11 +49,13 @@ class ForeignChange:
 OnChange = Callable[[ForeignChange], None]
 
 
-def last_manager(obj: Mapping[str, Any]) -> str | None:
+def last_manager(obj: Mapping[str, Any], ours: str | None = None) -> str | None:
     """The field manager of the newest change to the object's spec or metadata.
 
     Status writes (the controller manager updating a rollout's progress) are
-    not drift, so entries for the status subresource are left out.
+    not drift, so entries for the status subresource are left out. Times have
+    one-second resolution: when another manager's entry ties with `ours`, the
+    other one is taken, since an edit right after our apply must not pass for it.
     """
     entries = [
         entry
@@ -66,8 +68,13 @@ def last_manager(obj: Mapping[str, Any]) -> str | None:
     # time; such an entry is the newest change, not the oldest. Our next apply
     # takes its fields back, and the entry goes with them.
     timeless = [entry for entry in entries if not entry.get("time")]
-    newest = timeless[-1] if timeless else max(entries, key=lambda entry: str(entry["time"]))
-    manager = newest.get("manager")
+    if timeless:
+        newest = timeless
+    else:
+        latest = max(str(entry["time"]) for entry in entries)
+        newest = [entry for entry in entries if str(entry["time"]) == latest]
+    others = [entry for entry in newest if entry.get("manager") != ours]
+    manager = (others or newest)[-1].get("manager")
     return str(manager) if manager else None
 
 
@@ -78,7 +85,7 @@ def is_foreign(event_type: str, obj: Mapping[str, Any], field_manager: str) -> b
         return True
     if event_type != "MODIFIED":
         return False
-    return last_manager(obj) not in (field_manager, None)
+    return last_manager(obj, field_manager) not in (field_manager, None)
 
 
 class InventoryWatcher:
@@ -143,7 +150,9 @@ class InventoryWatcher:
                 for item in listing.items:
                     raw = item.to_dict()
                     if is_foreign("MODIFIED", raw, self._field_manager):
-                        self._deliver(ForeignChange("MODIFIED", raw, last_manager(raw)))
+                        self._deliver(
+                            ForeignChange("MODIFIED", raw, last_manager(raw, self._field_manager))
+                        )
                 watcher = kubernetes.watch.Watch()
                 for event in self._dynamic.watch(
                     resource,
@@ -159,7 +168,9 @@ class InventoryWatcher:
                     event_type = str(event.get("type"))
                     raw = event.get("raw_object") or {}
                     if is_foreign(event_type, raw, self._field_manager):
-                        self._deliver(ForeignChange(event_type, raw, last_manager(raw)))
+                        self._deliver(
+                            ForeignChange(event_type, raw, last_manager(raw, self._field_manager))
+                        )
                 backoff = 1.0
             except ApiException as exc:
                 # 410 Gone: our resourceVersion is too old; list again at once.

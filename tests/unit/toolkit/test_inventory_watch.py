@@ -44,3 +44,17 @@ def test_status_updates_by_the_controller_manager_are_not_drift() -> None:
         (MANAGER, "2026-11-21T10:00:00Z", None), ("kubectl", "2026-11-21T10:01:00Z", "scale")
     )
     assert is_foreign("MODIFIED", scaled, MANAGER)
+
+
+def test_an_edit_in_the_same_second_as_our_apply_is_foreign() -> None:
+    # managedFields times have one-second resolution: a kubectl patch right
+    # after our apply carries the same time, and must not pass for ours.
+    obj = _obj(
+        (MANAGER, "2026-11-21T10:00:00Z", None), ("kubectl-patch", "2026-11-21T10:00:00Z", None)
+    )
+    assert last_manager(obj, MANAGER) == "kubectl-patch"
+    assert is_foreign("MODIFIED", obj, MANAGER)
+    reordered = _obj(
+        ("kubectl-patch", "2026-11-21T10:00:00Z", None), (MANAGER, "2026-11-21T10:00:00Z", None)
+    )
+    assert is_foreign("MODIFIED", reordered, MANAGER)
