@@ -350,6 +350,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
 def _rss_kib(pid: int) -> int:
     try:
         return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_KIB
@@ -400,10 +407,14 @@ class ControllerProbe:
         self._peak_children_kib = 0
         self._sampling.clear()
 
+        parent = _exe(self.pid)
+
         def sample() -> None:
             while not self._sampling.wait(interval):
                 with contextlib.suppress(OSError):
-                    total = sum(_rss_kib(pid) for pid in children(self.pid))
+                    # A child between fork and exec still shows the controller's pages
+                    # as its own; only children running another program count.
+                    total = sum(_rss_kib(pid) for pid in children(self.pid) if _exe(pid) != parent)
                     self._peak_children_kib = max(self._peak_children_kib, total)
 
         self._sampler = threading.Thread(target=sample, name="bench-rss-sampler", daemon=True)
@@ -783,6 +794,27 @@ def keep_logs(target: Path | None, source: Path, name: str) -> None:
         destination = target / name / log_file.relative_to(source)
         destination.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log_file, destination)
+
+
+def headwater_revision() -> dict[str, Any]:
+    """The commit the controllers ran from, and whether their code had local changes.
+
+    The controllers change under the benchmark; a report is about one version of them.
+    """
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "controllers_modified": bool(git("status", "--porcelain", "--", "controllers")),
+    }
 
 
 def tool_versions(cp: ControlPlane) -> dict[str, str]:

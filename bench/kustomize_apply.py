@@ -63,6 +63,7 @@ from bench.harness import (
     controller_env,
     failure_summary,
     has_artifact,
+    headwater_revision,
     keep_logs,
     log_errors,
     push_commit,
@@ -543,9 +544,21 @@ def run_controller_cycle(
             results["change"]["removed"] = arena.after.removed
             inventory = ((kss.objects().get(name) or {}).get("status") or {}).get("inventory") or {}
             results["inventory_after_change"] = len(inventory.get("entries") or [])
+            for step, count in (
+                ("first_apply", len(arena.before.objects)),
+                ("no_op", len(arena.before.objects)),
+                ("change", len(arena.after.after.objects)),
+            ):
+                results[step]["dry_run_passes"] = dry_run_passes(results[step], count)
         finally:
             cleanup_controller_arena(cp, arena, kss)
     return results
+
+
+def dry_run_passes(sample: Mapping[str, Any], objects: int) -> float:
+    """How many times the step dry-ran the whole set (the apply engine dry-runs each object)."""
+    dry_runs = int(sample["api_requests"]["applied_kinds_by_verb"].get("APPLY (dry-run)", 0))
+    return round(dry_runs / objects, 2)
 
 
 def cleanup_controller_arena(cp: ControlPlane, arena: Arena, kss: ResourceWatch) -> None:
@@ -639,6 +652,7 @@ CONTROLLER_FIELDS = (
     "rss_after_mib",
     "peak_children_rss_mib",
     "source_s",
+    "dry_run_passes",
 )
 KUBECTL_FIELDS = ("wall_s", "cpu_s", "peak_rss_mib")
 
@@ -719,6 +733,7 @@ def run_benchmark(
 ) -> dict[str, Any]:
     started = time.perf_counter()
     machine = {**common.machine_info(), "load_average_at_start": common.load_average()}
+    revision = headwater_revision()
     scenarios: list[dict[str, Any]] = []
     for size in sizes:
         # Each size on its own control plane, so one size's leftovers never weigh on another.
@@ -745,6 +760,7 @@ def run_benchmark(
         "created": common.utc_now(),
         "quick": quick,
         "seed": options.seed,
+        "controllers_version": revision,
         "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
         "duration_s": round(time.perf_counter() - started, 1),
@@ -762,31 +778,41 @@ def _verbs(requests: Mapping[str, Any]) -> str:
 
 def render_table(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
+    version = report["controllers_version"]
+    commit = version["commit"][:12] + (
+        " with local changes" if version["controllers_modified"] else ""
+    )
     lines = [
         f"# Kustomize apply benchmark ({report['created']})",
         "",
-        f"{machine['cores']} cores, Python {machine['python']}, kube-apiserver "
+        f"Controllers at commit {commit}; {machine['cores']} cores, Python "
+        f"{machine['python']}, kube-apiserver "
         f"{machine['kube_apiserver']}, kubectl {machine['kubectl']}, kustomize "
         f"{machine['kustomize']}. Median (min-max) of the repetitions shown per row. "
         "headwater CPU is the controller process (`headwater run all`) plus the children it "
-        'waited for (kustomize, git), up to when the step was seen done; "settled" adds '
-        "the work it did after, until it went quiet. Load average (1 min) "
+        "waited for, up to when the step was seen done (in brackets: of which kustomize "
+        'build); "settled" adds the work it did after, until it went quiet. "Passes" is how '
+        "many times the step dry-ran the whole set. Peak RSS is the controller's (in "
+        "brackets: its children's, i.e. kustomize). Load average (1 min) "
         f"{machine['load_average_at_start'][0]:g} at start, "
         f"{machine['load_average_at_end'][0]:g} at end: other work on the machine stretches "
         "wall times more than CPU times.",
         "",
-        "| objects | step | runs | headwater: wall s | CPU s | CPU s settled | peak RSS MiB "
-        "| kubectl: wall s | CPU s | peak RSS MiB |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| objects | step | runs | headwater: wall s | CPU s (kustomize) | CPU s settled "
+        "| passes | peak RSS MiB | kubectl: wall s | CPU s | peak RSS MiB |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scenario in report["scenarios"]:
         for step in STEPS:
             hw, kc = scenario["headwater"][step], scenario["kubectl"][step]
             lines.append(
                 f"| {scenario['objects']:,} | {STEP_LABELS[step]} | {scenario['repetitions']} "
-                f"| {common.stat_range(hw['wall_s'])} | {common.stat_range(hw['cpu_s'])} "
+                f"| {common.stat_range(hw['wall_s'])} "
+                f"| {common.stat_range(hw['cpu_s'])} ({hw['cpu_children_s']['median']:.1f}) "
                 f"| {common.stat_range(hw['cpu_settled_s'])} "
-                f"| {common.stat_range(hw['peak_rss_mib'], digits=0)} "
+                f"| {hw['dry_run_passes']['median']:g} "
+                f"| {hw['peak_rss_mib']['median']:.0f} "
+                f"({hw['peak_children_rss_mib']['median']:.0f}) "
                 f"| {common.stat_range(kc['wall_s'])} | {common.stat_range(kc['cpu_s'])} "
                 f"| {common.stat_range(kc['peak_rss_mib'], digits=0)} |"
             )

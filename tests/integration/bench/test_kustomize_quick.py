@@ -8,6 +8,7 @@ figures themselves are never asserted on (speed belongs in bench/reports, not in
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def check_requests(requests: dict[str, Any]) -> None:
 
 
 def check_machine(report: dict[str, Any]) -> None:
+    assert re.fullmatch(r"[0-9a-f]{40}", report["controllers_version"]["commit"])
+    assert isinstance(report["controllers_version"]["controllers_modified"], bool)
     machine = report["machine"]
     assert machine["cores"] >= 1
     assert machine["kube_apiserver"].startswith("v1.")
