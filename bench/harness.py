@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -558,10 +558,6 @@ class ResourceWatch:
         with self._cond:
             return dict(self._objects)
 
-    def tracked(self) -> int:
-        with self._cond:
-            return len(self.first_true)
-
     def wait(self, predicate: Callable[[Objects], bool], timeout: float, what: str) -> float:
         """Block until `predicate(objects)` holds; returns the monotonic time it first did."""
         deadline = time.monotonic() + timeout
@@ -750,20 +746,6 @@ def run_measured(argv: Sequence[str], workdir: Path, timeout: float = KUBECTL_TI
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
     )
-
-
-def dump_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")
-
-
-@contextlib.contextmanager
-def timed(phases: dict[str, float], name: str) -> Iterator[None]:
-    """Add the seconds the block took to `phases[name]` (the benchmark's own setup steps)."""
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        phases[name] = round(phases.get(name, 0.0) + time.monotonic() - started, 2)
 
 
 # -- the controllers -----------------------------------------------------------------------
