@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import tarfile
 from pathlib import Path
 
@@ -13,26 +12,7 @@ from controllers.source.errors import ArchiveError
 from controllers.source.include import Include, apply_includes, clean_relative
 from controllers.source.storage import file_digest
 from controllers.toolkit.artifacts import UnsafeArchiveError, safe_extract
-
-
-def make_tar(path: Path, entries: list[tarfile.TarInfo], data: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for info in entries:
-            if info.isreg():
-                payload = data.get(info.name, b"")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-            else:
-                tar.addfile(info)
-    return path
-
-
-def entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = link
-    info.mode = 0o644
-    return info
+from tests.support.tarballs import entry, make_tar
 
 
 def artifact_of(tmp_path: Path, files: dict[str, str], name: str = "lib") -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import tarfile
@@ -22,28 +21,9 @@ from controllers.toolkit.artifacts import (
     remove_tree,
     safe_extract,
 )
+from tests.support.tarballs import entry, make_tar
 
 HEX = "ab" * 32
-
-
-def make_tar(path: Path, entries: list[tarfile.TarInfo], data: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for info in entries:
-            if info.isreg():
-                payload = data.get(info.name, b"")
-                info.size = len(payload)
-                tar.addfile(info, io.BytesIO(payload))
-            else:
-                tar.addfile(info)
-    return path
-
-
-def entry(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = link
-    info.mode = 0o644
-    return info
 
 
 def listing(root: Path) -> list[str]:
