@@ -41,6 +41,8 @@ SERVICE_CIDR = "10.0.0.0/16"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_STAGES = Path(__file__).resolve().parent / "kwok-stages.yaml"
+# What a kubelet sets; kwok renews each node's Lease every quarter of it.
+NODE_LEASE_SECONDS = 40
 STOP_GRACE_SECONDS = 10.0
 
 
@@ -416,6 +418,11 @@ class DevCluster:
                 f"--node-port={free_port()}",
                 f"--server-address=127.0.0.1:{free_port()}",
                 "--cidr=10.244.0.0/16",
+                # kwok renews no node Lease unless given a duration (its default
+                # is 0). Without one the node lifecycle controller sees no
+                # heartbeat after 50s, marks the nodes Unknown and every pod on
+                # them NotReady: Deployments lost their availability mid-test.
+                f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
             ],
         )
 

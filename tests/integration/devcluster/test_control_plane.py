@@ -41,6 +41,31 @@ def test_nodes_are_ready(cluster: TestCluster) -> None:
     assert len(ready) >= 3, f"ready nodes: {ready}"
 
 
+def test_node_leases_are_renewed(cluster: TestCluster) -> None:
+    """Node liveness: without renewed Leases the node lifecycle controller marks
+    every node Unknown after its grace period and every pod on it NotReady."""
+
+    def renew_times() -> dict[str, str]:
+        leases = kubectl_json(cluster, "get", "leases", "-n", "kube-node-lease")["items"]
+        return {
+            lease["metadata"]["name"]: lease["spec"].get("renewTime", "")
+            for lease in leases
+            if lease["metadata"]["name"].startswith("kwok-node-")
+        }
+
+    first = wait_for(
+        lambda: (times := renew_times()) and len(times) >= 3 and times,
+        timeout=30,
+        what="a Lease for each kwok node",
+    )
+    # kwok renews every quarter of the 40s lease duration.
+    wait_for(
+        lambda: all(renew_times()[name] > first[name] for name in first),
+        timeout=30,
+        what="every node Lease renewed",
+    )
+
+
 def test_deployment_rolls_out_to_three_available_replicas(
     cluster: TestCluster, namespace: str
 ) -> None:
