@@ -83,10 +83,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             name, key = spec.kubeconfig_secret
             data = await read_config(namespace, "Secret", name)
             if data is None or key not in data:
-                where = f"key '{key}' of Secret '{namespace}/{name}'"
-                raise StepFailed(
-                    "ReconciliationFailed", f"spec.kubeConfig.secretRef: {where} not found"
-                )
+                message = _kubeconfig_not_found(namespace, name, key)
+                raise StepFailed("ReconciliationFailed", message)
             cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, data[key])
             if cache_key not in clients:
                 clients[cache_key] = ResourceClient(_client_from_kubeconfig(data[key]))
@@ -100,6 +98,30 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 clients[cache_key] = ResourceClient(impersonating)
             return clients[cache_key]
         return default_client
+
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def missing_identity(spec: KustomizationSpec, namespace: str) -> str | None:
+        """Why the identity `spec` applies as no longer exists, or None (Flux's CanImpersonate).
+
+        Impersonation keeps working for a deleted ServiceAccount, it is only
+        refused by RBAC, so its existence is what tells "gone" from "denied".
+        """
+        if spec.kubeconfig_secret is not None:
+            name, key = spec.kubeconfig_secret
+            data = await read_secret(namespace, name)
+            if data is None or key not in data:
+                return _kubeconfig_not_found(namespace, name, key)
+        elif spec.service_account_name:
+            try:
+                await asyncio.to_thread(
+                    core.read_namespaced_service_account, spec.service_account_name, namespace
+                )
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404:
+                    return f"ServiceAccount '{namespace}/{spec.service_account_name}' not found"
+                raise
+        return None
 
     queue: Reconciler
 
@@ -115,6 +137,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         read_config=read_config,
         load_keys=load_keys,
         client_for=client_for,
+        missing_identity=missing_identity,
         observe_kinds=observe_kinds,
     )
     queue = Reconciler(
@@ -198,6 +221,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         await artifacts.close()
         for client in [default_client, *clients.values()]:
             client.close()
+
+
+def _kubeconfig_not_found(namespace: str, name: str, key: str) -> str:
+    return f"spec.kubeConfig.secretRef: key '{key}' of Secret '{namespace}/{name}' not found"
 
 
 def _client_from_kubeconfig(text: str) -> kubernetes.client.ApiClient:

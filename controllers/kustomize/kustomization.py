@@ -69,6 +69,8 @@ ConfigReader = Callable[[str, str, str], Awaitable[Mapping[str, str] | None]]
 KeyLoader = Callable[[str, str | None], Awaitable[Sequence[Any]]]
 # spec -> the client to apply with (impersonation, remote kubeconfig).
 ClientFactory = Callable[[KustomizationSpec, str], Awaitable[ResourceClient]]
+# spec -> why the identity it applies as is gone (service account, kubeconfig Secret), or None.
+IdentityCheck = Callable[[KustomizationSpec, str], Awaitable[str | None]]
 ObserveKinds = Callable[[Inventory], None]
 
 
@@ -123,6 +125,7 @@ class KustomizationReconciler:
     read_config: ConfigReader
     load_keys: KeyLoader
     client_for: ClientFactory
+    missing_identity: IdentityCheck
     observe_kinds: ObserveKinds
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
     _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
@@ -233,7 +236,25 @@ class KustomizationReconciler:
             spec = KustomizationSpec.parse(spec_raw, ref.namespace)
         except SpecError:
             return True
-        client = await self.client_for(spec, ref.namespace)
+        missing = await self.missing_identity(spec, ref.namespace)
+        if missing is not None:
+            # As Flux does: nothing can be deleted as an identity that is gone
+            # (e.g. its namespace is being deleted), and retrying would keep the
+            # Kustomization, and so its namespace, forever. Say what stays.
+            message = (
+                f"{missing}: skipping garbage collection, "
+                f"{len(inventory)} objects left in place: "
+                + ", ".join(str(entry.id) for entry in list(inventory)[:10])
+                + (", ..." if len(inventory) > 10 else "")
+            )
+            log.warning("deleting the objects of %s skipped: %s", ref, message)
+            await self.recorder.warning(obj, cond.PRUNE_FAILED, message)
+            return True
+        try:
+            client = await self.client_for(spec, ref.namespace)
+        except StepFailed as exc:
+            log.warning("deleting the objects of %s failed: %s", ref, exc.message)
+            return False
         result = await delete_all(
             client,
             list(inventory),

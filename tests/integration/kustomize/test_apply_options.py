@@ -15,6 +15,7 @@ from tests.helpers import (
     applied,
     apply_manifests,
     condition,
+    events_for,
     failed_on,
     get_json,
     git_repository,
@@ -348,6 +349,27 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
         assert ks["status"]["lastAppliedRevision"].endswith(first)
         assert get_json(cluster, "deployment", f"web-{name}", "-n", namespace) is None
         assert data_of(cluster, namespace, name) == {"value": "1"}, "what was applied stays"
+
+    # The identities go first (as when their namespace is deleted): the Kustomizations
+    # can still be deleted. What they applied stays, and an event says so.
+    cluster.kubectl("delete", "serviceaccount", "deployer", "-n", namespace)
+    cluster.kubectl("delete", "secret", "remote-kubeconfig", "-n", namespace)
+    cluster.kubectl(
+        "delete", "kustomization", "impersonated", "remote", "-n", namespace, "--wait=false"
+    )  # fmt: skip
+    for name, missing in (
+        ("impersonated", f"ServiceAccount '{namespace}/deployer' not found"),
+        ("remote", f"Secret '{namespace}/remote-kubeconfig' not found"),
+    ):
+        wait_for(
+            lambda name=name: get_json(cluster, "kustomization", name, "-n", namespace) is None,
+            timeout=30,
+            what=f"Kustomization {name} deleted",
+        )
+        warning = events_for(cluster, namespace, "Kustomization", name, "PruneFailed")[-1]
+        assert missing in warning["message"], warning["message"]
+        assert f"ConfigMap/{namespace}/{name}" in warning["message"], warning["message"]
+        assert data_of(cluster, namespace, name) == {"value": "1"}
 
 
 def test_deletion_policies(
