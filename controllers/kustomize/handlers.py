@@ -139,6 +139,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         client_for=client_for,
         missing_identity=missing_identity,
         observe_kinds=observe_kinds,
+        expect_deletions=lambda ids: watcher.expect_deletions(ids),
     )
     queue = Reconciler(
         RESOURCE,

@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,8 @@ ClientFactory = Callable[[KustomizationSpec, str], Awaitable[ResourceClient]]
 # spec -> why the identity it applies as is gone (service account, kubeconfig Secret), or None.
 IdentityCheck = Callable[[KustomizationSpec, str], Awaitable[str | None]]
 ObserveKinds = Callable[[Inventory], None]
+# Announces objects about to be pruned, so their deletion is not taken for drift.
+ExpectDeletions = Callable[[Iterable[ObjectId]], None]
 
 
 class StepFailed(Exception):
@@ -127,6 +129,7 @@ class KustomizationReconciler:
     client_for: ClientFactory
     missing_identity: IdentityCheck
     observe_kinds: ObserveKinds
+    expect_deletions: ExpectDeletions
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
     _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
 
@@ -429,6 +432,7 @@ class KustomizationReconciler:
         stale = old_inventory.stale(inventory)
         prune_failure = ""
         if spec.prune and stale:
+            self.expect_deletions(entry.id for entry in stale)
             pruned = await prune(client, stale, PruneOptions(owner_labels=owner))
             deleted = [e for e in pruned.changeset if e.action is ssa.Action.DELETED]
             if deleted:

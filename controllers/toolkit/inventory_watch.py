@@ -5,10 +5,10 @@ the owner label, so the cost is proportional to what we manage, not to the
 cluster. Watches run on threads with the kubernetes client (its watch
 handles chunked streams and bookmarks) and hand events to the event loop.
 
-Only changes someone else made matter: a deletion always does; a
-modification does when the newest managed-fields entry belongs to another
-field manager (our own applies come back as events too, and must not wake
-the reconcile that just made them).
+Only changes someone else made matter: a deletion does unless we announced
+it (prune), and a modification does when the newest managed-fields entry
+belongs to another field manager (our own applies and prunes come back as
+events too, and must not wake the reconcile that just made them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,11 +25,17 @@ import kubernetes.client
 import kubernetes.dynamic
 import kubernetes.watch
 from kubernetes.client.rest import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from controllers.toolkit.inventory import ObjectId
 
 log = logging.getLogger(__name__)
 
 # Server-side watch timeout: the thread wakes this often to check for stop.
 WATCH_TIMEOUT_SECONDS = 60
+# How long an announced deletion is remembered: longer than any prune's wait for
+# its DELETED event, short enough that skipped deletions do not pile up.
+EXPECTED_DELETION_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -78,10 +85,45 @@ def last_manager(obj: Mapping[str, Any], ours: str | None = None) -> str | None:
     return str(manager) if manager else None
 
 
+class ExpectedDeletions:
+    """Objects we are deleting ourselves: each one's DELETED event is not drift.
+
+    Announced before the delete is sent, since the event can arrive before the
+    delete call returns. Filled on the event loop, read on watch threads.
+    """
+
+    def __init__(
+        self,
+        ttl: float = EXPECTED_DELETION_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._until: dict[ObjectId, float] = {}
+        self._lock = threading.Lock()
+
+    def expect(self, ids: Iterable[ObjectId]) -> None:
+        now = self._clock()
+        with self._lock:
+            for object_id in [i for i, until in self._until.items() if until <= now]:
+                del self._until[object_id]
+            for object_id in ids:
+                self._until[object_id] = now + self._ttl
+
+    def take(self, object_id: ObjectId) -> bool:
+        """Whether this deletion was announced (and still fresh); forgets it either way."""
+        with self._lock:
+            until = self._until.pop(object_id, None)
+        return until is not None and until > self._clock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._until)
+
+
 def is_foreign(event_type: str, obj: Mapping[str, Any], field_manager: str) -> bool:
     if event_type == "DELETED":
-        # Objects being pruned by us also end in DELETED; the reconcile that
-        # follows finds nothing to do, so a spurious wake-up is harmless.
+        # Announced deletions are filtered out before this (ExpectedDeletions).
         return True
     if event_type != "MODIFIED":
         return False
@@ -107,6 +149,7 @@ class InventoryWatcher:
         self._stop = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self._expected = ExpectedDeletions()
 
     def ensure(self, kinds: set[WatchedKind]) -> None:
         """Watch every kind in `kinds` (kinds already watched are left alone)."""
@@ -126,6 +169,10 @@ class InventoryWatcher:
                 self._threads[kind] = thread
                 thread.start()
 
+    def expect_deletions(self, ids: Iterable[ObjectId]) -> None:
+        """We are about to delete these objects: their deletion is not someone else's change."""
+        self._expected.expect(ids)
+
     def watched(self) -> set[WatchedKind]:
         with self._lock:
             return set(self._threads)
@@ -138,21 +185,29 @@ class InventoryWatcher:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._on_change, change)
 
+    def _report(self, event_type: str, raw: Mapping[str, Any]) -> None:
+        if event_type == "DELETED" and self._expected.take(ObjectId.of(raw)):
+            return
+        if is_foreign(event_type, raw, self._field_manager):
+            self._deliver(ForeignChange(event_type, raw, last_manager(raw, self._field_manager)))
+
+    def _list(self, resource: Any) -> str:
+        """List the kind; report what someone else changed before; return the list's version."""
+        listing = resource.get(label_selector=self._label_selector)
+        # Edits made before this list never arrive as events.
+        for item in listing.items:
+            self._report("MODIFIED", item.to_dict())
+        return str(listing.metadata.resourceVersion)
+
     def _watch(self, kind: WatchedKind) -> None:
         backoff = 1.0
+        version: str | None = None  # None: list first (at start, and when it expired)
+        failing = False
         while not self._stop.is_set():
             try:
                 resource = self._dynamic.resources.get(api_version=kind.api_version, kind=kind.kind)
-                listing = resource.get(label_selector=self._label_selector)
-                version = listing.metadata.resourceVersion
-                # Edits made before this (re)list never arrive as events: report
-                # the objects whose newest change is someone else's now.
-                for item in listing.items:
-                    raw = item.to_dict()
-                    if is_foreign("MODIFIED", raw, self._field_manager):
-                        self._deliver(
-                            ForeignChange("MODIFIED", raw, last_manager(raw, self._field_manager))
-                        )
+                if version is None:
+                    version = self._list(resource)
                 watcher = kubernetes.watch.Watch()
                 for event in self._dynamic.watch(
                     resource,
@@ -165,20 +220,34 @@ class InventoryWatcher:
                     if self._stop.is_set():
                         watcher.stop()
                         return
-                    event_type = str(event.get("type"))
-                    raw = event.get("raw_object") or {}
-                    if is_foreign(event_type, raw, self._field_manager):
-                        self._deliver(
-                            ForeignChange(event_type, raw, last_manager(raw, self._field_manager))
-                        )
-                backoff = 1.0
+                    self._report(str(event.get("type")), event.get("raw_object") or {})
+                # The watch timed out: carry on from the newest version it saw
+                # (bookmarks included) rather than listing everything again.
+                version = watcher.resource_version or version
+                backoff, failing = 1.0, False
+                continue
             except ApiException as exc:
+                version = None
                 # 410 Gone: our resourceVersion is too old; list again at once.
-                if exc.status != 410:
-                    log.warning("watch of %s failed: %s", kind.kind, exc.reason)
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                if exc.status == 410:
+                    continue
+                problem = str(exc.reason)
+            except ResourceNotFoundError:
+                version = None
+                problem = "the kind is not served (its CRD may be gone)"
             except Exception as exc:  # the watch must survive API hiccups
-                log.warning("watch of %s failed: %s", kind.kind, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                version = None
+                problem = str(exc)
+            # One warning per run of failures: a kind whose CRD was deleted
+            # fails until it comes back, and would fill the log.
+            log.log(
+                logging.DEBUG if failing else logging.WARNING,
+                "watch of %s %s failed, retrying in %.0fs: %s",
+                kind.api_version,
+                kind.kind,
+                backoff,
+                problem,
+            )
+            failing = True
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)

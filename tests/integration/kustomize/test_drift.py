@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from tests.helpers import (
     applied,
     apply_manifests,
     events_for,
+    get_json,
     git_repository,
     kubectl_json,
     kustomization,
@@ -215,3 +217,17 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     final = kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace)
     assert final["metadata"]["annotations"] == annotations
     assert final["status"]["lastAppliedRevision"].endswith(commit)
+
+    # Our own prune is not drift: its deletion wakes no second reconcile.
+    logged_before = len(apply_log_lines(controllers, namespace))
+    pruning = repo.commit({"deploy/settings.yaml": None}, "drop the settings")
+    request_reconcile(cluster, namespace, "gitrepository", "repo")
+    wait_for_kustomization(cluster, namespace, "app", applied(pruning))
+    assert get_json(cluster, "configmap", "settings", "-n", namespace) is None
+    # A woken reconcile would follow within a second of the DELETED event.
+    time.sleep(3)
+    after = apply_log_lines(controllers, namespace)[logged_before:]
+    assert len(after) == 1, [line["msg"] for line in after]
+    healed = f"requeue Kustomization {namespace}/app"
+    woken = [line for line in controllers.logs().splitlines() if "deleted of" in line]
+    assert not [line for line in woken if healed in line]

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.toolkit.inventory_watch import is_foreign, last_manager
+from controllers.toolkit.inventory import ObjectId
+from controllers.toolkit.inventory_watch import ExpectedDeletions, is_foreign, last_manager
 
 MANAGER = "headwater-kustomize"
 
@@ -58,3 +59,24 @@ def test_an_edit_in_the_same_second_as_our_apply_is_foreign() -> None:
         ("kubectl-patch", "2026-11-21T10:00:00Z", None), (MANAGER, "2026-11-21T10:00:00Z", None)
     )
     assert is_foreign("MODIFIED", reordered, MANAGER)
+
+
+def test_an_announced_deletion_is_taken_once_and_forgotten_after_its_ttl() -> None:
+    now = [100.0]
+    expected = ExpectedDeletions(ttl=60.0, clock=lambda: now[0])
+    pruned = ObjectId("", "ConfigMap", "apps", "settings")
+    other = ObjectId("", "ConfigMap", "apps", "other")
+    expected.expect([pruned])
+
+    assert not expected.take(other), "a deletion nobody announced is someone else's"
+    assert expected.take(pruned)
+    assert not expected.take(pruned), "recreated and deleted again: that one is not ours"
+
+    expected.expect([pruned])
+    now[0] += 61.0
+    expected.expect([other])
+    assert len(expected) == 1, "expired announcements are dropped"
+    assert not expected.take(pruned), "an announcement that never came true expires"
+    expected.expect([pruned])
+    now[0] += 61.0
+    assert not expected.take(pruned), "an expired one is not taken even before it is dropped"
