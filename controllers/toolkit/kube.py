@@ -24,6 +24,11 @@ from kubernetes.client.rest import ApiException
 log = logging.getLogger(__name__)
 
 _SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# Pooled connections per ApiClient. The client's default (5 per CPU) is fewer
+# than the threads sharing one client: the ResourceClient's workers, one
+# long-lived watch per applied kind, and status and event writes. Past the
+# pool, each request opens (and then drops) a new TLS connection.
+CONNECTION_POOL_SIZE = 64
 
 
 class KubeConfigError(RuntimeError):
@@ -40,6 +45,9 @@ def in_cluster() -> bool:
 def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
     """A fresh client configuration; never touches the kubernetes module's global default."""
     configuration = kubernetes.client.Configuration()
+    configuration.connection_pool_maxsize = max(
+        CONNECTION_POOL_SIZE, configuration.connection_pool_maxsize or 0
+    )
     # The kubernetes package reads $KUBECONFIG once at import; read it now instead.
     path = kubeconfig or os.environ.get("KUBECONFIG") or None
     try:

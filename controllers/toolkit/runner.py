@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import importlib
 import logging
 import signal
@@ -124,6 +125,11 @@ async def _report_started(state: HealthState, started: asyncio.Event, insights: 
     log.info("controllers started")
 
 
+def blocking_workers(settings: Settings, controllers: int) -> int:
+    """Threads for blocking calls: a few per reconcile each controller may run at once."""
+    return max(32, 4 * settings.concurrent * controllers)
+
+
 async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
     """Run the controllers until SIGTERM/SIGINT; returns the process exit code."""
     # Fail fast, as Flux's controllers do, when there are no credentials at
@@ -134,6 +140,15 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
         log.error("%s", exc)
         return EXIT_FAILED
     registry = build_registry(controllers, settings)
+    # Blocking work (git, artifact packing, status and event writes) runs on
+    # the loop's default executor, whose default size (CPUs + 4) let a few slow
+    # git clones starve every other controller's API writes in `run all`.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(
+            max_workers=blocking_workers(settings, len(controllers)),
+            thread_name_prefix="headwater-blocking",
+        )
+    )
     state = HealthState()
     server = ObservabilityServer(
         metrics_addr=settings.metrics_addr, health_addr=settings.health_addr, state=state

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes.client
+
+from controllers.toolkit.kube import load_configuration
+from controllers.toolkit.resources import ResourceClient
+from tests.helpers import kubeconfig_yaml
+
+
+def test_one_client_has_connections_for_all_its_workers_and_watches(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(kubeconfig_yaml("https://127.0.0.1:6443", {"token": "t"}))
+    configuration = load_configuration(str(kubeconfig))
+    assert configuration.host == "https://127.0.0.1:6443"
+    # HEADWATER_CONCURRENT=4 gives the kustomize controller 16 API workers; the
+    # client's own default pool (5 per CPU) would cap them at 10 on 2 cores.
+    client = ResourceClient(kubernetes.client.ApiClient(configuration), concurrency=16)
+    try:
+        assert client.concurrency == 16
+    finally:
+        client.close()
+    assert configuration.connection_pool_maxsize >= 16 + 20, "room for watches too"
