@@ -55,6 +55,20 @@ def kubectl_json(cluster: TestCluster, *args: str) -> dict[str, Any]:
     return result
 
 
+def kubeconfig_yaml(server: str, user: Mapping[str, Any], **cluster: Any) -> str:
+    """A one-context kubeconfig: `server` (plus cluster fields, e.g. a CA) as `user`."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {"server": server, **cluster}}],
+            "users": [{"name": "test", "user": dict(user)}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+            "current-context": "test",
+        }
+    )
+
+
 # -- Flux objects and their status, for the controllers' end-to-end tests ------------------
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from controllers import cli
 from controllers.toolkit import sealing, sealing_keys
+from tests.helpers import kubeconfig_yaml
 
 DATA = Path(__file__).parent / "toolkit" / "data" / "sealing"
 KEY = DATA / "key.pem"
@@ -279,19 +280,8 @@ def test_unreachable_cluster_is_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                # Port 1 on loopback: nothing listens, the connection is refused at once.
-                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    # Port 1 on loopback: nothing listens, the connection is refused at once.
+    kubeconfig.write_text(kubeconfig_yaml("https://127.0.0.1:1", {"token": "t"}))
     code, out, err = run(
         capsys, monkeypatch, "seal", "--fetch-cert", "--kubeconfig", str(kubeconfig)
     )

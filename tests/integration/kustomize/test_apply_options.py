@@ -19,6 +19,7 @@ from tests.helpers import (
     failed_on,
     get_json,
     git_repository,
+    kubeconfig_yaml,
     kubectl_json,
     kustomization,
     request_reconcile,
@@ -236,16 +237,7 @@ def service_account_kubeconfig(cluster: TestCluster, namespace: str, account: st
     token = cluster.kubectl(
         "create", "token", account, "-n", namespace, "--duration=1h"
     ).stdout.strip()
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "test", "cluster": server}],
-            "users": [{"name": account, "user": {"token": token}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": account}}],
-            "current-context": "test",
-        }
-    )
+    return kubeconfig_yaml(server.pop("server"), {"token": token}, **server)
 
 
 def configmaps_only(namespace: str, account: str) -> list[dict[str, Any]]:
