@@ -3,20 +3,28 @@
 Figures are summarized as median, min and max of a few repetitions; CPU comes from
 getrusage; the machine's size and load go into every report, since other work on a
 shared machine stretches wall times; a report is a JSON file plus a Markdown table,
-both written atomically.
+both written atomically. The command line every benchmark takes starts here too.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import resource
 import statistics
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+REPORTS_DIR = Path(__file__).resolve().parent / "reports"
+# One seed for every benchmark, so their generated content stays put between runs.
+DEFAULT_SEED = 20240611
 
 
 def rusage_cpu(who: int) -> float:
@@ -44,6 +52,13 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def percentile(values: Sequence[float], share: float) -> float:
+    """The nearest-rank percentile (`share` in (0, 1]): a value that was measured."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(share * len(ordered)))
+    return ordered[rank - 1]
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -61,6 +76,11 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
     }
+
+
+def report_head(name: str, *, quick: bool, seed: int) -> dict[str, Any]:
+    """The fields every report starts with; `created` is when this is called."""
+    return {"benchmark": name, "format": 1, "created": utc_now(), "quick": quick, "seed": seed}
 
 
 def stat_range(stat: Mapping[str, float], scale: float = 1.0, digits: int = 2) -> str:
@@ -81,3 +101,42 @@ def write_report(out: Path, name: str, report: Mapping[str, Any], table: str) ->
         tmp.write_text(text)
         tmp.replace(path)
     return paths
+
+
+def publish_report(out: Path, name: str, report: Mapping[str, Any], table: str) -> None:
+    """Write the report, print its table on stdout and where it went on stderr."""
+    json_path, table_path = write_report(out, name, report, table)
+    print(table)
+    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+
+
+def progress(message: str) -> None:
+    """A timestamped progress line on stderr (stdout is for the table)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def argument_parser(module: str, doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """`--quick`, `--out` and `--seed`, which every benchmark takes; the first paragraph
+    of the module's docstring `doc` is the description."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--out", type=Path, default=REPORTS_DIR, help="report directory")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    return parser
+
+
+def whole_numbers(what: str, example: str, low: int, high: int) -> Callable[[str], tuple[int, ...]]:
+    """An argparse type: comma-separated whole numbers in [low, high], e.g. `100,500`."""
+
+    def parse(value: str) -> tuple[int, ...]:
+        try:
+            numbers = tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} like {example}, got {value!r}"
+            ) from None
+        if not numbers or any(not low <= number <= high for number in numbers):
+            raise argparse.ArgumentTypeError(f"{what} must be in [{low}, {high}], got {value!r}")
+        return numbers
+
+    return parse

@@ -9,15 +9,19 @@
   waited-for children such as kustomize and git) and peak RSS (``VmHWM``, reset through
   ``clear_refs`` before each measurement) of the controller process, and a sampler for
   the RSS of its child processes.
+- `measure_step`: what one step (an action, until seen done and the controllers are
+  quiet again) cost the controllers: CPU, peak RSS, and the API requests meanwhile.
 - `ResourceWatch`: a watch on one custom resource kind, on a thread, that says when a
   condition over the watched objects first held (the arrival time of the event).
 - `write_git_repo`: a bare repository written with ``git fast-import`` (no work tree),
-  so hundreds of repositories take seconds; deterministic commit ids.
+  so hundreds of repositories take seconds; deterministic commit ids. `write_commit`
+  and `push_commit` add commits to one.
 - `run_measured`: a child process with its own rusage (``wait4``): CPU and peak RSS.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -95,8 +99,7 @@ class ControlPlane:
         self._dev = devcluster.provision(self.workdir, nodes=self.nodes)
         self._dev.start()
         try:
-            self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
-            self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+            install_crds(self._dev)
             self._wait_watchable(time.monotonic() + 120)
             self.kubectl("create", "namespace", "headwater-system")
         except BaseException:
@@ -140,22 +143,11 @@ class ControlPlane:
         self.stop()
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        """Run the devcluster's kubectl (not measured); raises on failure."""
-        completed = subprocess.run(
-            [str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=KUBECTL_TIMEOUT,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {completed.stderr[-2000:]}")
-        return completed.stdout
+        """Run kubectl on this control plane (not measured); raises on failure."""
+        return kubectl(self.dev, *args, input=input)
 
     def apply(self, documents: Iterable[Mapping[str, Any]]) -> None:
-        text = yaml.safe_dump_all([dict(d) for d in documents], sort_keys=False)
-        self.kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-", input=text)
+        apply(self.dev, documents)
 
     def create_namespace(self, name: str) -> None:
         """Create `name` and wait until Pods can be admitted (its default ServiceAccount)."""
@@ -218,6 +210,33 @@ class ControlPlane:
             )
 
         return count
+
+
+def kubectl(dev: DevCluster, *args: str, input: str | None = None) -> str:
+    """Run the devcluster's kubectl (not measured); raises on failure."""
+    completed = subprocess.run(
+        [str(dev.bin_dir / "kubectl"), f"--kubeconfig={dev.kubeconfig}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=KUBECTL_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args[:3])} failed: {completed.stderr[-2000:]}")
+    return completed.stdout
+
+
+def install_crds(dev: DevCluster) -> None:
+    """headwater's CRDs, applied and Established."""
+    kubectl(dev, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+    kubectl(dev, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+
+
+def apply(dev: DevCluster, documents: Iterable[Mapping[str, Any]]) -> None:
+    """Server-side apply of `documents` as the field manager `bench`."""
+    text = yaml.safe_dump_all([dict(d) for d in documents], sort_keys=False)
+    kubectl(dev, "apply", "--server-side", "--field-manager=bench", "-f", "-", input=text)
 
 
 # -- API requests, counted by the API server ---------------------------------------------
@@ -456,6 +475,91 @@ class ControllerProbe:
         return time.monotonic() - started
 
 
+# -- one step of the controllers, measured -------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMeasurement:
+    """The controllers' cost of one step: from its action to seen done, and until quiet."""
+
+    started: float  # time.monotonic() just before the action
+    finished: float  # when the step was seen done
+    before: ProcessUsage
+    at_done: ProcessUsage
+    settled: ProcessUsage
+    settle_s: float
+    peak_rss_mib: float
+    rss_after_mib: float
+    peak_children_rss_mib: float
+    api_requests: dict[str, Any]  # `summarize_requests` of every client's, less the step's own
+
+    @property
+    def wall_s(self) -> float:
+        return self.finished - self.started
+
+    def figures(self, digits: int) -> dict[str, Any]:
+        """CPU, memory and API requests for a report, seconds rounded to `digits`."""
+        before, at_done = self.before, self.at_done
+        return {
+            "cpu_s": round(at_done.cpu_s - before.cpu_s, digits),
+            "cpu_self_s": round(at_done.cpu_self_s - before.cpu_self_s, digits),
+            "cpu_children_s": round(at_done.cpu_children_s - before.cpu_children_s, digits),
+            "cpu_settled_s": round(self.settled.cpu_s - before.cpu_s, digits),
+            "settle_s": round(self.settle_s, 2),
+            "peak_rss_mib": self.peak_rss_mib,
+            "rss_after_mib": self.rss_after_mib,
+            "peak_children_rss_mib": self.peak_children_rss_mib,
+            "api_requests": self.api_requests,
+        }
+
+
+def measure_step(
+    cp: ControlPlane,
+    probe: ControllerProbe,
+    action: Callable[[], None],
+    done: Callable[[], float],
+    *,
+    own: Counter[RequestKey],
+    applied_resources: Sequence[str],
+    settle_limit: float = 300.0,
+) -> StepMeasurement:
+    """Run `action`, wait with `done` (the monotonic time it was seen done), then until the
+    controllers are quiet again (at most `settle_limit` seconds): the work a step leaves
+    behind belongs to its cost.
+
+    `own` are the requests the benchmark itself made in the step (creating or annotating
+    objects), taken out of the API server's count.
+    """
+    probe.reset_peak()
+    probe.start_sampling()
+    before_requests = cp.scrape_requests()
+    before = probe.usage()
+    started = time.monotonic()
+    try:
+        action()
+        finished = done()
+        at_done = probe.usage()
+        settle_s = probe.settle(cp.activity(applied_resources), limit=settle_limit)
+        settled = probe.usage()
+        after_requests = cp.scrape_requests()
+    finally:
+        children_peak = probe.stop_sampling()
+    requests = request_diff(before_requests, after_requests)
+    requests.subtract(own)
+    return StepMeasurement(
+        started=started,
+        finished=finished,
+        before=before,
+        at_done=at_done,
+        settled=settled,
+        settle_s=settle_s,
+        peak_rss_mib=probe.peak_rss_mib(),
+        rss_after_mib=probe.rss_mib(),
+        peak_children_rss_mib=children_peak,
+        api_requests=summarize_requests(+requests, applied_resources),
+    )
+
+
 # -- watching custom resources -----------------------------------------------------------
 
 Objects = Mapping[str, Mapping[str, Any]]
@@ -643,32 +747,12 @@ def write_git_repo(
     )
     stream: list[bytes] = []
     for index, (message, tree) in enumerate(commits):
+        parent = f":{index}" if index else None  # the previous commit's mark
         when = COMMIT_EPOCH + index * 60
-        body = message.encode()
-        stream += [
-            f"commit refs/heads/{branch}\nmark :{index + 1}\n".encode(),
-            f"author Bench <bench@headwater.invalid> {when} +0000\n".encode(),
-            f"committer Bench <bench@headwater.invalid> {when} +0000\n".encode(),
-            f"data {len(body)}\n".encode() + body + b"\n",
-        ]
-        if index:
-            stream.append(f"from :{index}\n".encode())
-        stream.append(b"deleteall\n")
-        for path in sorted(tree):
-            data = tree[path]
-            stream.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
-        stream.append(b"\n")
+        stream += _commit_command(branch, index + 1, when, message, tree, parent)
     for index in range(len(commits)):
         stream.append(f"get-mark :{index + 1}\n".encode())
-    done = subprocess.run(
-        ["git", "--git-dir", str(bare), "fast-import", "--quiet", "--done"],
-        input=b"".join(stream) + b"done\n",
-        env=GIT_ENV,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return done.stdout.decode().split()
+    return _fast_import(bare, stream).split()
 
 
 def push_commit(
@@ -684,29 +768,65 @@ def push_commit(
         text=True,
         timeout=60,
     ).stdout.strip()
-    when = COMMIT_EPOCH + 86_400
+    return write_commit(
+        project_root, name, message, tree, parent=parent, when=COMMIT_EPOCH + 86_400, branch=branch
+    )
+
+
+def write_commit(
+    project_root: Path,
+    name: str,
+    message: str,
+    tree: Mapping[str, bytes],
+    *,
+    parent: str,
+    when: int,
+    branch: str = "main",
+) -> str:
+    """Commit the whole content `tree` on top of commit `parent` of `<name>.git`, dated
+    `when` (seconds since the epoch), as the new `branch`; returns the commit id."""
+    stream = _commit_command(branch, 1, when, message, tree, parent)
+    stream.append(b"get-mark :1\n")
+    return _fast_import(project_root / f"{name}.git", stream).strip()
+
+
+def _commit_command(
+    branch: str,
+    mark: int,
+    when: int,
+    message: str,
+    tree: Mapping[str, bytes],
+    parent: str | None,
+) -> list[bytes]:
+    """One fast-import `commit` whose content is `tree` alone (`deleteall` first)."""
     body = message.encode()
-    stream = [
-        f"commit refs/heads/{branch}\nmark :1\n".encode(),
+    command = [
+        f"commit refs/heads/{branch}\nmark :{mark}\n".encode(),
         f"author Bench <bench@headwater.invalid> {when} +0000\n".encode(),
         f"committer Bench <bench@headwater.invalid> {when} +0000\n".encode(),
         f"data {len(body)}\n".encode() + body + b"\n",
-        f"from {parent}\n".encode(),
-        b"deleteall\n",
     ]
+    if parent:
+        command.append(f"from {parent}\n".encode())
+    command.append(b"deleteall\n")
     for path in sorted(tree):
         data = tree[path]
-        stream.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
-    stream.append(b"\nget-mark :1\ndone\n")
+        command.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
+    command.append(b"\n")
+    return command
+
+
+def _fast_import(bare: Path, stream: Sequence[bytes]) -> str:
+    """Run `stream` through `git fast-import`; returns what it printed (the get-marks)."""
     done = subprocess.run(
         ["git", "--git-dir", str(bare), "fast-import", "--quiet", "--done"],
-        input=b"".join(stream),
+        input=b"".join(stream) + b"done\n",
         env=GIT_ENV,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    return done.stdout.decode().strip()
+    return done.stdout.decode()
 
 
 # -- a measured child process ------------------------------------------------------------
@@ -757,6 +877,14 @@ def controller_env(log_level: str) -> dict[str, str]:
         "PATH": f"{TOOLS_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HEADWATER_LOG_LEVEL": log_level,
     }
+
+
+def add_controller_options(parser: argparse.ArgumentParser) -> None:
+    """`--log-level` and `--keep-logs`, for a benchmark that runs the controllers."""
+    parser.add_argument(
+        "--log-level", default="info", choices=("debug", "info"), help="the controllers' log level"
+    )
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
 
 
 def log_errors(text: str, limit: int = 10) -> list[str]:
@@ -814,3 +942,19 @@ def tool_versions(cp: ControlPlane) -> dict[str, str]:
         "kube_apiserver": json.loads(server)["serverVersion"]["gitVersion"],
         "kustomize": kustomize.stdout.strip(),
     }
+
+
+# -- the report -----------------------------------------------------------------------------
+
+
+def controllers_commit(version: Mapping[str, Any]) -> str:
+    """A report's `controllers_version` as its table says it: the short commit, and
+    whether the controllers had local changes."""
+    commit = str(version["commit"])[:12]
+    return commit + (" with local changes" if version["controllers_modified"] else "")
+
+
+def request_verbs_text(requests: Mapping[str, Any]) -> str:
+    """`total: VERB count, ...` of a `summarize_requests` result, the commonest verb first."""
+    by_verb = sorted(requests["by_verb"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return f"{requests['total']:,}: " + ", ".join(f"{verb} {count:,}" for verb, count in by_verb)

@@ -37,7 +37,6 @@ Writes ``kustomize-apply.json`` and ``kustomize-apply.md`` to ``--out`` (default
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import random
@@ -59,15 +58,19 @@ from bench.harness import (
     ControlPlane,
     RequestKey,
     ResourceWatch,
+    add_controller_options,
     applied,
     controller_env,
+    controllers_commit,
     failure_summary,
     has_artifact,
     headwater_revision,
     keep_logs,
     log_errors,
+    measure_step,
     push_commit,
     request_diff,
+    request_verbs_text,
     run_measured,
     summarize_requests,
     tool_versions,
@@ -77,10 +80,8 @@ from devcluster.controllers import run_controllers
 from devcluster.gitserver import GitHttpServer
 
 REPORT_NAME = "kustomize-apply"
-DEFAULT_OUT = Path(__file__).resolve().parent / "reports"
 DEFAULT_SIZES = (1000, 5000)
 QUICK_SIZES = (60,)
-DEFAULT_SEED = 20240611
 # Repetitions when not given: a few for the smaller sets, one for the big ones (a
 # first apply of 5,000 objects takes minutes; the run must stay well under 30).
 SMALL_SET = 1000
@@ -365,39 +366,12 @@ def measure_controller(
 ) -> dict[str, Any]:
     """Run `action`, wait with `done` (the monotonic time it was seen done), measure.
 
-    `own` are the requests the action itself made (creating or annotating an object),
-    taken out of the API server's count.
+    `own` are the requests the action itself made (creating or annotating an object).
+    The controllers settle first, so the previous step's trailing work is not this one's.
     """
-    activity = cp.activity(APPLIED_RESOURCES)
-    probe.settle(activity)
-    probe.reset_peak()
-    probe.start_sampling()
-    before_requests = cp.scrape_requests()
-    before = probe.usage()
-    started = time.monotonic()
-    try:
-        action()
-        finished = done()
-        at_done = probe.usage()
-        settle_s = probe.settle(activity)
-        settled = probe.usage()
-        after_requests = cp.scrape_requests()
-    finally:
-        children_peak = probe.stop_sampling()
-    requests = request_diff(before_requests, after_requests)
-    requests.subtract(own)
-    return {
-        "wall_s": round(finished - started, 4),
-        "cpu_s": round(at_done.cpu_s - before.cpu_s, 4),
-        "cpu_self_s": round(at_done.cpu_self_s - before.cpu_self_s, 4),
-        "cpu_children_s": round(at_done.cpu_children_s - before.cpu_children_s, 4),
-        "cpu_settled_s": round(settled.cpu_s - before.cpu_s, 4),
-        "settle_s": round(settle_s, 2),
-        "peak_rss_mib": probe.peak_rss_mib(),
-        "rss_after_mib": probe.rss_mib(),
-        "peak_children_rss_mib": children_peak,
-        "api_requests": summarize_requests(+requests, APPLIED_RESOURCES),
-    }
+    probe.settle(cp.activity(APPLIED_RESOURCES))
+    step = measure_step(cp, probe, action, done, own=own, applied_resources=APPLIED_RESOURCES)
+    return {"wall_s": round(step.wall_s, 4), **step.figures(digits=4)}
 
 
 def _git_repository(name: str, url: str) -> dict[str, Any]:
@@ -755,11 +729,7 @@ def run_benchmark(
             finally:
                 keep_logs(options.keep_logs, workdir / "cluster" / "logs", f"control-plane-{size}")
     return {
-        "benchmark": REPORT_NAME,
-        "format": 1,
-        "created": common.utc_now(),
-        "quick": quick,
-        "seed": options.seed,
+        **common.report_head(REPORT_NAME, quick=quick, seed=options.seed),
         "controllers_version": revision,
         "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
@@ -770,22 +740,13 @@ def run_benchmark(
 # -- the report ---------------------------------------------------------------------------
 
 
-def _verbs(requests: Mapping[str, Any]) -> str:
-    by_verb = sorted(requests["by_verb"].items(), key=lambda kv: (-kv[1], kv[0]))
-    parts = [f"{verb} {count:,}" for verb, count in by_verb]
-    return f"{requests['total']:,}: " + ", ".join(parts)
-
-
 def render_table(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
-    version = report["controllers_version"]
-    commit = version["commit"][:12] + (
-        " with local changes" if version["controllers_modified"] else ""
-    )
     lines = [
         f"# Kustomize apply benchmark ({report['created']})",
         "",
-        f"Controllers at commit {commit}; {machine['cores']} cores, Python "
+        f"Controllers at commit {controllers_commit(report['controllers_version'])}; "
+        f"{machine['cores']} cores, Python "
         f"{machine['python']}, kube-apiserver "
         f"{machine['kube_apiserver']}, kubectl {machine['kubectl']}, kustomize "
         f"{machine['kustomize']}. Median (min-max) of the repetitions shown per row. "
@@ -828,55 +789,34 @@ def render_table(report: Mapping[str, Any]) -> str:
             hw = scenario["headwater"][step]["samples"][0]["api_requests"]
             kc = scenario["kubectl"][step]["samples"][0]["api_requests"]
             lines.append(
-                f"| {scenario['objects']:,} | {STEP_LABELS[step]} | {_verbs(hw)} | {_verbs(kc)} |"
+                f"| {scenario['objects']:,} | {STEP_LABELS[step]} "
+                f"| {request_verbs_text(hw)} | {request_verbs_text(kc)} |"
             )
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.kustomize_apply", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="60 objects, one repetition")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
-    parser.add_argument("--sizes", type=_sizes, default=None, help="object counts, e.g. 1000,5000")
-    parser.add_argument("--repeat", type=int, default=None, help="repetitions per size")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser = common.argument_parser("bench.kustomize_apply", __doc__, "60 objects, one repetition")
     parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info"), help="the controllers' log level"
+        "--sizes",
+        type=common.whole_numbers("object counts", "1000,5000", 20, 20000),
+        default=None,
+        help="object counts, e.g. 1000,5000",
     )
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
+    parser.add_argument("--repeat", type=int, default=None, help="repetitions per size")
+    add_controller_options(parser)
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     repeat = args.repeat or (1 if args.quick else None)
     if repeat is not None and not 1 <= repeat <= 10:
         parser.error("--repeat must be between 1 and 10")
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
     options = RunOptions(
-        seed=args.seed, log=log, log_level=args.log_level, keep_logs=args.keep_logs
+        seed=args.seed, log=common.progress, log_level=args.log_level, keep_logs=args.keep_logs
     )
     report = run_benchmark(sizes, repeat=repeat, quick=args.quick, options=options)
-    table = render_table(report)
-    json_path, table_path = common.write_report(args.out, REPORT_NAME, report, table)
-    print(table)
-    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+    common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
-
-
-def _sizes(value: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected object counts like 1000,5000, got {value!r}"
-        ) from None
-    if not sizes or any(not 20 <= size <= 20000 for size in sizes):
-        raise argparse.ArgumentTypeError(f"object counts must be in [20, 20000], got {value!r}")
-    return sizes
 
 
 if __name__ == "__main__":

@@ -28,10 +28,8 @@ takes minutes). Writes ``many-apps.json`` and ``many-apps.md`` to ``--out`` (def
 
 from __future__ import annotations
 
-import argparse
 import base64
 import concurrent.futures
-import math
 import random
 import statistics
 import sys
@@ -52,14 +50,18 @@ from bench.harness import (
     ControlPlane,
     RequestKey,
     ResourceWatch,
+    add_controller_options,
     applied,
     controller_env,
+    controllers_commit,
     failure_summary,
     has_artifact,
     headwater_revision,
     keep_logs,
     log_errors,
+    measure_step,
     request_diff,
+    request_verbs_text,
     summarize_requests,
     tool_versions,
     write_git_repo,
@@ -68,7 +70,6 @@ from devcluster.controllers import run_controllers
 from devcluster.gitserver import GitHttpServer, RequestRecord
 
 REPORT_NAME = "many-apps"
-DEFAULT_OUT = Path(__file__).resolve().parent / "reports"
 DEFAULT_COUNTS = (100, 500)
 QUICK_COUNTS = (5,)
 DEFAULT_INTERVAL_S = 60
@@ -81,7 +82,6 @@ CREATE_THREADS = 8
 # Pods per fake node: kwok nodes take 110; leave room.
 PODS_PER_NODE = 80
 SYNC_TIMEOUT = 1200.0
-DEFAULT_SEED = 20240611
 
 
 def app_tree(index: int, seed: int) -> dict[str, bytes]:
@@ -173,15 +173,10 @@ def _git_summary(records: Sequence[RequestRecord]) -> dict[str, Any]:
 
 
 def _percentiles(values: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def at(share: float) -> float:
-        return ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)]
-
     return {
-        "p50": round(statistics.median(ordered), 3),
-        "p90": round(at(0.9), 3),
-        "max": round(ordered[-1], 3),
+        "p50": round(statistics.median(values), 3),
+        "p90": round(common.percentile(values, 0.9), 3),
+        "max": round(max(values), 3),
     }
 
 
@@ -281,60 +276,50 @@ def measure_sync(
     def ks_done(obj: Mapping[str, Any]) -> bool:
         return applied(obj, revisions.get(obj["metadata"]["name"], ""))
 
+    created = 0.0
+
+    def create_all() -> None:
+        nonlocal created
+        _create_all(cp.api, documents)
+        created = time.monotonic()
+
     with (
         ResourceWatch(cp.api, *SOURCE[:2], SOURCE[2], namespace, track=source_done) as sources,
         ResourceWatch(cp.api, *KUSTOMIZE[:2], KUSTOMIZE[2], namespace, track=ks_done) as kss,
     ):
-        probe.reset_peak()
-        probe.start_sampling()
         git.clear_requests()
-        before_requests = cp.scrape_requests()
-        before = probe.usage()
-        started = time.monotonic()
-        try:
-            _create_all(cp.api, documents)
-            created = time.monotonic()
-            finished = kss.wait(
+        step = measure_step(
+            cp,
+            probe,
+            create_all,
+            lambda: kss.wait(
                 lambda _: len(kss.first_true) == count,
                 SYNC_TIMEOUT,
                 f"{count} Kustomizations Ready ({len(kss.first_true)} so far; "
                 f"{failure_summary(kss.objects())})",
-            )
-            at_done = probe.usage()
+            ),
+            # This benchmark's own creates are not the controllers' work.
+            own=Counter(
+                {
+                    RequestKey("POST", SOURCE[2], "", False): count,
+                    RequestKey("POST", KUSTOMIZE[2], "", False): count,
+                }
+            ),
+            applied_resources=APPLIED_RESOURCES,
             # Bounded: with a 1m interval the periodic reconciles soon begin.
-            settle_s = probe.settle(cp.activity(APPLIED_RESOURCES), limit=30)
-            settled = probe.usage()
-            after_requests = cp.scrape_requests()
-        finally:
-            children_peak = probe.stop_sampling()
+            settle_limit=30,
+        )
+        started = step.started
         sources_ready = (
             max(sources.first_true.values()) if len(sources.first_true) == count else None
         )
         per_app = [t - started for t in kss.first_true.values()]
-    requests = request_diff(before_requests, after_requests)
-    # This benchmark's own creates are not the controllers' work.
-    requests.subtract(
-        Counter(
-            {
-                RequestKey("POST", SOURCE[2], "", False): count,
-                RequestKey("POST", KUSTOMIZE[2], "", False): count,
-            }
-        )
-    )
     return {
-        "wall_s": round(finished - started, 3),
+        "wall_s": round(step.wall_s, 3),
         "create_s": round(created - started, 3),
         "sources_ready_s": round(sources_ready - started, 3) if sources_ready else None,
         "per_app_ready_s": _percentiles(per_app),
-        "cpu_s": round(at_done.cpu_s - before.cpu_s, 3),
-        "cpu_self_s": round(at_done.cpu_self_s - before.cpu_self_s, 3),
-        "cpu_children_s": round(at_done.cpu_children_s - before.cpu_children_s, 3),
-        "cpu_settled_s": round(settled.cpu_s - before.cpu_s, 3),
-        "settle_s": round(settle_s, 2),
-        "peak_rss_mib": probe.peak_rss_mib(),
-        "rss_after_mib": probe.rss_mib(),
-        "peak_children_rss_mib": children_peak,
-        "api_requests": summarize_requests(+requests, APPLIED_RESOURCES),
+        **step.figures(digits=3),
         "git_requests": _git_summary(git.requests),
     }
 
@@ -388,11 +373,7 @@ def run_benchmark(counts: Sequence[int], *, quick: bool, options: RunOptions) ->
     for scenario in scenarios:
         scenario.pop("versions", None)
     return {
-        "benchmark": REPORT_NAME,
-        "format": 1,
-        "created": common.utc_now(),
-        "quick": quick,
-        "seed": options.seed,
+        **common.report_head(REPORT_NAME, quick=quick, seed=options.seed),
         "controllers_version": revision,
         "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
@@ -403,21 +384,13 @@ def run_benchmark(counts: Sequence[int], *, quick: bool, options: RunOptions) ->
 # -- the report ---------------------------------------------------------------------------
 
 
-def _verbs(requests: Mapping[str, Any]) -> str:
-    by_verb = sorted(requests["by_verb"].items(), key=lambda kv: (-kv[1], kv[0]))
-    return f"{requests['total']:,}: " + ", ".join(f"{verb} {n:,}" for verb, n in by_verb)
-
-
 def render_table(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
-    version = report["controllers_version"]
-    commit = version["commit"][:12] + (
-        " with local changes" if version["controllers_modified"] else ""
-    )
     lines = [
         f"# Many small apps benchmark ({report['created']})",
         "",
-        f"Controllers at commit {commit}; {machine['cores']} cores, Python "
+        f"Controllers at commit {controllers_commit(report['controllers_version'])}; "
+        f"{machine['cores']} cores, Python "
         f"{machine['python']}, kube-apiserver "
         f"{machine['kube_apiserver']}, kustomize {machine['kustomize']}. One run per row; "
         "each app is a GitRepository (its own repository) and a Kustomization of "
@@ -461,59 +434,38 @@ def render_table(report: Mapping[str, Any]) -> str:
                 f"{name} {n:,}" for name, n in git["by_command"].items()
             )
             lines.append(
-                f"| {scenario['apps']} | {label} | {_verbs(phase['api_requests'])} | {git_text} |"
+                f"| {scenario['apps']} | {label} | {request_verbs_text(phase['api_requests'])} "
+                f"| {git_text} |"
             )
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.many_apps", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="5 apps, a 20s interval")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
-    parser.add_argument("--counts", type=_counts, default=None, help="app counts, e.g. 100,500")
-    parser.add_argument("--interval", type=int, default=None, help="spec.interval in seconds")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser = common.argument_parser("bench.many_apps", __doc__, "5 apps, a 20s interval")
     parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info"), help="the controllers' log level"
+        "--counts",
+        type=common.whole_numbers("app counts", "100,500", 1, 2000),
+        default=None,
+        help="app counts, e.g. 100,500",
     )
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
+    parser.add_argument("--interval", type=int, default=None, help="spec.interval in seconds")
+    add_controller_options(parser)
     args = parser.parse_args(argv)
     counts = args.counts or (QUICK_COUNTS if args.quick else DEFAULT_COUNTS)
     interval = args.interval or (QUICK_INTERVAL_S if args.quick else DEFAULT_INTERVAL_S)
     if not 10 <= interval <= 600:
         parser.error("--interval must be between 10 and 600 seconds")
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
     options = RunOptions(
         seed=args.seed,
         interval_s=interval,
-        log=log,
+        log=common.progress,
         log_level=args.log_level,
         keep_logs=args.keep_logs,
     )
     report = run_benchmark(counts, quick=args.quick, options=options)
-    table = render_table(report)
-    json_path, table_path = common.write_report(args.out, REPORT_NAME, report, table)
-    print(table)
-    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+    common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
-
-
-def _counts(value: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected app counts like 100,500, got {value!r}"
-        ) from None
-    if not counts or any(not 1 <= count <= 2000 for count in counts):
-        raise argparse.ArgumentTypeError(f"app counts must be in [1, 2000], got {value!r}")
-    return counts
 
 
 if __name__ == "__main__":

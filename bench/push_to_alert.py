@@ -35,19 +35,14 @@ Writes ``push-to-alert.json`` and ``push-to-alert.md`` to ``--out`` (default
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import hashlib
 import hmac
 import http.server
 import json
-import math
-import os
 import random
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -68,19 +63,29 @@ from kubernetes.client.rest import ApiException
 
 import devcluster
 from bench import common
+from bench.harness import (
+    COMMIT_EPOCH,
+    ControllerProbe,
+    ProcessUsage,
+    add_controller_options,
+    apply,
+    controller_env,
+    failure_summary,
+    install_crds,
+    is_ready,
+    keep_logs,
+    kubectl,
+    write_commit,
+    write_git_repo,
+)
 from devcluster.cluster import DevCluster
 from devcluster.controllers import RunningControllers, run_controllers
 from devcluster.gitserver import GitHttpServer
 
 REPORT_NAME = "push-to-alert"
-DEFAULT_OUT = Path(__file__).resolve().parent / "reports"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
-CRDS_DIR = REPO_ROOT / "crds"
 
 DEFAULT_APPS, DEFAULT_COMMITS = 50, 30
 QUICK_APPS, QUICK_COMMITS = 3, 2
-DEFAULT_SEED = 20240611
 
 FLUX_NAMESPACE = "bench-flux"
 APPS_NAMESPACE = "bench-apps"
@@ -104,7 +109,6 @@ MEASURE_BUDGET = 13 * 60.0
 # Two commits in a row that never complete: the pipeline is broken; stop there.
 MAX_TIMEOUTS_IN_A_ROW = 2
 WATCH_SECONDS = 60
-KUBECTL_TIMEOUT = 300.0
 
 GROUP_SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
 GROUP_KUSTOMIZE = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
@@ -174,56 +178,6 @@ def repository_tree(apps: int, generation: int, seed: int) -> dict[str, bytes]:
             kustomization, sort_keys=False
         ).encode()
     return tree
-
-
-# Fixed identities and dates make commit ids depend only on the content.
-_GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "HOME": "/nonexistent",
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-}
-COMMIT_EPOCH = 1_700_000_000
-
-
-class BareRepository:
-    """A bare repository written with `git fast-import`: whole trees in, commit ids out."""
-
-    def __init__(self, project_root: Path, name: str) -> None:
-        self.path = project_root / f"{name}.git"
-        self._commits = 0
-        self._head = ""
-        self._git("init", "--bare", "-q", "-b", BRANCH, str(self.path), git_dir=False)
-
-    def _git(self, *args: str, git_dir: bool = True, stdin: bytes | None = None) -> str:
-        argv = ["git", *(["--git-dir", str(self.path)] if git_dir else []), *args]
-        done = subprocess.run(
-            argv, input=stdin, env=_GIT_ENV, capture_output=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"git {args[0]} failed: {done.stderr.decode(errors='replace')}")
-        return done.stdout.decode()
-
-    def commit(self, message: str, tree: Mapping[str, bytes]) -> str:
-        """Commit `tree` (the whole content: files not in it are gone) on the branch."""
-        when = COMMIT_EPOCH + self._commits * 60
-        body = message.encode()
-        stream = [
-            f"commit refs/heads/{BRANCH}\nmark :1\n".encode(),
-            f"author Bench <bench@headwater.invalid> {when} +0000\n".encode(),
-            f"committer Bench <bench@headwater.invalid> {when} +0000\n".encode(),
-            f"data {len(body)}\n".encode() + body + b"\n",
-        ]
-        if self._head:
-            stream.append(f"from {self._head}\n".encode())
-        stream.append(b"deleteall\n")
-        for path in sorted(tree):
-            data = tree[path]
-            stream.append(f"M 100644 inline {path}\ndata {len(data)}\n".encode() + data + b"\n")
-        stream.append(b"\nget-mark :1\ndone\n")
-        self._head = self._git("fast-import", "--quiet", "--done", stdin=b"".join(stream)).strip()
-        self._commits += 1
-        return self._head
 
 
 # -- the Slack stand-in ------------------------------------------------------------------
@@ -531,56 +485,7 @@ def _config_map_lister(namespace: str) -> Callable[[kubernetes.client.ApiClient]
     return lister
 
 
-# -- the controller process --------------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass(frozen=True)
-class CpuReading:
-    own_s: float
-    children_s: float  # waited-for children: kustomize, git
-
-    @property
-    def total_s(self) -> float:
-        return self.own_s + self.children_s
-
-
-def read_cpu(pid: int) -> CpuReading:
-    """utime+stime and cutime+cstime of `pid` from /proc (stat(5) fields 14-17)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return CpuReading((utime + stime) / CLOCK_TICKS, (cutime + cstime) / CLOCK_TICKS)
-
-
-def read_status_mib(pid: int, name: str) -> float:
-    """A `/proc/<pid>/status` memory line (VmRSS, VmHWM) in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{name}:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Restart VmHWM from the current RSS (proc(5), clear_refs 5); False when refused."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def settle(pid: int, quiet_share: float = 0.05, window: float = 1.0, limit: float = 60.0) -> float:
-    """Wait until `pid` uses under `quiet_share` of a core over `window`; seconds waited."""
-    started = time.monotonic()
-    last = read_cpu(pid).total_s
-    while time.monotonic() - started < limit:
-        time.sleep(window)
-        now = read_cpu(pid).total_s
-        if now - last < quiet_share * window:
-            break
-        last = now
-    return round(time.monotonic() - started, 2)
+# -- the controllers' log ------------------------------------------------------------------
 
 
 def log_summary(text: str, limit: int = 15) -> dict[str, Any]:
@@ -606,30 +511,6 @@ def log_summary(text: str, limit: int = 15) -> dict[str, Any]:
 
 
 # -- the cluster ----------------------------------------------------------------------------
-
-
-def kubectl(dev: DevCluster, *args: str, input: str | None = None) -> str:
-    done = subprocess.run(
-        [str(dev.bin_dir / "kubectl"), f"--kubeconfig={dev.kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=KUBECTL_TIMEOUT,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
-    return done.stdout
-
-
-def install_crds(dev: DevCluster) -> None:
-    kubectl(dev, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
-    kubectl(dev, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-
-
-def apply(dev: DevCluster, documents: Sequence[Mapping[str, Any]]) -> None:
-    text = yaml.safe_dump_all([dict(d) for d in documents], sort_keys=False)
-    kubectl(dev, "apply", "--server-side", "--field-manager=bench", "-f", "-", input=text)
 
 
 def _secret(name: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -762,11 +643,7 @@ def webhook_url(api: kubernetes.client.ApiClient, running: RunningControllers) -
             GROUP_RECEIVER[0], GROUP_RECEIVER[1], FLUX_NAMESPACE, GROUP_RECEIVER[2], RECEIVER_NAME
         )
         status = obj.get("status") or {}
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-        return str(status["webhookPath"]) if ready and status.get("webhookPath") else None
+        return str(status["webhookPath"]) if is_ready(obj) and status.get("webhookPath") else None
 
     url = running.receiver_url + str(wait_until(path, SETUP_TIMEOUT, "the Receiver to be Ready"))
     ping = json.dumps({"zen": "Keep it logically awesome.", "hook_id": 1}).encode()
@@ -797,10 +674,11 @@ class Pipeline:
 
     dev: DevCluster
     api: kubernetes.client.ApiClient
-    repo: BareRepository
+    git_root: Path  # where the bare repository REPO_NAME is
     git: GitHttpServer
     slack: SlackRecorder
     running: RunningControllers
+    probe: ControllerProbe  # of the controllers' process
     watches: Watches
     names: list[str]
     first: str  # the commit every Kustomization applied before the measured ones
@@ -857,7 +735,16 @@ def author(name: str) -> str:
 def run_commit(pipeline: Pipeline, index: int, previous: str, seed: int) -> CommitResult:
     """Commit generation `index`, deliver its push, wait until it is done everywhere."""
     names, watches, slack = pipeline.names, pipeline.watches, pipeline.slack
-    sha = pipeline.repo.commit(f"generation {index}", repository_tree(len(names), index, seed))
+    sha = write_commit(
+        pipeline.git_root,
+        REPO_NAME,
+        f"generation {index}",
+        repository_tree(len(names), index, seed),
+        parent=previous,
+        # A minute apart from generation 0, as `write_git_repo` dates a history.
+        when=COMMIT_EPOCH + index * 60,
+        branch=BRANCH,
+    )
     revision = f"{BRANCH}@sha1:{sha}"
     authors = [author(name) for name in names]
     body, headers = github_push(sha, previous, pipeline.git.url(REPO_NAME))
@@ -930,13 +817,6 @@ def run_commit(pipeline: Pipeline, index: int, previous: str, seed: int) -> Comm
 # -- statistics ------------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], share: float) -> float:
-    """The nearest-rank percentile (`share` in (0, 1]): a value that was measured."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(share * len(ordered)))
-    return ordered[rank - 1]
-
-
 def distribution(values: Sequence[float], unit: str) -> dict[str, Any]:
     if not values:
         return {"n": 0, "unit": unit}
@@ -944,7 +824,7 @@ def distribution(values: Sequence[float], unit: str) -> dict[str, Any]:
         "n": len(values),
         "unit": unit,
         "p50": round(statistics.median(values), 4),
-        "p95": round(percentile(values, 0.95), 4),
+        "p95": round(common.percentile(values, 0.95), 4),
         "max": round(max(values), 4),
         "min": round(min(values), 4),
         "mean": round(statistics.fmean(values), 4),
@@ -1070,9 +950,9 @@ class Measurement:
     results: list[CommitResult]
     stopped_early: str
     seconds: float
-    cpu_before: CpuReading
-    cpu_at_end: CpuReading
-    cpu_after_trailing: CpuReading
+    cpu_before: ProcessUsage
+    cpu_at_end: ProcessUsage
+    cpu_after_trailing: ProcessUsage
     rss_idle_mib: float
     peak_setup_mib: float
     peak_mib: float
@@ -1117,16 +997,16 @@ def set_up(pipeline: Pipeline, phases: dict[str, float], log: Callable[[str], No
 
 def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
     """Push the commits one after the other; read the controller and the counters."""
-    pid = pipeline.running.process.pid
+    probe = pipeline.probe
     watches = [pipeline.watches.sources, pipeline.watches.kustomizations]
     watches.append(pipeline.watches.config_maps)
-    rss_idle = read_status_mib(pid, "VmRSS")
-    peak_setup = read_status_mib(pid, "VmHWM")
-    hwm_reset = reset_peak_rss(pid)
+    rss_idle = probe.rss_mib()
+    peak_setup = probe.peak_rss_mib()
+    probe.reset_peak()
     log_offset = len(pipeline.running.logs())
     pipeline.git.clear_requests()
     restarts_before = {w.what: w.relists + w.reconnects for w in watches}
-    cpu_before = read_cpu(pid)
+    cpu_before = probe.usage()
     started = time.monotonic()
     results: list[CommitResult] = []
     previous = pipeline.first
@@ -1152,7 +1032,7 @@ def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
             stopped_early = f"{MAX_TIMEOUTS_IN_A_ROW} commits in a row never completed"
             break
     seconds = time.monotonic() - started
-    cpu_at_end = read_cpu(pid)
+    cpu_at_end = probe.usage()
     time.sleep(TRAILING_WAIT)  # late duplicates are counted too
     log_text = pipeline.running.logs()
     return Measurement(
@@ -1161,12 +1041,12 @@ def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
         seconds=seconds,
         cpu_before=cpu_before,
         cpu_at_end=cpu_at_end,
-        cpu_after_trailing=read_cpu(pid),
+        cpu_after_trailing=probe.usage(),
         rss_idle_mib=rss_idle,
         peak_setup_mib=peak_setup,
-        peak_mib=read_status_mib(pid, "VmHWM"),
-        peak_is_since="first measured commit" if hwm_reset else "process start",
-        rss_end_mib=read_status_mib(pid, "VmRSS"),
+        peak_mib=probe.peak_rss_mib(),
+        peak_is_since="first measured commit" if probe.hwm_resettable else "process start",
+        rss_end_mib=probe.rss_mib(),
         git_requests=dict(
             sorted(
                 Counter(
@@ -1194,12 +1074,13 @@ def run_with_cluster(
 ) -> dict[str, Any]:
     project_root = workdir / "git"
     project_root.mkdir()
-    repo = BareRepository(project_root, REPO_NAME)
-    first = repo.commit("generation 0", repository_tree(options.apps, 0, options.seed))
-    env = {
-        "PATH": f"{TOOLS_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-        "HEADWATER_LOG_LEVEL": options.log_level,
-    }
+    [first] = write_git_repo(
+        project_root,
+        REPO_NAME,
+        [("generation 0", repository_tree(options.apps, 0, options.seed))],
+        branch=BRANCH,
+    )
+    env = controller_env(options.log_level)
     controller_dir = workdir / "controllers"
     kubeconfig = dev.kubeconfig
     api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
@@ -1226,16 +1107,18 @@ def run_with_cluster(
             pipeline = Pipeline(
                 dev=dev,
                 api=api,
-                repo=repo,
+                git_root=project_root,
                 git=git,
                 slack=slack,
                 running=running,
+                probe=ControllerProbe(running.process.pid),
                 watches=Watches(sources, kustomizations, config_maps),
                 names=[app_name(i) for i in range(options.apps)],
                 first=first,
             )
             initial_alerts = set_up(pipeline, phases, options.log)
-            phases["settle_before_s"] = settle(running.process.pid)
+            # Quiet for a second at a time (under 5% of a core), for at most a minute.
+            phases["settle_before_s"] = round(pipeline.probe.settle(window=1.0, limit=60.0), 2)
             measured = measure_commits(pipeline, options)
     finally:
         api.close()
@@ -1255,13 +1138,9 @@ def build_report(
     names = [app_name(i) for i in range(options.apps)]
     samples = stage_samples(results)
     before, at_end = measured.cpu_before, measured.cpu_at_end
-    cpu = at_end.total_s - before.total_s
+    cpu = at_end.cpu_s - before.cpu_s
     return {
-        "benchmark": REPORT_NAME,
-        "format": 1,
-        "created": common.utc_now(),
-        "quick": options.quick,
-        "seed": options.seed,
+        **common.report_head(REPORT_NAME, quick=options.quick, seed=options.seed),
         "parameters": {
             "apps": options.apps,
             "commits_requested": options.commits,
@@ -1280,12 +1159,12 @@ def build_report(
         "controller_process": {
             "measured_s": round(measured.seconds, 1),
             "cpu_s": round(cpu, 2),
-            "cpu_own_s": round(at_end.own_s - before.own_s, 2),
-            "cpu_children_s": round(at_end.children_s - before.children_s, 2),
+            "cpu_own_s": round(at_end.cpu_self_s - before.cpu_self_s, 2),
+            "cpu_children_s": round(at_end.cpu_children_s - before.cpu_children_s, 2),
             "cpu_s_per_commit": round(cpu / max(1, len(results)), 3),
             "cpu_s_per_kustomization_apply": round(cpu / max(1, len(results) * options.apps), 4),
             "cpu_share_of_a_core": round(cpu / max(measured.seconds, 1e-9), 3),
-            "cpu_trailing_s": round(measured.cpu_after_trailing.total_s - at_end.total_s, 2),
+            "cpu_trailing_s": round(measured.cpu_after_trailing.cpu_s - at_end.cpu_s, 2),
             "peak_rss_mib": measured.peak_mib,
             "peak_rss_is_since": measured.peak_is_since,
             "peak_rss_setup_mib": measured.peak_setup_mib,
@@ -1304,31 +1183,6 @@ def build_report(
         "watch_restarts_during_commits": measured.watch_restarts,
         "duration_s": round(time.monotonic() - started, 1),
     }
-
-
-def failure_summary(objects: Mapping[str, Mapping[str, Any]], limit: int = 5) -> str:
-    """The Ready messages of objects that are not Ready, for an error message."""
-    lines = []
-    for name, obj in sorted(objects.items()):
-        ready = [
-            c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"
-        ]
-        if not ready or ready[0].get("status") != "True":
-            message = ready[0].get("message", "") if ready else "no Ready condition"
-            lines.append(f"{name}: {str(message)[:200]}")
-    return "; ".join(lines[:limit]) + (
-        f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
-    )
-
-
-def keep_logs(target: Path | None, source: Path, name: str) -> None:
-    """Copy the *.log files under `source` to `target/name` (for looking into a run)."""
-    if target is None or not source.exists():
-        return
-    for log_file in source.rglob("*.log"):
-        destination = target / name / log_file.relative_to(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log_file, destination)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -1412,18 +1266,10 @@ def problem_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.push_to_alert", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--quick", action="store_true", help="3 apps x 2 commits")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
+    parser = common.argument_parser("bench.push_to_alert", __doc__, "3 apps x 2 commits")
     parser.add_argument("--apps", type=int, default=None, help="Kustomizations (1-100)")
     parser.add_argument("--commits", type=int, default=None, help="measured commits (1-100)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument(
-        "--log-level", default="info", choices=("debug", "info"), help="the controllers' log level"
-    )
-    parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
+    add_controller_options(parser)
     args = parser.parse_args(argv)
     apps = args.apps or (QUICK_APPS if args.quick else DEFAULT_APPS)
     commits = args.commits or (QUICK_COMMITS if args.quick else DEFAULT_COMMITS)
@@ -1431,24 +1277,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--apps must be between 1 and 100")
     if not 1 <= commits <= 100:
         parser.error("--commits must be between 1 and 100")
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
     options = RunOptions(
         apps=apps,
         commits=commits,
         seed=args.seed,
         quick=args.quick,
-        log=log,
+        log=common.progress,
         log_level=args.log_level,
         keep_logs=args.keep_logs,
     )
     report = run_benchmark(options)
-    table = render_table(report)
-    json_path, table_path = common.write_report(args.out, REPORT_NAME, report, table)
-    print(table)
-    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+    common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
 
 

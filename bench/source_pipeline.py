@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench import common
-from bench.common import max_rss_mib, process_cpu, stat_range, summarize
+from bench.common import max_rss_mib, process_cpu, rusage_cpu, stat_range, summarize
 from controllers.source.gitrepository import (
     STORAGE_KIND,
     FetchInputs,
@@ -56,11 +56,9 @@ from tests.support.gitservers import GitHttpServer, RequestRecord
 T = TypeVar("T")
 
 REPORT_NAME = "source-pipeline"
-DEFAULT_OUT = Path(__file__).resolve().parent / "reports"
 DEFAULT_SIZES_MB = (1.0, 10.0, 50.0)
 QUICK_SIZE_MB = 0.1
 DEFAULT_REPEAT = 3
-DEFAULT_SEED = 20240611
 MB = 1_000_000
 # Generous, so a slow machine measures rather than fails; still bounded.
 GIT_TIMEOUT = "5m"
@@ -370,21 +368,19 @@ def measure(server: ServerProcess, action: Callable[[], T]) -> tuple[T, Sample]:
     """Run `action` once, with the server's request log cleared first."""
     server.clear()
     server_before = server.cpu()
-    own_before = resource.getrusage(resource.RUSAGE_SELF)
-    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_before = rusage_cpu(resource.RUSAGE_SELF)
+    children_before = rusage_cpu(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = action()
     wall = time.perf_counter() - started
-    own_after = resource.getrusage(resource.RUSAGE_SELF)
-    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own_after = rusage_cpu(resource.RUSAGE_SELF)
+    children_after = rusage_cpu(resource.RUSAGE_CHILDREN)
     server_cpu = server.cpu() - server_before
     records = server.requests()
     sample = Sample(
         wall_s=wall,
-        cpu_self_s=(own_after.ru_utime + own_after.ru_stime)
-        - (own_before.ru_utime + own_before.ru_stime),
-        cpu_children_s=(children_after.ru_utime + children_after.ru_stime)
-        - (children_before.ru_utime + children_before.ru_stime),
+        cpu_self_s=own_after - own_before,
+        cpu_children_s=children_after - children_before,
         server_cpu_s=server_cpu,
         http_requests=len(records),
         requests_by_command=dict(sorted(Counter(_request_kind(r) for r in records).items())),
@@ -563,11 +559,7 @@ def run_benchmark(
         finally:
             server.close()
     return {
-        "benchmark": REPORT_NAME,
-        "format": 1,
-        "created": common.utc_now(),
-        "quick": quick,
-        "seed": seed,
+        **common.report_head(REPORT_NAME, quick=quick, seed=seed),
         "repetitions": repeat,
         "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
@@ -583,11 +575,6 @@ def _label(size_mb: float) -> str:
     return f"{size_mb:g} MB"
 
 
-def write_report(report: Mapping[str, Any], out: Path) -> tuple[Path, Path]:
-    """Write the JSON report and the table atomically into `out`."""
-    return common.write_report(out, REPORT_NAME, report, render_table(report))
-
-
 def _sizes(value: str) -> tuple[float, ...]:
     try:
         sizes = tuple(float(part) for part in value.split(",") if part.strip())
@@ -601,23 +588,18 @@ def _sizes(value: str) -> tuple[float, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.source_pipeline", description=__doc__.split("\n\n")[0]
+    parser = common.argument_parser(
+        "bench.source_pipeline", __doc__, "one tiny repository, one repetition"
     )
-    parser.add_argument("--quick", action="store_true", help="one tiny repository, one repetition")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report directory")
     parser.add_argument("--sizes", type=_sizes, default=None, help="repository sizes in MB")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per measurement")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
     sizes = args.sizes or ((QUICK_SIZE_MB,) if args.quick else DEFAULT_SIZES_MB)
     repeat = args.repeat or (1 if args.quick else DEFAULT_REPEAT)
     if not 1 <= repeat <= 20:
         parser.error("--repeat must be between 1 and 20")
     report = run_benchmark(sizes, repeat=repeat, seed=args.seed, quick=args.quick)
-    json_path, table_path = write_report(report, args.out)
-    print(render_table(report))
-    print(f"wrote {json_path} and {table_path}", file=sys.stderr)
+    common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
 
 
