@@ -7,31 +7,15 @@ figures themselves are never asserted on (speed belongs in bench/reports, not in
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.bench.conftest import run_quick
+
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def run_quick(module: str, out: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
 
 
 def check_stat(stat: dict[str, float]) -> None:
@@ -56,12 +40,8 @@ def check_machine(report: dict[str, Any]) -> None:
 
 
 def test_kustomize_apply_quick(tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    proc = run_quick("bench.kustomize_apply", out)
-
-    report = json.loads((out / "kustomize-apply.json").read_text())
-    assert report["benchmark"] == "kustomize-apply"
-    assert report["quick"] is True
+    run = run_quick("bench.kustomize_apply", "kustomize-apply", tmp_path / "reports", 600)
+    report = run.report
     check_machine(report)
     [scenario] = report["scenarios"]
     size, reps = scenario["objects"], scenario["repetitions"]
@@ -103,18 +83,12 @@ def test_kustomize_apply_quick(tmp_path: Path) -> None:
     change = scenario["headwater"]["change"]["samples"][0]
     assert change["changed"] == scenario["changed"] and change["source_s"] >= 0
 
-    table = (out / "kustomize-apply.md").read_text()
-    assert f"| {size:,} | first apply | 1 |" in table
-    assert table in proc.stdout
+    assert f"| {size:,} | first apply | 1 |" in run.table
 
 
 def test_many_apps_quick(tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    proc = run_quick("bench.many_apps", out)
-
-    report = json.loads((out / "many-apps.json").read_text())
-    assert report["benchmark"] == "many-apps"
-    assert report["quick"] is True
+    run = run_quick("bench.many_apps", "many-apps", tmp_path / "reports", 600)
+    report = run.report
     check_machine(report)
     [scenario] = report["scenarios"]
     apps = scenario["apps"]
@@ -142,6 +116,4 @@ def test_many_apps_quick(tmp_path: Path) -> None:
     assert "fetch" not in steady["git_requests"]["by_command"]
     assert "APPLY" not in steady["api_requests"]["applied_kinds_by_verb"]
 
-    table = (out / "many-apps.md").read_text()
-    assert f"| {apps} | {sync['wall_s']:.1f} |" in table
-    assert table in proc.stdout
+    assert f"| {apps} | {sync['wall_s']:.1f} |" in run.table

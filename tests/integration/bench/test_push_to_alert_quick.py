@@ -7,18 +7,16 @@ commit and Kustomization); the figures themselves are never asserted on.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.bench.conftest import run_quick
+
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 APPS, COMMITS = 3, 2  # what --quick runs
 PER_COMMIT = ("artifact", "first_object_updated", "first_alert", "commit_complete")
 PER_KUSTOMIZATION = (
@@ -38,20 +36,8 @@ def check_stage(stage: dict[str, Any], samples: int) -> None:
 
 
 def test_quick_run_writes_json_and_table(tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.push_to_alert", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-    report = json.loads((out / "push-to-alert.json").read_text())
-    assert report["benchmark"] == "push-to-alert"
-    assert report["quick"] is True
+    run = run_quick("bench.push_to_alert", "push-to-alert", tmp_path / "reports", 900)
+    report = run.report
     assert report["parameters"]["apps"] == APPS
     assert report["parameters"]["commits_requested"] == COMMITS
     assert report["machine"]["cores"] >= 1
@@ -102,6 +88,4 @@ def test_quick_run_writes_json_and_table(tmp_path: Path) -> None:
     # A fetch per commit: the webhook, not an interval, made the source fetch.
     assert report["git_requests_during_commits"].get("fetch", 0) >= COMMITS
 
-    table = (out / "push-to-alert.md").read_text()
-    assert "| t3-t0 alert received | 6 |" in table
-    assert table in proc.stdout
+    assert "| t3-t0 alert received | 6 |" in run.table

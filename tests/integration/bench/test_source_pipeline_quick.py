@@ -6,18 +6,16 @@ themselves are never asserted on (speed belongs in bench/reports, not in tests).
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.integration.bench.conftest import run_quick
+
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 STATS = ("wall_s", "cpu_s", "cpu_self_s", "cpu_children_s", "server_cpu_s", "http_requests")
 
 
@@ -39,20 +37,8 @@ def check_stats(section: dict[str, Any], repetitions: int) -> None:
 
 
 def test_quick_run_writes_json_and_table(tmp_path: Path) -> None:
-    out = tmp_path / "reports"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.source_pipeline", "--quick", "--out", str(out)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-    report = json.loads((out / "source-pipeline.json").read_text())
-    assert report["benchmark"] == "source-pipeline"
-    assert report["quick"] is True
+    run = run_quick("bench.source_pipeline", "source-pipeline", tmp_path / "reports", 300)
+    report = run.report
     assert report["repetitions"] == 1
     machine = report["machine"]
     assert machine["cores"] >= 1
@@ -81,6 +67,4 @@ def test_quick_run_writes_json_and_table(tmp_path: Path) -> None:
     assert "fetch" in scenario["new_artifact"]["samples"][0]["requests_by_command"]
     assert "fetch" not in scenario["no_change_poll"]["samples"][0]["requests_by_command"]
 
-    table = (out / "source-pipeline.md").read_text()
-    assert f"| {scenario['label']} | {repo['files']} |" in table
-    assert table in proc.stdout
+    assert f"| {scenario['label']} | {repo['files']} |" in run.table
