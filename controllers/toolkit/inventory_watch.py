@@ -140,8 +140,10 @@ class InventoryWatcher:
         label_selector: str,
         field_manager: str,
         on_change: OnChange,
+        watch_timeout: int = WATCH_TIMEOUT_SECONDS,
     ) -> None:
         self._dynamic = kubernetes.dynamic.DynamicClient(api)
+        self._watch_timeout = watch_timeout
         self._label_selector = label_selector
         self._field_manager = field_manager
         self._on_change = on_change
@@ -213,17 +215,21 @@ class InventoryWatcher:
                     resource,
                     label_selector=self._label_selector,
                     resource_version=version,
-                    timeout=WATCH_TIMEOUT_SECONDS,
+                    timeout=self._watch_timeout,
                     watcher=watcher,
                     allow_watch_bookmarks=True,
                 ):
                     if self._stop.is_set():
                         watcher.stop()
                         return
-                    self._report(str(event.get("type")), event.get("raw_object") or {})
+                    raw = event.get("raw_object") or {}
+                    # Tracked here: the client's Watch does not for the dynamic
+                    # client's untyped events, and resuming from the listing's
+                    # version would replay (and re-report) every event since.
+                    version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
+                    self._report(str(event.get("type")), raw)
                 # The watch timed out: carry on from the newest version it saw
                 # (bookmarks included) rather than listing everything again.
-                version = watcher.resource_version or version
                 backoff, failing = 1.0, False
                 continue
             except ApiException as exc:
