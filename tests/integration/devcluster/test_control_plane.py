@@ -81,6 +81,23 @@ def test_deployment_rolls_out_to_three_available_replicas(
     assert all(pod["status"]["phase"] == "Running" for pod in pods)
     assert all(pod["spec"]["nodeName"].startswith("kwok-node-") for pod in pods)
 
+    # What the node lifecycle controller does to the pods of a node it lost:
+    # like a kubelet that is back, kwok reports the pod Ready again.
+    name = pods[0]["metadata"]["name"]
+    cluster.kubectl(
+        "patch", "pod", name, "-n", namespace, "--subresource=status", "--type=strategic",
+        "-p", '{"status":{"conditions":[{"type":"Ready","status":"False"}]}}',
+    )  # fmt: skip
+
+    def pod_ready() -> bool:
+        pod = kubectl_json(cluster, "get", "pod", name, "-n", namespace)
+        return any(
+            c["type"] == "Ready" and c["status"] == "True" for c in pod["status"]["conditions"]
+        )
+
+    wait_for(pod_ready, timeout=30, what="the pod Ready again")
+    assert wait_for(available, timeout=30, what="3 available replicas again") == 3
+
 
 def test_namespace_deletion_finishes(cluster: TestCluster) -> None:
     cluster.kubectl("create", "namespace", "doomed-ns")
