@@ -66,6 +66,28 @@ def alert(
     }
 
 
+def receiver(
+    namespace: str,
+    name: str,
+    type: str,
+    secret_name: str,
+    *resources: dict[str, Any],
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Receiver of `type` whose token is in Secret `secret_name` (default: GitRepository app)."""
+    return {
+        "apiVersion": "notification.toolkit.fluxcd.io/v1",
+        "kind": "Receiver",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "type": type,
+            "secretRef": {"name": secret_name},
+            "resources": list(resources) or [{"kind": "GitRepository", "name": "app"}],
+            **spec,
+        },
+    }
+
+
 def git_repository(namespace: str, name: str, url: str, **meta: Any) -> dict[str, Any]:
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",

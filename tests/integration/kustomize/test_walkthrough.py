@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.helpers import TestCluster, git_repository, kubectl_json, kustomization, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
@@ -48,27 +48,10 @@ def apply(cluster: TestCluster, *documents: dict[str, Any]) -> None:
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
 
 
-def sources(namespace: str, url: str, *, prune: bool = True, **spec: Any) -> list[dict[str, Any]]:
+def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:
     return [
-        {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "GitRepository",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {"interval": "10m", "url": url},
-        },
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {
-                "interval": "10m",
-                "sourceRef": {"kind": "GitRepository", "name": "app"},
-                "path": "./deploy",
-                "prune": prune,
-                "targetNamespace": namespace,
-                **spec,
-            },
-        },
+        git_repository(namespace, "app", url),
+        kustomization(namespace, "app", "app", "./deploy", targetNamespace=namespace, **spec),
     ]
 
 

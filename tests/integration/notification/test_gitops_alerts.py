@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.helpers import TestCluster, git_repository, kubectl_json, kustomization, wait_for
 from tests.support.chatservers import Received, SlackServer
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
@@ -22,6 +22,7 @@ from tests.support.notification import (
     post,
     provider,
     ready_receiver,
+    receiver,
     secret,
 )
 
@@ -47,26 +48,12 @@ def deployment(replicas: int, image: str = "example/web:1") -> str:
 
 
 def gitops(namespace: str, url: str) -> list[dict[str, Any]]:
+    # Long intervals: only the webhook, the watch or our requests act.
     return [
-        {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "GitRepository",
-            "metadata": {"name": "app", "namespace": namespace},
-            # Long intervals: only the webhook, the watch or our requests act.
-            "spec": {"interval": "1h", "url": url},
-        },
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": "app", "namespace": namespace},
-            "spec": {
-                "interval": "1h",
-                "sourceRef": {"kind": "GitRepository", "name": "app"},
-                "path": "./deploy",
-                "prune": True,
-                "targetNamespace": namespace,
-            },
-        },
+        git_repository(namespace, "app", url, interval="1h"),
+        kustomization(
+            namespace, "app", "app", "./deploy", interval="1h", targetNamespace=namespace
+        ),
     ]
 
 
@@ -113,17 +100,7 @@ def test_a_signed_push_is_applied_and_announced_with_the_new_revision(
         cluster,
         *slack_alerting(namespace, slack_server),
         secret(namespace, "webhook-token", {"token": RECEIVER_TOKEN}),
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1",
-            "kind": "Receiver",
-            "metadata": {"name": "github", "namespace": namespace},
-            "spec": {
-                "type": "github",
-                "events": ["push"],
-                "secretRef": {"name": "webhook-token"},
-                "resources": [{"kind": "GitRepository", "name": "app"}],
-            },
-        },
+        receiver(namespace, "github", "github", "webhook-token", events=["push"]),
         *gitops(namespace, git_http_server.url(repo.name)),
     )
     wait_for(lambda: applied(cluster, namespace) == f"master@sha1:{first}", what="first revision")

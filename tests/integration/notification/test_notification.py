@@ -41,6 +41,7 @@ from tests.support.notification import (
     probe_event,
     provider,
     ready_receiver,
+    receiver,
     secret,
     wire_event,
 )
@@ -258,23 +259,13 @@ def test_a_signed_github_push_is_fetched_in_seconds_and_alerted(
         provider(namespace, "slack", type="slack", address=slack_server.webhook_url),
         alert(namespace, "sources", "slack"),
         secret(namespace, "webhook-token", {"token": RECEIVER_TOKEN}),
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1",
-            "kind": "Receiver",
-            "metadata": {"name": "github", "namespace": namespace},
-            "spec": {
-                "type": "github",
-                "events": ["push"],
-                "secretRef": {"name": "webhook-token"},
-                "resources": [{"kind": "GitRepository", "name": "app"}],
-            },
-        },
+        receiver(namespace, "github", "github", "webhook-token", events=["push"]),
         git_repository(namespace, "app", git_http_server.url(repo.name)),
     )
-    receiver = ready_receiver(cluster, namespace, "github")
+    ready = ready_receiver(cluster, namespace, "github")
     digest = hashlib.sha256(f"{RECEIVER_TOKEN}github{namespace}".encode()).hexdigest()
-    assert receiver["status"]["webhookPath"] == f"/hook/{digest}"
-    url = controllers.receiver_url + receiver["status"]["webhookPath"]
+    assert ready["status"]["webhookPath"] == f"/hook/{digest}"
+    url = controllers.receiver_url + ready["status"]["webhookPath"]
     wait_for(
         lambda: artifact_revision(cluster, namespace, "app") == f"master@sha1:{first}",
         what="the first artifact",
@@ -319,22 +310,17 @@ def test_gitlab_receiver_checks_the_token_and_selects_by_labels(
         git_repository(namespace, "labelled", "https://git.invalid/a.git", labels={"app": "web"}),
         git_repository(namespace, "other", "https://git.invalid/b.git"),
         secret(namespace, "gitlab-token", {"token": RECEIVER_TOKEN}),
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1",
-            "kind": "Receiver",
-            "metadata": {"name": "gitlab", "namespace": namespace},
-            "spec": {
-                "type": "gitlab",
-                "events": ["Push Hook"],
-                "secretRef": {"name": "gitlab-token"},
-                "resources": [
-                    {"kind": "GitRepository", "name": "*", "matchLabels": {"app": "web"}}
-                ],
-            },
-        },
+        receiver(
+            namespace,
+            "gitlab",
+            "gitlab",
+            "gitlab-token",
+            {"kind": "GitRepository", "name": "*", "matchLabels": {"app": "web"}},
+            events=["Push Hook"],
+        ),
     )
-    receiver = ready_receiver(cluster, namespace, "gitlab")
-    url = controllers.receiver_url + receiver["status"]["webhookPath"]
+    ready = ready_receiver(cluster, namespace, "gitlab")
+    url = controllers.receiver_url + ready["status"]["webhookPath"]
     body = b'{"object_kind":"push"}'
 
     def requested(name: str) -> str | None:
@@ -361,16 +347,7 @@ def test_a_receiver_without_its_token_is_not_ready_until_the_secret_exists(
 ) -> None:
     apply(
         cluster,
-        {
-            "apiVersion": "notification.toolkit.fluxcd.io/v1",
-            "kind": "Receiver",
-            "metadata": {"name": "early", "namespace": namespace},
-            "spec": {
-                "type": "generic",
-                "secretRef": {"name": "later"},
-                "resources": [{"kind": "GitRepository", "name": "app"}],
-            },
-        },
+        receiver(namespace, "early", "generic", "later"),
     )
 
     def not_found() -> dict[str, Any] | None:
@@ -383,6 +360,6 @@ def test_a_receiver_without_its_token_is_not_ready_until_the_secret_exists(
     assert f"'{namespace}/later'" in condition["message"]
     assert "webhookPath" not in get(cluster, "receiver", namespace, "early")["status"]
     apply(cluster, secret(namespace, "later", {"token": "t0ken"}))
-    receiver = ready_receiver(cluster, namespace, "early")
+    ready = ready_receiver(cluster, namespace, "early")
     digest = hashlib.sha256(f"t0kenearly{namespace}".encode()).hexdigest()
-    assert receiver["status"]["webhookPath"] == f"/hook/{digest}"
+    assert ready["status"]["webhookPath"] == f"/hook/{digest}"
