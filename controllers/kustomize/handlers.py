@@ -23,8 +23,8 @@ import yaml
 from controllers.kustomize.kustomization import (
     FIELD_MANAGER,
     RESOURCE,
+    IdentityGone,
     KustomizationReconciler,
-    StepFailed,
 )
 from controllers.kustomize.spec import GROUP, SOURCE_GROUP, KustomizationSpec
 from controllers.toolkit import kube, sealing_keys
@@ -77,19 +77,27 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return await sealing_keys.load_keys(api, namespace, secret_name)
         return await sealing_keys.load_keys(api, settings.namespace)
 
-    async def client_for(spec: KustomizationSpec, namespace: str) -> ResourceClient:
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def client_for(
+        spec: KustomizationSpec, namespace: str, *, account_must_exist: bool = False
+    ) -> ResourceClient:
         """The client to apply with: ours, impersonating a service account, or remote."""
         if spec.kubeconfig_secret is not None:
             name, key = spec.kubeconfig_secret
             data = await read_config(namespace, "Secret", name)
             if data is None or key not in data:
-                message = _kubeconfig_not_found(namespace, name, key)
-                raise StepFailed("ReconciliationFailed", message)
+                raise IdentityGone(
+                    f"spec.kubeConfig.secretRef: key '{key}' of Secret '{namespace}/{name}' "
+                    "not found"
+                )
             cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, data[key])
             if cache_key not in clients:
                 clients[cache_key] = ResourceClient(_client_from_kubeconfig(data[key]))
             return clients[cache_key]
         if spec.service_account_name:
+            if account_must_exist:
+                await _require_service_account(core, namespace, spec.service_account_name)
             user = f"system:serviceaccount:{namespace}:{spec.service_account_name}"
             cache_key = ("impersonate", user)
             if cache_key not in clients:
@@ -98,30 +106,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                 clients[cache_key] = ResourceClient(impersonating)
             return clients[cache_key]
         return default_client
-
-    core = kubernetes.client.CoreV1Api(api)
-
-    async def missing_identity(spec: KustomizationSpec, namespace: str) -> str | None:
-        """Why the identity `spec` applies as no longer exists, or None (Flux's CanImpersonate).
-
-        Impersonation keeps working for a deleted ServiceAccount, it is only
-        refused by RBAC, so its existence is what tells "gone" from "denied".
-        """
-        if spec.kubeconfig_secret is not None:
-            name, key = spec.kubeconfig_secret
-            data = await read_secret(namespace, name)
-            if data is None or key not in data:
-                return _kubeconfig_not_found(namespace, name, key)
-        elif spec.service_account_name:
-            try:
-                await asyncio.to_thread(
-                    core.read_namespaced_service_account, spec.service_account_name, namespace
-                )
-            except kubernetes.client.ApiException as exc:
-                if exc.status == 404:
-                    return f"ServiceAccount '{namespace}/{spec.service_account_name}' not found"
-                raise
-        return None
 
     queue: Reconciler
 
@@ -137,7 +121,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         read_config=read_config,
         load_keys=load_keys,
         client_for=client_for,
-        missing_identity=missing_identity,
         observe_kinds=observe_kinds,
         expect_deletions=lambda ids: watcher.expect_deletions(ids),
     )
@@ -224,8 +207,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             client.close()
 
 
-def _kubeconfig_not_found(namespace: str, name: str, key: str) -> str:
-    return f"spec.kubeConfig.secretRef: key '{key}' of Secret '{namespace}/{name}' not found"
+async def _require_service_account(
+    core: kubernetes.client.CoreV1Api, namespace: str, name: str
+) -> None:
+    try:
+        await asyncio.to_thread(core.read_namespaced_service_account, name, namespace)
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            raise IdentityGone(f"ServiceAccount '{namespace}/{name}' not found") from None
+        raise
 
 
 def _client_from_kubeconfig(text: str) -> kubernetes.client.ApiClient:

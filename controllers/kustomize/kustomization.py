@@ -27,7 +27,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from controllers.kustomize import build as build_step
 from controllers.kustomize import decrypt, substitute
@@ -67,10 +67,6 @@ HEALTH_POLL_SECONDS = 2.0
 ConfigReader = Callable[[str, str, str], Awaitable[Mapping[str, str] | None]]
 # (the Kustomization's namespace, spec.decryption.secretRef name or None) -> keys.
 KeyLoader = Callable[[str, str | None], Awaitable[Sequence[Any]]]
-# spec -> the client to apply with (impersonation, remote kubeconfig).
-ClientFactory = Callable[[KustomizationSpec, str], Awaitable[ResourceClient]]
-# spec -> why the identity it applies as is gone (service account, kubeconfig Secret), or None.
-IdentityCheck = Callable[[KustomizationSpec, str], Awaitable[str | None]]
 ObserveKinds = Callable[[Inventory], None]
 # Announces objects about to be pruned, so their deletion is not taken for drift.
 ExpectDeletions = Callable[[Iterable[ObjectId]], None]
@@ -96,6 +92,27 @@ class StepFailed(Exception):
         self.message = message
         self.requeue = requeue
         self.status = status
+
+
+class IdentityGone(StepFailed):
+    """The ServiceAccount or kubeconfig Secret a Kustomization applies as does not exist."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(cond.RECONCILIATION_FAILED, message)
+
+
+class ClientFactory(Protocol):
+    """spec -> the client to apply with (ours, impersonation, remote kubeconfig).
+
+    Raises IdentityGone for a missing kubeconfig Secret and, when
+    `account_must_exist`, for a missing ServiceAccount: impersonating a deleted
+    account still works, only RBAC refuses it, so only a lookup tells "gone"
+    from "denied" (Flux's CanImpersonate).
+    """
+
+    async def __call__(
+        self, spec: KustomizationSpec, namespace: str, *, account_must_exist: bool = False
+    ) -> ResourceClient: ...
 
 
 @dataclass
@@ -127,7 +144,6 @@ class KustomizationReconciler:
     read_config: ConfigReader
     load_keys: KeyLoader
     client_for: ClientFactory
-    missing_identity: IdentityCheck
     observe_kinds: ObserveKinds
     expect_deletions: ExpectDeletions
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
@@ -239,13 +255,14 @@ class KustomizationReconciler:
             spec = KustomizationSpec.parse(spec_raw, ref.namespace)
         except SpecError:
             return True
-        missing = await self.missing_identity(spec, ref.namespace)
-        if missing is not None:
+        try:
+            client = await self.client_for(spec, ref.namespace, account_must_exist=True)
+        except IdentityGone as exc:
             # As Flux does: nothing can be deleted as an identity that is gone
             # (e.g. its namespace is being deleted), and retrying would keep the
             # Kustomization, and so its namespace, forever. Say what stays.
             message = (
-                f"{missing}: skipping garbage collection, "
+                f"{exc.message}: skipping garbage collection, "
                 f"{len(inventory)} objects left in place: "
                 + ", ".join(str(entry.id) for entry in list(inventory)[:10])
                 + (", ..." if len(inventory) > 10 else "")
@@ -253,11 +270,6 @@ class KustomizationReconciler:
             log.warning("deleting the objects of %s skipped: %s", ref, message)
             await self.recorder.warning(obj, cond.PRUNE_FAILED, message)
             return True
-        try:
-            client = await self.client_for(spec, ref.namespace)
-        except StepFailed as exc:
-            log.warning("deleting the objects of %s failed: %s", ref, exc.message)
-            return False
         result = await delete_all(
             client,
             list(inventory),
