@@ -14,6 +14,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+from controllers.toolkit.resources import split_api_version
+
 INFO = "info"
 ERROR = "error"
 SEVERITIES = (INFO, ERROR)
@@ -53,11 +55,6 @@ class EventError(ValueError):
         self.problem = problem
 
 
-def api_group(api_version: str) -> str:
-    """The group of `group/version`, empty for the core group (`v1`)."""
-    return api_version.rpartition("/")[0]
-
-
 @dataclasses.dataclass(frozen=True)
 class FluxEvent:
     """One event as the notification controller handles it."""
@@ -89,7 +86,7 @@ class FluxEvent:
 
     @property
     def group(self) -> str:
-        return api_group(self.api_version)
+        return split_api_version(self.api_version)[0]
 
     def object_key(self, key: str) -> str:
         """`key` qualified with the involved object's group, as emitters send it."""

@@ -18,17 +18,17 @@ import kopf
 from controllers.notification.dedup import DuplicateFilter
 from controllers.notification.dispatch import Dispatcher
 from controllers.notification.index import NotificationIndex
-from controllers.notification.intake import HttpServer
 from controllers.notification.intake import make_app as make_intake_app
 from controllers.notification.labels import LabelCache, kubernetes_label_fetch
 from controllers.notification.providers.base import ProviderConfig
 from controllers.notification.providers.config import resolve_provider
-from controllers.notification.receiver import RESOURCE, ReceiverReconciler, ResourceRef
+from controllers.notification.receiver import RESOURCE, ReceiverReconciler
 from controllers.notification.targets import TargetAnnotator
 from controllers.notification.webhooks import make_app as make_webhook_app
 from controllers.toolkit import kube
 from controllers.toolkit.concurrency import ReconcileSlots
 from controllers.toolkit.events import make_recorder
+from controllers.toolkit.http import HttpServer
 from controllers.toolkit.patching import ObjectWriter
 from controllers.toolkit.reconciler import Reconciler
 from controllers.toolkit.settings import Settings
@@ -70,11 +70,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     queue.register(registry)
     annotator = TargetAnnotator(api)
 
-    async def request_reconcile(ref: ResourceRef, namespace: str, value: str) -> list[str]:
-        return await annotator.request(ref, namespace, value)
-
     webhooks = HttpServer(
-        make_webhook_app(queue.objects, read_secret, request_reconcile),
+        make_webhook_app(queue.view, read_secret, annotator.request),
         settings.receiver_addr.bind_host,
         settings.receiver_addr.port,
     )

@@ -84,33 +84,3 @@ def make_app(dispatcher: EventSink, dedup: DuplicateFilter) -> web.Application:
     app[DEDUP_KEY] = dedup
     app.router.add_post("/", accept_event)
     return app
-
-
-class HttpServer:
-    """Runs an aiohttp app on host:port (port 0 picks one) until `stop`."""
-
-    def __init__(self, app: web.Application, host: str | None, port: int) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        if runner.addresses:
-            self.port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    @property
-    def url(self) -> str:
-        host = self.host or "127.0.0.1"
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}/"

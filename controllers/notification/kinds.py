@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controllers.notification.event import api_group
+from controllers.toolkit.resources import split_api_version
 
 DEFAULT_API_VERSIONS: dict[str, str] = {
     "Bucket": "source.toolkit.fluxcd.io/v1",
@@ -53,8 +53,7 @@ def resolve_kind(kind: str, api_version: str = "") -> KindRef:
     version_text = api_version or DEFAULT_API_VERSIONS.get(kind, "")
     if not version_text:
         raise UnknownKindError(f"apiVersion must be given for kind {kind!r}")
-    group = api_group(version_text)
-    version = version_text.rpartition("/")[2]
     if kind not in DEFAULT_API_VERSIONS:
         raise UnknownKindError(f"kind {kind!r} is not a Flux kind this controller knows")
+    group, version = split_api_version(version_text)
     return KindRef(group=group, version=version, plural=plural_of(kind), kind=kind)

@@ -155,8 +155,7 @@ class ReceiverReconciler:
             message = f"Reconciliation failed terminally due to configuration error: {exc}"
             status = cond.mark_stalled(old, VALIDATION_FAILED, message, generation=generation)
             status.pop("webhookPath", None)
-            await self._finish(obj, old, status, generation)
-            if status != old:
+            if await self._finish(obj, old, status, generation):
                 await self.recorder.warning(obj, VALIDATION_FAILED, message)
             return Outcome(requeue_after=None)
         try:

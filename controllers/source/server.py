@@ -10,10 +10,11 @@ before checking the digest.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
+
+from controllers.toolkit.http import HttpServer
 
 ROOT_KEY = web.AppKey("storage_root", Path)
 _TYPES = {".gz": "application/gzip", ".tgz": "application/gzip", ".yaml": "text/yaml"}
@@ -58,25 +59,9 @@ def make_app(root: Path) -> web.Application:
     return app
 
 
-@dataclass
-class ArtifactServer:
-    """Runs `make_app(root)` on host:port (port 0 picks a free one) until `stop`."""
+class ArtifactServer(HttpServer):
+    """Serves `make_app(root)` on host:port (port 0 picks a free one) until `stop`."""
 
-    root: Path
-    host: str = "0.0.0.0"
-    port: int = 9090
-    _runner: web.AppRunner | None = field(default=None, init=False, repr=False)
-
-    async def start(self) -> None:
-        runner = web.AppRunner(make_app(self.root), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        if runner.addresses:  # the bound address tells the real port when port was 0
-            self.port = int(runner.addresses[0][1])
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    def __init__(self, root: Path, host: str = "0.0.0.0", port: int = 9090) -> None:
+        super().__init__(make_app(root), host, port)
+        self.root = root

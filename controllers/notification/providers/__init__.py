@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from controllers.notification.providers.alertmanager import AlertmanagerSender
 from controllers.notification.providers.base import (
+    COMMIT_STATUS_TYPES,
     DeliveryError,
     ProviderConfig,
     ProviderConfigError,
@@ -24,8 +25,6 @@ SUPPORTED_TYPES = (
     "github",
     "alertmanager",
 )
-# Flux's commit status providers: they only take events about a commit.
-COMMIT_STATUS_TYPES = frozenset({"github"})
 GENERIC_TYPES = frozenset({"generic", "generic-hmac"})
 
 __all__ = [

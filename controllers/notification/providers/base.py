@@ -15,6 +15,10 @@ DEFAULT_TIMEOUT = 15.0
 # How much of a provider's error answer goes into a message.
 MAX_ERROR_BODY = 256
 
+# Flux's commit status providers that headwater supports: they only take
+# events about a commit, and read ca.crt from the secretRef too.
+COMMIT_STATUS_TYPES = frozenset({"github"})
+
 
 class DeliveryError(Exception):
     """Sending failed. `retryable` is False when trying again cannot help (4xx, bad config)."""

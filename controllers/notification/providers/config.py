@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from controllers.notification.providers.base import (
+    COMMIT_STATUS_TYPES,
     DEFAULT_TIMEOUT,
     ProviderConfig,
     ProviderConfigError,
@@ -30,11 +31,6 @@ from controllers.toolkit.kube import SecretReader
 
 # Flux refuses longer addresses from Secrets.
 MAX_ADDRESS_LENGTH = 2048
-COMMIT_STATUS_TYPES = frozenset(
-    {"github", "gitlab", "gitea", "bitbucket", "bitbucketserver", "azuredevops"}
-)
-
-# (namespace, name) -> decoded data, None when the Secret does not exist.
 
 
 def _text(data: Mapping[str, bytes], key: str) -> str:

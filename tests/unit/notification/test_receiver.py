@@ -11,7 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controllers.notification.intake import HttpServer
 from controllers.notification.receiver import (
     ReceiverSpec,
     ReceiverSpecError,
@@ -32,6 +31,7 @@ from controllers.notification.webhooks import (
     validate,
     verify_signature,
 )
+from controllers.toolkit.http import HttpServer
 
 TOKEN = "receiver-token-0123456789"
 BODY = b'{"ref":"refs/heads/main","after":"0123456789abcdef"}'
