@@ -117,7 +117,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         recorder=make_recorder(CONTROLLER, api, settings),
         artifacts=artifacts,
         sources={"GitRepository": git_repositories},
-        kustomizations=lambda ref: queue.get(ref),
+        kustomizations=lambda ref: queue.peek(ref),
         read_config=read_config,
         load_keys=load_keys,
         client_for=client_for,

@@ -19,7 +19,6 @@ and events. Two things it adds on top:
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import hashlib
 import json
@@ -178,7 +177,7 @@ class KustomizationReconciler:
         metadata = obj["metadata"]
         ref = ObjectRef.of(obj)
         generation = int(metadata.get("generation") or 0)
-        old_status: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
+        old_status: dict[str, Any] = dict(obj.get("status") or {})
         if (obj.get("spec") or {}).get("suspend"):
             return Outcome(requeue_after=None)
         try:
@@ -477,6 +476,16 @@ class KustomizationReconciler:
             custom_status=expression_status(spec.health_check_exprs),
         )
         if result.healthy:
+            healthy = cond.get_condition(status, HEALTHY)
+            if (
+                healthy is not None
+                and healthy.get("status") == cond.TRUE
+                and healthy.get("observedGeneration") == generation
+                and status.get("lastAppliedRevision") == built.revision
+            ):
+                # Healthy as it was: keep the message of the check that made it
+                # so, since a new elapsed time would turn a no-op into a write.
+                return status
             return cond.set_condition(
                 status,
                 HEALTHY,

@@ -10,7 +10,6 @@ work until it changes: stalled).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -145,7 +144,7 @@ class ReceiverReconciler:
         metadata = obj["metadata"]
         ref = ObjectRef.of(obj)
         generation = int(metadata.get("generation") or 0)
-        old: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
+        old: dict[str, Any] = dict(obj.get("status") or {})
         spec_body = obj.get("spec") or {}
         if spec_body.get("suspend"):
             return Outcome(requeue_after=None)

@@ -16,7 +16,6 @@ outcome into status conditions and events:
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import tempfile
 from collections.abc import Callable, Mapping
@@ -293,7 +292,7 @@ class GitRepositoryReconciler:
         ref = ObjectRef.of(obj)
         generation = int(metadata.get("generation") or 0)
         annotations = metadata.get("annotations")
-        old_status: dict[str, Any] = copy.deepcopy(obj.get("status") or {})
+        old_status: dict[str, Any] = dict(obj.get("status") or {})
         if (obj.get("spec") or {}).get("suspend"):
             # Flux leaves a suspended object's status exactly as it was.
             return Outcome(requeue_after=None)

@@ -15,7 +15,6 @@ Rules carried over from Flux and kstatus:
 
 from __future__ import annotations
 
-import copy
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict, cast
@@ -78,7 +77,10 @@ def _now(now: datetime.datetime | None) -> str:
 
 
 def _copy(status: Mapping[str, Any] | None) -> Status:
-    return copy.deepcopy(dict(status)) if status else {}
+    # Shallow: these helpers only rebind top-level keys and build new condition
+    # lists, never change what they were given; a deep copy would copy the
+    # whole inventory and history on every call.
+    return dict(status) if status else {}
 
 
 def conditions_of(status: Mapping[str, Any] | None) -> list[Condition]:

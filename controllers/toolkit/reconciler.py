@@ -168,8 +168,9 @@ class WatchCache:
         obj = self._objects.get(ref)
         return copy.deepcopy(obj) if obj is not None else None
 
-    def objects(self) -> list[Object]:
-        return [copy.deepcopy(obj) for obj in self._objects.values()]
+    def peek(self, ref: ObjectRef) -> Object | None:
+        """The cached object itself, for a read-only look: never modify it (see `view`)."""
+        return self._objects.get(ref)
 
     def view(self) -> list[Object]:
         """The cached objects themselves, for read-only scans: never modify them.
@@ -258,8 +259,9 @@ class Reconciler:
         """The latest version of an object seen on the watch."""
         return self.cache.get(ref)
 
-    def objects(self) -> list[Object]:
-        return self.cache.objects()
+    def peek(self, ref: ObjectRef) -> Object | None:
+        """The latest version, uncopied, for a read-only look (see WatchCache.peek)."""
+        return self.cache.peek(ref)
 
     def view(self) -> list[Object]:
         """Read-only, uncopied objects (see WatchCache.view)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -344,3 +345,28 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
     message = (condition(ks, "Ready") or {}).get("message", "")
     assert f"Widget/{namespace}/w1" in message and "failed early" in message, message
     assert "spec.healthCheckExprs[0].failed" in message
+
+
+def test_a_healthy_no_op_reconcile_writes_nothing(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    repo = git_repos.create()
+    commit = repo.commit({"app/web.yaml": deployment("web")})
+    apply_manifests(
+        cluster,
+        git_repository(namespace, "repo", git_http_server.url(repo.name)),
+        kustomization(
+            namespace, "app", "repo", "./app", interval="2s", wait=True, targetNamespace=namespace
+        ),
+    )
+    ready = wait_for_kustomization(cluster, namespace, "app", applied(commit), timeout=90)
+    version = ready["metadata"]["resourceVersion"]
+    # Several intervals, each a reconcile that finds the Deployment healthy again:
+    # the status (with its "Health check passed in ..." message) stays as it was.
+    time.sleep(7)
+    after = kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace)
+    assert after["metadata"]["resourceVersion"] == version, after["status"]
