@@ -183,10 +183,9 @@ class KustomizationReconciler:
         try:
             spec = KustomizationSpec.parse(obj.get("spec") or {}, ref.namespace)
         except SpecError as exc:
-            reason = "InvalidCELExpression" if "CEL" in str(exc) else cond.RECONCILIATION_FAILED
-            status = cond.mark_stalled(old_status, reason, str(exc), generation=generation)
+            status = cond.mark_stalled(old_status, exc.reason, str(exc), generation=generation)
             await self._finish(obj, old_status, status)
-            await self.recorder.warning(obj, reason, str(exc))
+            await self.recorder.warning(obj, exc.reason, str(exc))
             return Outcome(requeue_after=None)
 
         status = old_status
@@ -384,7 +383,7 @@ class KustomizationReconciler:
     async def _decrypt(
         self, spec: KustomizationSpec, objects: list[dict[str, Any]], namespace: str
     ) -> list[dict[str, Any]]:
-        if spec.decryption_provider != "sealedsecrets" or not decrypt.has_sealed_secrets(objects):
+        if spec.decryption_provider != decrypt.PROVIDER or not decrypt.has_sealed_secrets(objects):
             return objects
         keys = await self.load_keys(namespace, spec.decryption_secret)
         if not keys:

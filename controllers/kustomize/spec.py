@@ -25,12 +25,19 @@ MIN_TIMEOUT_SECONDS = 30.0
 # cel-python's evaluation errors carry the whole activation: keep their two ends.
 _MAX_EXPR_ERROR = 300
 
-DECRYPTION_PROVIDERS = ("sops", "sealedsecrets")
+# Flux's API also allows "sops", which headwater does not implement: refusing it
+# beats applying still-encrypted Secrets.
+DECRYPTION_PROVIDERS = ("sealedsecrets",)
+INVALID_CEL_EXPRESSION = "InvalidCELExpression"
 DELETION_POLICIES = ("MirrorPrune", "Delete", "WaitForTermination", "Orphan")
 
 
 class SpecError(ValueError):
     """The spec cannot work as written; the message names the field."""
+
+    def __init__(self, message: str, reason: str = "ReconciliationFailed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -127,7 +134,6 @@ def expression_status(exprs: Sequence[HealthCheckExpr]) -> CustomStatus | None:
 class SubstituteFrom:
     kind: str  # ConfigMap | Secret
     name: str
-    optional: bool
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,6 @@ class KustomizationSpec:
     interval: float
     retry_interval: float
     timeout: float
-    suspend: bool
     prune: bool
     wait: bool
     force: bool
@@ -150,7 +155,6 @@ class KustomizationSpec:
     kubeconfig_secret: tuple[str, str] | None  # (secret name, key)
     decryption_provider: str | None
     decryption_secret: str | None
-    substitute: Mapping[str, str] = field(default_factory=dict)
     substitute_from: tuple[SubstituteFrom, ...] = ()
     # Build overlays, passed to the build step as written.
     overlays: Mapping[str, Any] = field(default_factory=dict)
@@ -171,7 +175,10 @@ class KustomizationSpec:
         provider = decryption.get("provider")
         if provider is not None and provider not in DECRYPTION_PROVIDERS:
             choices = ", ".join(DECRYPTION_PROVIDERS)
-            raise SpecError(f"spec.decryption.provider: {provider!r} is not one of {choices}")
+            raise SpecError(
+                f"spec.decryption.provider: {provider!r} is not supported by headwater "
+                f"(supported: {choices})"
+            )
         policy = spec.get("deletionPolicy") or "MirrorPrune"
         if policy not in DELETION_POLICIES:
             raise SpecError(
@@ -190,7 +197,6 @@ class KustomizationSpec:
             if spec.get("retryInterval")
             else interval,
             timeout=timeout,
-            suspend=bool(spec.get("suspend")),
             prune=bool(spec.get("prune")),
             wait=bool(spec.get("wait")),
             force=bool(spec.get("force")),
@@ -215,12 +221,10 @@ class KustomizationSpec:
             ),
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
-            substitute={str(k): str(v) for k, v in (post_build.get("substitute") or {}).items()},
             substitute_from=tuple(
                 SubstituteFrom(
                     kind=str(item.get("kind")),
                     name=str(item.get("name")),
-                    optional=bool(item.get("optional")),
                 )
                 for item in post_build.get("substituteFrom") or []
             ),
@@ -259,7 +263,7 @@ def _expression(source: str | None, field_path: str) -> Expression | None:
     try:
         return compile_expression(source, field=field_path)
     except ExpressionError as exc:
-        raise SpecError(str(exc)) from None
+        raise SpecError(str(exc), INVALID_CEL_EXPRESSION) from None
 
 
 def _dependencies(items: list[Mapping[str, Any]], namespace: str) -> list[Dependency]:

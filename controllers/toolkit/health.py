@@ -384,10 +384,6 @@ class HealthOutcome(enum.StrEnum):
     CANCELED = "Canceled"
 
 
-# Flux's reason when a new revision interrupts a health check.
-HEALTH_CHECK_CANCELED = "HealthCheckCanceled"
-
-
 @dataclasses.dataclass(frozen=True)
 class HealthResult:
     outcome: HealthOutcome
@@ -496,7 +492,6 @@ async def wait_for_health(
     timeout: float,
     poll_interval: float = 5.0,
     cancel: asyncio.Event | None = None,
-    fail_fast: bool = True,
     label_selector: str = "",
     ttl_jobs: frozenset[ObjectId] = frozenset(),
     custom_status: CustomStatus | None = None,
@@ -530,7 +525,7 @@ async def wait_for_health(
             return HealthResult(HealthOutcome.HEALTHY, statuses, time.monotonic() - started)
         failed = [e for e in pending if statuses[e.id].status is Status.FAILED]
         # Failed never turns Current by itself: stop early, as kstatus' aggregator does.
-        if failed and (fail_fast or len(failed) == len(pending)):
+        if failed:
             return HealthResult(HealthOutcome.FAILED, statuses, time.monotonic() - started)
         remaining = deadline - time.monotonic()
         if remaining <= 0:

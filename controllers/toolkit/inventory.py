@@ -179,9 +179,6 @@ class Inventory:
     def entries(self) -> Sequence[InventoryEntry]:
         return tuple(self._entries)
 
-    def ids(self) -> frozenset[ObjectId]:
-        return frozenset(self._by_id)
-
     def get(self, object_id: ObjectId) -> InventoryEntry | None:
         return self._by_id.get(object_id)
 

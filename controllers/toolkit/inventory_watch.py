@@ -175,10 +175,6 @@ class InventoryWatcher:
         """We are about to delete these objects: their deletion is not someone else's change."""
         self._expected.expect(ids)
 
-    def watched(self) -> set[WatchedKind]:
-        with self._lock:
-            return set(self._threads)
-
     def close(self) -> None:
         self._stop.set()
 

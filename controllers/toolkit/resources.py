@@ -192,11 +192,6 @@ class RequestCounter:
         with self._lock:
             return dict(self._counts)
 
-    @property
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
-
     def since(self, before: Mapping[str, int]) -> dict[str, int]:
         """Requests made after `before` (an earlier snapshot), by verb."""
         now = self.snapshot()
