@@ -361,12 +361,9 @@ class KustomizationReconciler:
             async with self.artifacts.checkout(artifact) as tree:
                 manifests = await build_step.build(tree, spec.path, raw_spec, timeout=spec.timeout)
             manifests = await substitute.substitute(manifests, raw_spec.get("postBuild"), read)
-        except ArtifactError as exc:
-            raise StepFailed(cond.ARTIFACT_FAILED, str(exc)) from None
-        except build_step.PathNotFoundError as exc:
-            raise StepFailed(cond.ARTIFACT_FAILED, str(exc)) from None
-        except BuildError as exc:
-            raise StepFailed(cond.BUILD_FAILED, str(exc)) from None
+        except (ArtifactError, BuildError) as exc:
+            # Each carries Flux's reason: ArtifactFailed (a missing path too) or BuildFailed.
+            raise StepFailed(exc.reason, str(exc)) from None
         objects = build_step.apply_common_metadata(
             [m.object for m in manifests], raw_spec.get("commonMetadata")
         )

@@ -14,8 +14,9 @@ last), so the inventory and change sets list objects the way Flux does.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from controllers.toolkit.resources import split_api_version
 
@@ -207,3 +208,16 @@ class Inventory:
         """This inventory plus `extra` entries it lacks (e.g. objects a prune failed to delete)."""
         added = [entry for entry in extra if entry.id not in self._by_id]
         return Inventory([*self._entries, *added])
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> ObjectId: ...
+
+
+ItemT = TypeVar("ItemT", bound=_HasId)
+
+
+def by_kind(items: Iterable[ItemT]) -> list[list[ItemT]]:
+    """`items` cut into runs of one group and kind, in their order (apply and prune stages)."""
+    return [list(run) for _, run in itertools.groupby(items, key=lambda i: (i.id.group, i.id.kind))]

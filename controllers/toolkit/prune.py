@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controllers.toolkit.inventory import InventoryEntry, ObjectId
+from controllers.toolkit.inventory import InventoryEntry, ObjectId, by_kind
 from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient, ResourceInfo
 from controllers.toolkit.ssa import (
     DISABLED,
@@ -122,7 +122,7 @@ async def prune(
     survivors: list[InventoryEntry] = []
     failures: list[str] = []
     # Kind by kind, like the apply, so e.g. a CRD goes after its custom resources.
-    for batch in _by_kind(ordered):
+    for batch in by_kind(ordered):
         results = await asyncio.gather(*(_delete_one(client, e, options) for e in batch))
         for entry, (action, failure) in zip(batch, results, strict=True):
             changeset.add(ChangeSetEntry(entry.id, entry.version, action))
@@ -130,19 +130,6 @@ async def prune(
                 failures.append(failure)
                 survivors.append(entry)
     return PruneResult(changeset, survivors, failures)
-
-
-def _by_kind(entries: Sequence[InventoryEntry]) -> list[list[InventoryEntry]]:
-    batches: list[list[InventoryEntry]] = []
-    for entry in entries:
-        if batches and (batches[-1][0].id.group, batches[-1][0].id.kind) == (
-            entry.id.group,
-            entry.id.kind,
-        ):
-            batches[-1].append(entry)
-        else:
-            batches.append([entry])
-    return batches
 
 
 def should_delete(policy: str, prune_enabled: bool) -> bool:

@@ -42,7 +42,7 @@ from cryptography import x509
 
 from controllers.toolkit import diff
 from controllers.toolkit.health import Status, wait_for_health
-from controllers.toolkit.inventory import Inventory, InventoryEntry, ObjectId
+from controllers.toolkit.inventory import Inventory, InventoryEntry, ObjectId, by_kind
 from controllers.toolkit.resources import (
     ApiError,
     NoMatchError,
@@ -850,7 +850,7 @@ class _Stage:
             (i for i in self.items if i.action in (Action.CREATED, Action.CONFIGURED)),
             key=lambda i: i.id.sort_key(),
         )
-        for batch in _by_kind(todo):
+        for batch in by_kind(todo):
             await asyncio.gather(*(self._write(item) for item in batch))
             failures = [item.failure for item in batch if item.failure]
             if failures:
@@ -860,17 +860,6 @@ class _Stage:
 
 def _takeover_note(owners: Sequence[str]) -> str:
     return f"took over fields from {', '.join(owners)}" if owners else "cleaned up metadata"
-
-
-def _by_kind(items: Sequence[_Item]) -> Iterator[list[_Item]]:
-    batch: list[_Item] = []
-    for item in items:
-        if batch and (batch[0].id.group, batch[0].id.kind) != (item.id.group, item.id.kind):
-            yield batch
-            batch = []
-        batch.append(item)
-    if batch:
-        yield batch
 
 
 async def apply_all(
