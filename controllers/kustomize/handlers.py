@@ -18,15 +18,16 @@ from typing import Any
 import kopf
 import kubernetes.client
 import kubernetes.config
-import yaml
 
 from controllers.kustomize.kustomization import (
     FIELD_MANAGER,
     RESOURCE,
     IdentityGone,
     KustomizationReconciler,
+    StepFailed,
 )
 from controllers.kustomize.spec import GROUP, SOURCE_GROUP, KustomizationSpec
+from controllers.toolkit import conditions as cond
 from controllers.toolkit import kube, sealing_keys
 from controllers.toolkit.artifacts import ArtifactCache
 from controllers.toolkit.concurrency import ReconcileSlots
@@ -44,6 +45,8 @@ CONTROLLER = "kustomize"
 GIT_REPOSITORY = Resource(SOURCE_GROUP, "v1", "gitrepositories", "GitRepository")
 NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
+# How long the client of a rotated kubeconfig is kept for reconciles still using it.
+RETIRED_CLIENT_SECONDS = 3600.0
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -51,6 +54,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     api = kube.api_client()
     default_client = ResourceClient(api, concurrency=settings.concurrent * 4)
     clients: dict[tuple[str, ...], ResourceClient] = {}
+    # Per kubeConfig Secret: the kubeconfig text its client was built from.
+    kubeconfig_texts: dict[tuple[str, ...], str] = {}
     artifacts = ArtifactCache(
         Path(tempfile.mkdtemp(prefix="headwater-kustomize-artifacts-")),
         max_size=settings.artifact_max_size,
@@ -91,9 +96,22 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                     f"spec.kubeConfig.secretRef: key '{key}' of Secret '{namespace}/{name}' "
                     "not found"
                 )
-            cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, data[key])
-            if cache_key not in clients:
-                clients[cache_key] = ResourceClient(_client_from_kubeconfig(data[key]))
+            cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, key)
+            if kubeconfig_texts.get(cache_key) != data[key]:
+                try:
+                    configuration = kube.configuration_from_text(data[key])
+                except kube.KubeConfigError as exc:
+                    where = f"key '{key}' of Secret '{namespace}/{name}'"
+                    raise StepFailed(
+                        cond.RECONCILIATION_FAILED, f"spec.kubeConfig.secretRef: {where}: {exc}"
+                    ) from None
+                replaced = clients.get(cache_key)
+                if replaced is not None:
+                    # The Secret was rotated. A reconcile may still be using the old
+                    # client, so it is closed later rather than now.
+                    asyncio.get_running_loop().call_later(RETIRED_CLIENT_SECONDS, replaced.close)
+                clients[cache_key] = ResourceClient(kubernetes.client.ApiClient(configuration))
+                kubeconfig_texts[cache_key] = data[key]
             return clients[cache_key]
         if spec.service_account_name:
             if account_must_exist:
@@ -216,13 +234,6 @@ async def _require_service_account(
         if exc.status == 404:
             raise IdentityGone(f"ServiceAccount '{namespace}/{name}' not found") from None
         raise
-
-
-def _client_from_kubeconfig(text: str) -> kubernetes.client.ApiClient:
-    configuration = kubernetes.client.Configuration()
-    loader = kubernetes.config.kube_config.KubeConfigLoader(config_dict=yaml.safe_load(text))
-    loader.load_and_set(configuration)
-    return kubernetes.client.ApiClient(configuration)
 
 
 def _artifact_revision(obj: Object | None) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 import kubernetes.client
 import kubernetes.config
+import yaml
 from kubernetes.client.rest import ApiException
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,30 @@ def in_cluster() -> bool:
     )
 
 
-def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
-    """A fresh client configuration; never touches the kubernetes module's global default."""
+def _new_configuration() -> kubernetes.client.Configuration:
     configuration = kubernetes.client.Configuration()
     configuration.connection_pool_maxsize = max(
         CONNECTION_POOL_SIZE, configuration.connection_pool_maxsize or 0
     )
+    return configuration
+
+
+def configuration_from_text(kubeconfig: str) -> kubernetes.client.Configuration:
+    """A client configuration from a kubeconfig document (e.g. a Secret's value)."""
+    configuration = _new_configuration()
+    try:
+        loader = kubernetes.config.kube_config.KubeConfigLoader(
+            config_dict=yaml.safe_load(kubeconfig)
+        )
+        loader.load_and_set(configuration)
+    except (kubernetes.config.ConfigException, yaml.YAMLError, AttributeError) as exc:
+        raise KubeConfigError(f"cannot load the kubeconfig: {exc}") from exc
+    return configuration
+
+
+def load_configuration(kubeconfig: str | None = None) -> kubernetes.client.Configuration:
+    """A fresh client configuration; never touches the kubernetes module's global default."""
+    configuration = _new_configuration()
     # The kubernetes package reads $KUBECONFIG once at import; read it now instead.
     path = kubeconfig or os.environ.get("KUBECONFIG") or None
     try:

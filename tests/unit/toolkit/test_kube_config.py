@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import kubernetes.client
+import pytest
 
-from controllers.toolkit.kube import load_configuration
+from controllers.toolkit.kube import KubeConfigError, configuration_from_text, load_configuration
 from controllers.toolkit.resources import ResourceClient
 from tests.helpers import kubeconfig_yaml
 
@@ -22,3 +23,15 @@ def test_one_client_has_connections_for_all_its_workers_and_watches(tmp_path: Pa
     finally:
         client.close()
     assert configuration.connection_pool_maxsize >= 16 + 20, "room for watches too"
+
+
+def test_a_kubeconfig_from_a_secret_gets_the_same_pool_and_a_clear_error() -> None:
+    configuration = configuration_from_text(
+        kubeconfig_yaml("https://remote.example:6443", {"token": "t"})
+    )
+    assert configuration.host == "https://remote.example:6443"
+    assert configuration.connection_pool_maxsize >= 16 + 20
+    with pytest.raises(KubeConfigError, match="cannot load the kubeconfig"):
+        configuration_from_text("not: [a kubeconfig")
+    with pytest.raises(KubeConfigError, match="cannot load the kubeconfig"):
+        configuration_from_text("apiVersion: v1\nkind: Config\n")
