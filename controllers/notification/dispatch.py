@@ -49,6 +49,7 @@ from controllers.notification.providers import (
 )
 from controllers.notification.providers.base import mask
 from controllers.toolkit.events import EventRecorder
+from controllers.toolkit.reconciler import ObjectRef
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ class Dispatcher:
         """Match `event` and start a delivery for each Alert that takes it."""
         bodies = {
             (str(obj["metadata"].get("namespace")), str(obj["metadata"].get("name"))): obj
-            for obj in self.index.alerts.objects()
+            for obj in self.index.alerts.view()
         }
         specs = [AlertSpec.from_object(obj) for obj in bodies.values()]
         matches = await matching_alerts(specs, event, self._labels)
@@ -228,7 +229,7 @@ class Dispatcher:
             await self._recorder.warning(
                 alert_body, INVALID_CONFIG, f"failed to compile regular expression {problem}"
             )
-        provider = self.index.providers.get(alert.namespace, alert.provider_name)
+        provider = self.index.providers.peek(ObjectRef(alert.namespace, alert.provider_name))
         if provider is None:
             await self._failed(
                 alert_body,

@@ -8,8 +8,7 @@ an explicit `apiVersion` always wins.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from controllers.toolkit.reconciler import Resource
 from controllers.toolkit.resources import split_api_version
 
 DEFAULT_API_VERSIONS: dict[str, str] = {
@@ -32,23 +31,13 @@ class UnknownKindError(ValueError):
     pass
 
 
-@dataclass(frozen=True)
-class KindRef:
-    """Where objects of one kind live in the API."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-
-
 def plural_of(kind: str) -> str:
     """The resource name of a Flux kind: `gitrepositories`, `kustomizations`."""
     lower = kind.lower()
     return lower[:-1] + "ies" if lower.endswith("y") else lower + "s"
 
 
-def resolve_kind(kind: str, api_version: str = "") -> KindRef:
+def resolve_kind(kind: str, api_version: str = "") -> Resource:
     """The API location of `kind`, using `api_version` when given."""
     version_text = api_version or DEFAULT_API_VERSIONS.get(kind, "")
     if not version_text:
@@ -56,4 +45,4 @@ def resolve_kind(kind: str, api_version: str = "") -> KindRef:
     if kind not in DEFAULT_API_VERSIONS:
         raise UnknownKindError(f"kind {kind!r} is not a Flux kind this controller knows")
     group, version = split_api_version(version_text)
-    return KindRef(group=group, version=version, plural=plural_of(kind), kind=kind)
+    return Resource(group=group, version=version, plural=plural_of(kind), kind=kind)
