@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from controllers.toolkit.inventory import InventoryEntry, ObjectId
+from controllers.toolkit.inventory import InventoryEntry, ObjectId, resource_of
 from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient, ResourceInfo
 
 log = logging.getLogger(__name__)
@@ -447,9 +447,7 @@ async def read_statuses(
     statuses: dict[ObjectId, ObjectStatus] = {}
     for entry in entries:
         try:
-            version = entry.version or await client.preferred_version(entry.id.group)
-            api_version = f"{entry.id.group}/{version}" if entry.id.group else version
-            info = await client.resource_for(api_version, entry.id.kind)
+            info = await resource_of(client, entry)
         except (NoMatchError, ApiError) as exc:
             statuses[entry.id] = ObjectStatus(Status.UNKNOWN, str(exc))
             continue

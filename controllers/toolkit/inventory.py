@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from controllers.toolkit.resources import split_api_version
+from controllers.toolkit.resources import ResourceClient, ResourceInfo, split_api_version
 
 _SEPARATOR = "_"
 _COLON = "__"
@@ -221,3 +221,10 @@ ItemT = TypeVar("ItemT", bound=_HasId)
 def by_kind(items: Iterable[ItemT]) -> list[list[ItemT]]:
     """`items` cut into runs of one group and kind, in their order (apply and prune stages)."""
     return [list(run) for _, run in itertools.groupby(items, key=lambda i: (i.id.group, i.id.kind))]
+
+
+async def resource_of(client: ResourceClient, entry: InventoryEntry) -> ResourceInfo:
+    """Where `entry`'s kind is served: its recorded version, else the group's preferred one."""
+    version = entry.version or await client.preferred_version(entry.id.group)
+    api_version = f"{entry.id.group}/{version}" if entry.id.group else version
+    return await client.resource_for(api_version, entry.id.kind)

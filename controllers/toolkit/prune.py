@@ -21,8 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controllers.toolkit.inventory import InventoryEntry, ObjectId, by_kind
-from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient, ResourceInfo
+from controllers.toolkit.inventory import InventoryEntry, ObjectId, by_kind, resource_of
+from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient
 from controllers.toolkit.ssa import (
     DISABLED,
     KUSTOMIZE_GROUP,
@@ -86,7 +86,7 @@ async def _delete_one(
 ) -> tuple[Action, str]:
     subject = entry.id.subject
     try:
-        info = await _resource(client, entry)
+        info = await resource_of(client, entry)
     except NoMatchError:
         # The kind is no longer served (its CRD is gone), so neither is the object.
         return Action.DELETED, ""
@@ -105,12 +105,6 @@ async def _delete_one(
     except ApiError as exc:
         return Action.UNKNOWN, f"{subject} delete failed: {exc}"
     return Action.DELETED, ""
-
-
-async def _resource(client: ResourceClient, entry: InventoryEntry) -> ResourceInfo:
-    version = entry.version or await client.preferred_version(entry.id.group)
-    api_version = f"{entry.id.group}/{version}" if entry.id.group else version
-    return await client.resource_for(api_version, entry.id.kind)
 
 
 async def prune(
@@ -153,7 +147,7 @@ async def wait_for_termination(
 
         async def present(entry: InventoryEntry) -> bool:
             try:
-                info = await _resource(client, entry)
+                info = await resource_of(client, entry)
                 return await client.get(info, entry.id.namespace, entry.id.name) is not None
             except NoMatchError:
                 return False
