@@ -247,11 +247,8 @@ def _readiness(obj: Object | None) -> tuple[Any, ...]:
     if obj is None:
         return ()
     status = obj.get("status") or {}
-    ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
     return (
-        ready.get("status"),
+        cond.condition_status(status, cond.READY),
         status.get("lastAppliedRevision"),
         status.get("observedGeneration"),
     )

@@ -56,7 +56,6 @@ RESOURCE = Resource(GROUP, "v1", "kustomizations", "Kustomization")
 FIELD_MANAGER = "headwater-kustomize"
 
 HEALTHY = "Healthy"
-DECRYPTION_FAILED = "DecryptionFailed"
 DRIFT_DETECTED = "DriftDetected"
 HISTORY_LIMIT = 5
 # How often a health wait polls; Flux uses 5s, shorter here so syncs feel prompt.
@@ -385,7 +384,7 @@ class KustomizationReconciler:
         keys = await self.load_keys(namespace, spec.decryption_secret)
         if not keys:
             raise StepFailed(
-                DECRYPTION_FAILED,
+                decrypt.DECRYPTION_FAILED,
                 "no sealing keys found: the controller creates one at startup, "
                 "or spec.decryption.secretRef names a missing Secret",
             )
@@ -398,7 +397,7 @@ class KustomizationReconciler:
                 default_namespace=spec.target_namespace or namespace,
             )
         except decrypt.DecryptionError as exc:
-            raise StepFailed(DECRYPTION_FAILED, str(exc)) from None
+            raise StepFailed(exc.reason, str(exc)) from None
 
     async def _apply_prune_and_wait(
         self,
