@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from controllers import sealing_cli
-from controllers.toolkit import runner
+from controllers.sealing import cli as sealing_cli
+from controllers.toolkit.runtime import runner
 from devcluster import cli as cluster_cli
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import kopf
 
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime.settings import Settings
 
 CONTROLLER = "helm"
 

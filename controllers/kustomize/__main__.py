@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from controllers.toolkit.runner import main_for
+from controllers.toolkit.runtime.runner import main_for
 
 if __name__ == "__main__":
     sys.exit(main_for("kustomize"))

@@ -41,7 +41,7 @@ from controllers.kustomize.generate import (
     yaml_problem,
 )
 from controllers.toolkit.artifacts import PathError, clean_relative, remove_tree
-from controllers.toolkit.conditions import ARTIFACT_FAILED
+from controllers.toolkit.runtime.conditions import ARTIFACT_FAILED
 
 __all__ = [
     "BuildError",

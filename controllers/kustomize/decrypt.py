@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from controllers.toolkit import sealing
-from controllers.toolkit.sealing_keys import SealingKey, private_keys
+from controllers.sealing import format as sealing
+from controllers.sealing.keys import SealingKey, private_keys
 
 PROVIDER = "sealedsecrets"
 # Flux's reason for a build whose secrets cannot be decrypted.

@@ -13,9 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controllers.kustomize.spec import Dependency, KustomizationSpec, SourceRef
-from controllers.toolkit import conditions as cond
 from controllers.toolkit.cel import ExpressionError
-from controllers.toolkit.reconciler import Object, ObjectRef
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef
 
 Lookup = Callable[[ObjectRef], Object | None]
 

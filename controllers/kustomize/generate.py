@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import yaml
 
-from controllers.toolkit.conditions import BUILD_FAILED
+from controllers.toolkit.runtime.conditions import BUILD_FAILED
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"

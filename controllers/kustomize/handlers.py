@@ -27,17 +27,24 @@ from controllers.kustomize.kustomization import (
     StepFailed,
 )
 from controllers.kustomize.spec import GROUP, SOURCE_GROUP, KustomizationSpec
-from controllers.toolkit import conditions as cond
-from controllers.toolkit import kube, sealing_keys
+from controllers.sealing import keys as sealing_keys
+from controllers.toolkit.apply.inventory import Inventory
+from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
+from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactCache
-from controllers.toolkit.concurrency import ReconcileSlots
-from controllers.toolkit.events import make_recorder
-from controllers.toolkit.inventory import Inventory
-from controllers.toolkit.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.reconciler import Object, ObjectRef, Reconciler, Resource, WatchCache
-from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import (
+    Object,
+    ObjectRef,
+    Reconciler,
+    Resource,
+    WatchCache,
+)
+from controllers.toolkit.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

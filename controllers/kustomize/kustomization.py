@@ -39,16 +39,16 @@ from controllers.kustomize.spec import (
     SpecError,
     expression_status,
 )
-from controllers.toolkit import conditions as cond
-from controllers.toolkit import health, ssa
+from controllers.toolkit.apply import health, ssa
+from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
+from controllers.toolkit.apply.prune import PruneOptions, delete_all, prune
+from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import Artifact, ArtifactCache, ArtifactError
-from controllers.toolkit.durations import format_duration, jittered
-from controllers.toolkit.events import EventRecorder
-from controllers.toolkit.inventory import Inventory, InventoryEntry, ObjectId
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.prune import PruneOptions, delete_all, prune
-from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource, WatchCache
-from controllers.toolkit.resources import ResourceClient
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.durations import format_duration, jittered
+from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource, WatchCache
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
+from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
-from controllers.toolkit.durations import DurationError, parse_duration
-from controllers.toolkit.health import CustomStatus, ObjectStatus, Status
-from controllers.toolkit.resources import shorten
+from controllers.toolkit.runtime.durations import DurationError, parse_duration
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"

@@ -48,8 +48,8 @@ from controllers.notification.providers import (
     build_sender,
 )
 from controllers.notification.providers.base import mask
-from controllers.toolkit.events import EventRecorder
-from controllers.toolkit.reconciler import ObjectRef
+from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.reconciler import ObjectRef
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from controllers.toolkit.resources import split_api_version
+from controllers.toolkit.apply.resources import split_api_version
 
 INFO = "info"
 ERROR = "error"

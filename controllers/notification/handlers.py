@@ -25,13 +25,13 @@ from controllers.notification.providers.config import resolve_provider
 from controllers.notification.receiver import RESOURCE, ReceiverReconciler
 from controllers.notification.targets import TargetAnnotator
 from controllers.notification.webhooks import make_app as make_webhook_app
-from controllers.toolkit import kube
-from controllers.toolkit.concurrency import ReconcileSlots
-from controllers.toolkit.events import make_recorder
-from controllers.toolkit.http import HttpServer
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.reconciler import Reconciler
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.http import HttpServer
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Reconciler
+from controllers.toolkit.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import kopf
 
-from controllers.toolkit.reconciler import Resource, WatchCache
+from controllers.toolkit.runtime.reconciler import Resource, WatchCache
 
 GROUP = "notification.toolkit.fluxcd.io"
 VERSION = "v1beta3"

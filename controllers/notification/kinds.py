@@ -8,8 +8,8 @@ an explicit `apiVersion` always wins.
 
 from __future__ import annotations
 
-from controllers.toolkit.reconciler import Resource
-from controllers.toolkit.resources import split_api_version
+from controllers.toolkit.apply.resources import split_api_version
+from controllers.toolkit.runtime.reconciler import Resource
 
 DEFAULT_API_VERSIONS: dict[str, str] = {
     "Bucket": "source.toolkit.fluxcd.io/v1",

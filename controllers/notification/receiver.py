@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from controllers.notification.kinds import UnknownKindError, resolve_kind
-from controllers.toolkit import conditions as cond
-from controllers.toolkit.durations import DurationError, format_duration, jittered, parse_duration
-from controllers.toolkit.events import EventRecorder
-from controllers.toolkit.kube import SecretReader
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.durations import (
+    DurationError,
+    format_duration,
+    jittered,
+    parse_duration,
+)
+from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.kube import SecretReader
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource
 
 log = logging.getLogger(__name__)
 

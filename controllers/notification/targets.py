@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from controllers.notification.kinds import resolve_kind
 from controllers.notification.receiver import WILDCARD, ResourceRef
-from controllers.toolkit.conditions import REQUESTED_AT_ANNOTATION
+from controllers.toolkit.runtime.conditions import REQUESTED_AT_ANNOTATION
 
 
 class TargetError(Exception):

@@ -35,8 +35,8 @@ from controllers.notification.receiver import (
     token_from_secret,
 )
 from controllers.notification.targets import TargetError, rfc3339_nano
-from controllers.toolkit import conditions as cond
-from controllers.toolkit.kube import SecretReader
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.kube import SecretReader
 
 log = logging.getLogger(__name__)
 

@@ -37,12 +37,12 @@ from controllers.source.verify import (
     keys_from_secret,
     verify_checkout,
 )
-from controllers.toolkit import conditions as cond
-from controllers.toolkit.durations import DurationError, jittered, parse_duration
-from controllers.toolkit.events import EventRecorder
-from controllers.toolkit.kube import SecretReader
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.reconciler import Object, ObjectRef, Outcome, Resource
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.durations import DurationError, jittered, parse_duration
+from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.kube import SecretReader
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource
 
 log = logging.getLogger(__name__)
 

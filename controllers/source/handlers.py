@@ -17,12 +17,12 @@ import kopf
 from controllers.source.gitrepository import RESOURCE, GitRepositoryReconciler
 from controllers.source.server import ArtifactServer
 from controllers.source.storage import Storage
-from controllers.toolkit import kube
-from controllers.toolkit.concurrency import ReconcileSlots
-from controllers.toolkit.events import make_recorder
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.reconciler import Object, ObjectRef, Reconciler
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler
+from controllers.toolkit.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controllers.toolkit.http import HttpServer
+from controllers.toolkit.runtime.http import HttpServer
 
 ROOT_KEY = web.AppKey("storage_root", Path)
 _TYPES = {".gz": "application/gzip", ".tgz": "application/gzip", ".yaml": "text/yaml"}

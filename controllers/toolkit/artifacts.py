@@ -34,7 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from controllers.toolkit.conditions import ARTIFACT_FAILED
+from controllers.toolkit.runtime.conditions import ARTIFACT_FAILED
 
 _CHUNK = 1 << 16
 

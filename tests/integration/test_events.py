@@ -7,8 +7,8 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from controllers.toolkit.events import EventRecorder, KubernetesEventSink, make_recorder
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime.events import EventRecorder, KubernetesEventSink, make_recorder
+from controllers.toolkit.runtime.settings import Settings
 from tests.helpers import TestCluster, kubectl_json
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from controllers.toolkit import sealing
+from controllers.sealing import format as sealing
 from devcluster import build
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent

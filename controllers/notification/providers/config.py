@@ -26,8 +26,8 @@ from controllers.notification.providers.base import (
     ProviderConfig,
     ProviderConfigError,
 )
-from controllers.toolkit.durations import DurationError, parse_duration
-from controllers.toolkit.kube import SecretReader
+from controllers.toolkit.runtime.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.kube import SecretReader
 
 # Flux refuses longer addresses from Secrets.
 MAX_ADDRESS_LENGTH = 2048

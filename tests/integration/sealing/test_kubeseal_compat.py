@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from controllers.kustomize import decrypt
-from controllers.toolkit import sealing, sealing_keys
-from controllers.toolkit.sealing import Scope
+from controllers.sealing import format as sealing
+from controllers.sealing import keys as sealing_keys
+from controllers.sealing.format import Scope
 from tests.helpers import TestCluster, kubectl_json
 from tests.support.sealing import run_headwater, run_kubeseal, sealed_secret
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.toolkit import sealing
+from controllers.sealing import format as sealing
 from tests.helpers import TestCluster, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory

@@ -44,9 +44,9 @@ from controllers.source.gitrepository import (
     produce_artifact,
 )
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
-from controllers.toolkit.events import make_recorder
-from controllers.toolkit.patching import ObjectWriter
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.settings import Settings
 from tests.helpers import TestCluster, condition, events_for, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory

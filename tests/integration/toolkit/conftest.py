@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.ssa import ApplyOptions, owner_labels
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.apply.ssa import ApplyOptions, owner_labels
 
 FIELD_MANAGER = "headwater-kustomize"
 GROUP = "kustomize.toolkit.fluxcd.io"

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from kubernetes import config
 
-from controllers.toolkit.inventory import ObjectId
-from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
+from controllers.toolkit.apply.inventory import ObjectId
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.apply.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
 from tests.helpers import TestCluster, kubectl_json
 from tests.integration.toolkit.conftest import (
     FIELD_MANAGER,

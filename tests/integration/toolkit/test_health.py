@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from controllers.toolkit.health import (
+from controllers.toolkit.apply.health import (
     HealthOutcome,
     Status,
     jobs_with_ttl,
     wait_for_health,
 )
-from controllers.toolkit.inventory import InventoryEntry, ObjectId
-from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.ssa import apply_all, label_selector, owner_labels
+from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.apply.ssa import apply_all, label_selector, owner_labels
 from tests.helpers import TestCluster
 from tests.integration.toolkit.conftest import GROUP, deployment, options, service
 

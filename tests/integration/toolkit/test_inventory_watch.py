@@ -6,8 +6,8 @@ import asyncio
 
 from kubernetes import client
 
-from controllers.toolkit.inventory import ObjectId
-from controllers.toolkit.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
+from controllers.toolkit.apply.inventory import ObjectId
+from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
 from tests.helpers import TestCluster
 
 OWNER = "headwater.test/owner"

@@ -8,16 +8,16 @@ import json
 import pytest
 from kubernetes import config
 
-from controllers.toolkit.inventory import Inventory, InventoryEntry, ObjectId
-from controllers.toolkit.prune import (
+from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
+from controllers.toolkit.apply.prune import (
     DeletionPolicy,
     PruneOptions,
     delete_all,
     prune,
     should_delete,
 )
-from controllers.toolkit.resources import ResourceClient
-from controllers.toolkit.ssa import Action, apply_all, owner_labels
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.apply.ssa import Action, apply_all, owner_labels
 from tests.helpers import TestCluster
 from tests.integration.toolkit.conftest import GROUP, configmap, options
 

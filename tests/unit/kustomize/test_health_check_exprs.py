@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from controllers.kustomize.spec import KustomizationSpec, expression_status
-from controllers.toolkit.health import Status, compute_status
+from controllers.toolkit.apply.health import Status, compute_status
 
 
 def spec_with(*exprs: dict[str, str]) -> KustomizationSpec:

@@ -6,7 +6,7 @@ import pytest
 
 from controllers.kustomize.dependencies import dependency_not_ready, find_cycle
 from controllers.kustomize.spec import KustomizationSpec, SpecError
-from controllers.toolkit.reconciler import ObjectRef
+from controllers.toolkit.runtime.reconciler import ObjectRef
 
 BASE: dict[str, Any] = {
     "interval": "10m",

@@ -15,7 +15,7 @@ from controllers.notification.dispatch import (
 from controllers.notification.event import FluxEvent
 from controllers.notification.index import NotificationIndex
 from controllers.notification.providers.config import resolve_provider
-from controllers.toolkit.events import Event, EventRecorder
+from controllers.toolkit.runtime.events import Event, EventRecorder
 from tests.support.chatservers import SlackServer, WebhookServer
 from tests.unit.notification.events import REVISION, flux_event
 

@@ -7,14 +7,14 @@ import datetime
 import kubernetes.client
 
 from controllers.notification.event import parse_event
-from controllers.toolkit.events import (
+from controllers.toolkit.runtime.events import (
     Event,
     EventRecorder,
     HttpEventSink,
     KubernetesEventSink,
     make_recorder,
 )
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime.settings import Settings
 from tests.support.chatservers import WebhookServer
 
 BODY = {

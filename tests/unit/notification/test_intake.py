@@ -12,7 +12,7 @@ import pytest
 from controllers.notification.dedup import DuplicateFilter
 from controllers.notification.event import FluxEvent
 from controllers.notification.intake import MAX_BODY, make_app
-from controllers.toolkit.http import HttpServer
+from controllers.toolkit.runtime.http import HttpServer
 from tests.unit.notification.events import wire_event
 
 

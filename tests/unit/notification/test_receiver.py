@@ -31,7 +31,7 @@ from controllers.notification.webhooks import (
     validate,
     verify_signature,
 )
-from controllers.toolkit.http import HttpServer
+from controllers.toolkit.runtime.http import HttpServer
 
 TOKEN = "receiver-token-0123456789"
 BODY = b'{"ref":"refs/heads/main","after":"0123456789abcdef"}'

@@ -3,7 +3,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from controllers.toolkit.diff import (
+from controllers.toolkit.apply.diff import (
     SENSITIVE,
     FieldChange,
     field_changes,

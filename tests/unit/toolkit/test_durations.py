@@ -2,7 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.toolkit.durations import DurationError, format_duration, jittered, parse_duration
+from controllers.toolkit.runtime.durations import (
+    DurationError,
+    format_duration,
+    jittered,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from controllers.toolkit.health import (
+from controllers.toolkit.apply.health import (
     HealthOutcome,
     HealthResult,
     ObjectStatus,
@@ -13,7 +13,7 @@ from controllers.toolkit.health import (
     compute_status,
     jobs_with_ttl,
 )
-from controllers.toolkit.inventory import ObjectId
+from controllers.toolkit.apply.inventory import ObjectId
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 

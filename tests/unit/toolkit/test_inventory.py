@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.toolkit.inventory import (
+from controllers.toolkit.apply.inventory import (
     Inventory,
     InventoryEntry,
     InventoryError,

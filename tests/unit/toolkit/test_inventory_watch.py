@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.toolkit.inventory import ObjectId
-from controllers.toolkit.inventory_watch import ExpectedDeletions, is_foreign, last_manager
+from controllers.toolkit.apply.inventory import ObjectId
+from controllers.toolkit.apply.inventory_watch import ExpectedDeletions, is_foreign, last_manager
 
 MANAGER = "headwater-kustomize"
 

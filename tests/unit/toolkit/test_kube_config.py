@@ -5,8 +5,12 @@ from pathlib import Path
 import kubernetes.client
 import pytest
 
-from controllers.toolkit.kube import KubeConfigError, configuration_from_text, load_configuration
-from controllers.toolkit.resources import ResourceClient
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.runtime.kube import (
+    KubeConfigError,
+    configuration_from_text,
+    load_configuration,
+)
 from tests.helpers import kubeconfig_yaml
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from controllers.toolkit.concurrency import ReconcileSlots
-from controllers.toolkit.reconciler import (
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.reconciler import (
     Object,
     ObjectRef,
     Outcome,

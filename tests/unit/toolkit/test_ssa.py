@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controllers.toolkit.diff import FieldChange
-from controllers.toolkit.inventory import ObjectId
-from controllers.toolkit.resources import ApiError, Cause, NoMatchError
-from controllers.toolkit.ssa import (
+from controllers.toolkit.apply.diff import FieldChange
+from controllers.toolkit.apply.inventory import ObjectId
+from controllers.toolkit.apply.resources import ApiError, Cause, NoMatchError
+from controllers.toolkit.apply.ssa import (
     Action,
     ApplyError,
     ChangeSet,

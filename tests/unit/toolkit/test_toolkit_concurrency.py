@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from controllers.toolkit.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
 
 
 async def settle() -> None:

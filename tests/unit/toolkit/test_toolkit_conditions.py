@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from controllers.toolkit import conditions as c
+from controllers.toolkit.runtime import conditions as c
 
 T0 = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)

@@ -4,7 +4,7 @@ import datetime
 
 import kubernetes.client
 
-from controllers.toolkit.events import (
+from controllers.toolkit.runtime.events import (
     MAX_MESSAGE_LENGTH,
     EventRecorder,
     KubernetesEventSink,

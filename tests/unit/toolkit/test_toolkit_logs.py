@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controllers.toolkit.logs import configure_logging, object_fields
+from controllers.toolkit.runtime.logs import configure_logging, object_fields
 
 BODY = {
     "apiVersion": "kustomize.toolkit.fluxcd.io/v1",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import kopf
 
-from controllers.toolkit.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
+from controllers.toolkit.runtime.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
 
 
 def body(uid: str) -> kopf.Body:

@@ -10,14 +10,14 @@ from collections.abc import Iterator
 import prometheus_client
 import pytest
 
-from controllers.toolkit.observability import (
+from controllers.toolkit.runtime.observability import (
     HealthState,
     ObservabilityServer,
     exponential_buckets_range,
     record_condition,
     time_reconcile,
 )
-from controllers.toolkit.settings import Address
+from controllers.toolkit.runtime.settings import Address
 
 LOOPBACK = Address("127.0.0.1", 0)
 

@@ -6,10 +6,10 @@ import kopf
 import pytest
 
 from controllers.cli import build_parser
-from controllers.toolkit import runner
-from controllers.toolkit.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
-from controllers.toolkit.reconciler import FINALIZER
-from controllers.toolkit.settings import Address, Settings
+from controllers.toolkit.runtime import runner
+from controllers.toolkit.runtime.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
+from controllers.toolkit.runtime.reconciler import FINALIZER
+from controllers.toolkit.runtime.settings import Address, Settings
 
 
 def test_kopf_is_configured_as_the_design_asks() -> None:

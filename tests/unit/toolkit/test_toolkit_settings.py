@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from controllers.toolkit.settings import (
+from controllers.toolkit.runtime.settings import (
     Address,
     Settings,
     SettingsError,

@@ -25,8 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from controllers.toolkit.inventory import InventoryEntry, ObjectId, resource_of
-from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient, ResourceInfo
+from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId, resource_of
+from controllers.toolkit.apply.resources import ApiError, NoMatchError, ResourceClient, ResourceInfo
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import kopf
 
-from controllers.toolkit import conditions
-from controllers.toolkit.concurrency import ReconcileSlots
+from controllers.toolkit.runtime import conditions
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
 
 log = logging.getLogger(__name__)
 

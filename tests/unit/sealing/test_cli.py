@@ -13,10 +13,11 @@ import pytest
 import yaml
 
 from controllers import cli
-from controllers.toolkit import sealing, sealing_keys
+from controllers.sealing import format as sealing
+from controllers.sealing import keys as sealing_keys
 from tests.helpers import kubeconfig_yaml
 
-DATA = Path(__file__).parent / "toolkit" / "data" / "sealing"
+DATA = Path(__file__).parent / "data" / "sealing"
 KEY = DATA / "key.pem"
 CERT = DATA / "cert.pem"
 PLAINTEXT = "tr0ub4dor-and-3"

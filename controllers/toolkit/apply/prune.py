@@ -21,9 +21,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controllers.toolkit.inventory import InventoryEntry, ObjectId, by_kind, resource_of
-from controllers.toolkit.resources import ApiError, NoMatchError, ResourceClient
-from controllers.toolkit.ssa import (
+from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId, by_kind, resource_of
+from controllers.toolkit.apply.resources import ApiError, NoMatchError, ResourceClient
+from controllers.toolkit.apply.ssa import (
     DISABLED,
     KUSTOMIZE_GROUP,
     SSA_IGNORE,

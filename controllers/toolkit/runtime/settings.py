@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-from controllers.toolkit.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.durations import DurationError, parse_duration
 
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]

@@ -27,7 +27,7 @@ import kubernetes.watch
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from controllers.toolkit.inventory import ObjectId
+from controllers.toolkit.apply.inventory import ObjectId
 
 log = logging.getLogger(__name__)
 

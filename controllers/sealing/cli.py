@@ -35,8 +35,10 @@ import urllib3.exceptions
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from controllers.toolkit import kube, sealing, sealing_keys
-from controllers.toolkit.settings import Settings, SettingsError, parse_namespace
+from controllers.sealing import format as sealing
+from controllers.sealing import keys as sealing_keys
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.settings import Settings, SettingsError, parse_namespace
 
 EXIT_OK = 0
 EXIT_FAILED = 1

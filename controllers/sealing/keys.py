@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtensionOID
 from kubernetes.client.exceptions import ApiException
 
-from controllers.toolkit.sealing import fingerprint
+from controllers.sealing.format import fingerprint
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.rest import ApiException
 
-from controllers.toolkit.reconciler import ObjectRef, Resource
+from controllers.toolkit.runtime.reconciler import ObjectRef, Resource
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

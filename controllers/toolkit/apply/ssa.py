@@ -40,10 +40,10 @@ from typing import Any
 
 from cryptography import x509
 
-from controllers.toolkit import diff
-from controllers.toolkit.health import Status, wait_for_health
-from controllers.toolkit.inventory import Inventory, InventoryEntry, ObjectId, by_kind
-from controllers.toolkit.resources import (
+from controllers.toolkit.apply import diff
+from controllers.toolkit.apply.health import Status, wait_for_health
+from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId, by_kind
+from controllers.toolkit.apply.resources import (
     ApiError,
     NoMatchError,
     ResourceClient,

@@ -28,11 +28,11 @@ import kopf
 # Pinned kopf (1.45.2) keeps them here.
 from kopf._cogs.structs.references import Insights
 
-from controllers.toolkit import kube
-from controllers.toolkit.logs import configure_logging
-from controllers.toolkit.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
-from controllers.toolkit.observability import HealthState, ObservabilityServer, heartbeat
-from controllers.toolkit.settings import Settings, SettingsError, flag_help
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.logs import configure_logging
+from controllers.toolkit.runtime.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
+from controllers.toolkit.runtime.observability import HealthState, ObservabilityServer, heartbeat
+from controllers.toolkit.runtime.settings import Settings, SettingsError, flag_help
 
 log = logging.getLogger(__name__)
 

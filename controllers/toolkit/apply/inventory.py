@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from controllers.toolkit.resources import ResourceClient, ResourceInfo, split_api_version
+from controllers.toolkit.apply.resources import ResourceClient, ResourceInfo, split_api_version
 
 _SEPARATOR = "_"
 _COLON = "__"

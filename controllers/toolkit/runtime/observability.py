@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
-from controllers.toolkit.settings import Address
+from controllers.toolkit.runtime.settings import Address
 
 log = logging.getLogger(__name__)
 

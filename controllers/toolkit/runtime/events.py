@@ -32,7 +32,7 @@ import aiohttp
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
-from controllers.toolkit.settings import Settings
+from controllers.toolkit.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

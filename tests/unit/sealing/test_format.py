@@ -21,9 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from controllers.kustomize import decrypt
-from controllers.toolkit import sealing, sealing_keys
-from controllers.toolkit.sealing import Scope
-from controllers.toolkit.settings import Settings, SettingsError
+from controllers.sealing import format as sealing
+from controllers.sealing import keys as sealing_keys
+from controllers.sealing.format import Scope
+from controllers.toolkit.runtime.settings import Settings, SettingsError
 
 DATA = Path(__file__).parent / "data" / "sealing"
 GOLDEN_SECRET_VALUES = {"username": b"admin", "password": b"correct horse battery staple"}

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from controllers.toolkit.settings import LogFormat, LogLevel
+from controllers.toolkit.runtime.settings import LogFormat, LogLevel
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None))) | {
