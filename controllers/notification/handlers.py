@@ -28,6 +28,7 @@ from controllers.notification.webhooks import make_app as make_webhook_app
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.http import HttpServer
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Reconciler
@@ -59,7 +60,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     )
 
     writer = ObjectWriter(api, RESOURCE)
-    receivers = ReceiverReconciler(writer=writer, recorder=recorder, read_secret=read_secret)
+    receivers = ReceiverReconciler(
+        frame=ReconcileFrame(RESOURCE, writer, recorder, failure_events="on_change"),
+        read_secret=read_secret,
+    )
     queue = Reconciler(
         RESOURCE,
         reconcile=receivers.reconcile,

@@ -24,10 +24,10 @@ from controllers.toolkit.runtime.durations import (
     jittered,
     parse_duration,
 )
-from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.events import NORMAL
+from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.kube import SecretReader
-from controllers.toolkit.runtime.patching import ObjectWriter
-from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource
+from controllers.toolkit.runtime.reconciler import Object, Outcome, Resource
 
 log = logging.getLogger(__name__)
 
@@ -141,59 +141,41 @@ def token_from_secret(data: Mapping[str, bytes] | None, namespace: str, name: st
 
 @dataclass
 class ReceiverReconciler:
-    writer: ObjectWriter
-    recorder: EventRecorder
+    frame: ReconcileFrame
     read_secret: SecretReader
 
     async def reconcile(self, obj: Object) -> Outcome:
-        metadata = obj["metadata"]
-        ref = ObjectRef.of(obj)
-        generation = int(metadata.get("generation") or 0)
-        old: dict[str, Any] = dict(obj.get("status") or {})
-        spec_body = obj.get("spec") or {}
-        if spec_body.get("suspend"):
-            return Outcome(requeue_after=None)
+        return await self.frame.run(obj, self._steps)
+
+    async def _steps(self, run: ReconcileRun) -> None:
         try:
-            spec = ReceiverSpec.parse(spec_body)
+            spec = ReceiverSpec.parse(run.spec)
         except ReceiverSpecError as exc:
+            run.status.pop("webhookPath", None)
             message = f"Reconciliation failed terminally due to configuration error: {exc}"
-            status = cond.mark_stalled(old, VALIDATION_FAILED, message, generation=generation)
-            status.pop("webhookPath", None)
-            if await self._finish(obj, old, status, generation):
-                await self.recorder.warning(obj, VALIDATION_FAILED, message)
-            return Outcome(requeue_after=None)
+            raise ReconcileError(VALIDATION_FAILED, message, stalled=True) from None
+        ref = run.ref
         try:
             data = await self.read_secret(ref.namespace, spec.secret_name)
             token = token_from_secret(data, ref.namespace, spec.secret_name)
         except LookupError as exc:
-            message = str(exc)
-            status = cond.mark_reconciling(old, "Reconciliation in progress", generation=generation)
-            status = cond.mark_failed(status, TOKEN_NOT_FOUND, message, generation=generation)
+            status = cond.mark_reconciling(
+                run.status, "Reconciliation in progress", generation=run.generation
+            )
             # Without a token no request may be accepted: withdraw the path.
             status.pop("webhookPath", None)
-            changed = await self._finish(obj, old, status, generation)
-            if changed:
-                await self.recorder.warning(obj, TOKEN_NOT_FOUND, message)
-            return Outcome(requeue_after=TOKEN_RETRY)
+            run.status = status
+            raise ReconcileError(TOKEN_NOT_FOUND, str(exc), requeue_after=TOKEN_RETRY) from None
         path = webhook_path(token, ref.name, ref.namespace)
-        message = f"Receiver initialized for path: {path}"
-        status = cond.mark_ready(old, message, generation=generation, reason=cond.SUCCEEDED)
-        status["webhookPath"] = path
-        if await self._finish(obj, old, status, generation):
-            await self.recorder.normal(
-                obj,
-                cond.SUCCEEDED,
-                f"Reconciliation finished, next run in {format_duration(spec.interval)}",
-            )
-        return Outcome(requeue_after=jittered(spec.interval))
+        run.ready(f"Receiver initialized for path: {path}", reason=cond.SUCCEEDED)
+        run.status["webhookPath"] = path
+        run.notify(
+            NORMAL,
+            cond.SUCCEEDED,
+            f"Reconciliation finished, next run in {format_duration(spec.interval)}",
+            only_if_changed=True,
+        )
+        run.requeue_after = jittered(spec.interval)
 
     async def finalize(self, obj: Object) -> bool:
         return True  # nothing outside the object to clean up
-
-    async def _finish(
-        self, obj: Object, old: Mapping[str, Any], status: Mapping[str, Any], generation: int
-    ) -> bool:
-        final = cond.summarize(
-            status, generation=generation, annotations=obj["metadata"].get("annotations")
-        )
-        return await self.writer.patch_status(ObjectRef.of(obj), old, final)

@@ -305,7 +305,7 @@ class GitRepositoryReconciler:
             return Outcome(requeue_after=None)
 
         status = old_status
-        if cond.needs_reconcile(old_status, generation=generation, annotations=annotations) or not (
+        if cond.has_new_work(old_status, generation=generation, annotations=annotations) or not (
             old_status.get("artifact")
         ):
             status = cond.mark_progressing(status, "building artifact", generation=generation)

@@ -256,14 +256,29 @@ def reconcile_requested(
     return value is not None and value != (status or {}).get("lastHandledReconcileAt")
 
 
-def needs_reconcile(
+def has_new_work(
     status: Mapping[str, Any] | None,
     *,
     generation: int,
     annotations: Mapping[str, str] | None,
+    revision: str | None = None,
 ) -> bool:
-    """True when the spec changed since the last reconcile or one was requested."""
-    return observed_generation(status) != generation or reconcile_requested(status, annotations)
+    """The one rule for "report Progressing before the work?": is this work not tried yet?
+
+    New work is a reconcile request not handled yet, a generation that Ready
+    has not been reported for, or (given `revision`) a revision other than
+    `lastAttemptedRevision`. It reads Ready's own observedGeneration, which
+    every attempt sets, not the status' observedGeneration, which moves only
+    on success: a retry of work that already failed is not new, so it writes
+    no Progressing, and the status does not flip Ready between Unknown and
+    False on every attempt (each such write would wake the queue again).
+    """
+    if reconcile_requested(status, annotations):
+        return True
+    ready = get_condition(status, READY)
+    if ready is None or ready.get("observedGeneration") != generation:
+        return True
+    return revision is not None and (status or {}).get("lastAttemptedRevision") != revision
 
 
 def record_reconcile_request(

@@ -17,13 +17,13 @@ it shuts down, which would tear connections down under the servers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import prometheus_client
 from aiohttp import web
@@ -64,16 +64,43 @@ RECONCILE_CONDITION = Gauge(
 )
 
 
-@contextlib.contextmanager
-def time_reconcile(kind: str, name: str, namespace: str) -> Iterator[None]:
-    """Observe the duration of the enclosed reconcile, whether it succeeds or raises."""
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        RECONCILE_DURATION.labels(kind=kind, name=name, namespace=namespace).observe(
-            time.monotonic() - started
-        )
+SUSPEND_STATUS = Gauge(
+    "gotk_suspend_status",
+    "The current suspend status of a GitOps Toolkit resource.",
+    OBJECT_LABELS,
+)
+
+# The conditions whose state every reconcile records.
+RECORDED_CONDITIONS = ("Ready", "Reconciling", "Stalled")
+
+
+def record_reconcile(
+    kind: str, name: str, namespace: str, status: Mapping[str, Any], duration: float
+) -> None:
+    """Everything one reconcile reports: its duration and its conditions' states.
+
+    Reconciling and Stalled are only present while True (Flux's rule), so an
+    absent one reads False.
+    """
+    RECONCILE_DURATION.labels(kind=kind, name=name, namespace=namespace).observe(duration)
+    present = {
+        str(c.get("type")): str(c.get("status"))
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping)
+    }
+    for type_ in RECORDED_CONDITIONS:
+        default = "Unknown" if type_ == "Ready" else "False"
+        record_condition(kind, name, namespace, type_, present.get(type_, default))
+
+
+def record_suspended(kind: str, name: str, namespace: str, suspended: bool) -> None:
+    SUSPEND_STATUS.labels(kind=kind, name=name, namespace=namespace).set(1 if suspended else 0)
+
+
+def record_deleted(kind: str, name: str, namespace: str) -> None:
+    """The object is gone: its condition series read Deleted, as in Flux."""
+    for type_ in RECORDED_CONDITIONS:
+        record_condition(kind, name, namespace, type_, None, deleted=True)
 
 
 def record_condition(

@@ -35,6 +35,26 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
+class StatusPatcher:
+    """Status writes for one object during one reconcile, Flux's serial patcher.
+
+    It remembers what it last wrote (starting from the status as read), so each
+    write is the merge patch from there, and writing an unchanged status is free.
+    """
+
+    def __init__(self, writer: ObjectWriter, ref: ObjectRef, live: Mapping[str, Any]) -> None:
+        self._writer = writer
+        self.ref = ref
+        self._written: Mapping[str, Any] = dict(live)
+
+    async def patch(self, status: Mapping[str, Any]) -> bool:
+        """Write `status` if it differs from what was last written; True when it did."""
+        written = await self._writer.patch_status(self.ref, self._written, status)
+        if written:
+            self._written = dict(status)
+        return written
+
+
 class ObjectWriter:
     """Status and finalizer writes for one custom resource kind."""
 

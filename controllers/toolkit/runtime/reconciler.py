@@ -31,7 +31,7 @@ from typing import Any
 
 import kopf
 
-from controllers.toolkit.runtime import conditions
+from controllers.toolkit.runtime import conditions, observability
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ ObserverFn = Callable[[Object | None, Object | None], None]
 FINALIZER = "finalizers.fluxcd.io"
 
 
-def needs_reconcile(
+def enqueue_reason(
     previous: Mapping[str, Any], current: Mapping[str, Any], finalizer: str
 ) -> str | None:
     """Why this change of an object needs a reconcile, or None if it does not.
@@ -243,12 +243,12 @@ class Reconciler:
     def _enqueue_if_needed(self, previous: Object | None, current: Object | None) -> None:
         if current is None:
             if previous is not None:
-                self._forget(ObjectRef.of(previous))
+                ref = ObjectRef.of(previous)
+                self._forget(ref)
+                observability.record_deleted(self.resource.kind, ref.name, ref.namespace)
             return
         reason = (
-            "first seen"
-            if previous is None
-            else needs_reconcile(previous, current, self._finalizer)
+            "first seen" if previous is None else enqueue_reason(previous, current, self._finalizer)
         )
         if reason:
             ref = ObjectRef.of(current)

@@ -12,7 +12,7 @@ from controllers.toolkit.runtime.reconciler import (
     Outcome,
     Reconciler,
     Resource,
-    needs_reconcile,
+    enqueue_reason,
 )
 
 FINALIZER = "finalizers.fluxcd.io"
@@ -83,21 +83,21 @@ async def _settle() -> None:
 
 def test_needs_reconcile_names_what_changed() -> None:
     before = _obj()
-    assert needs_reconcile(before, _obj(), FINALIZER) is None
-    assert needs_reconcile(before, _obj(generation=2), FINALIZER) == "spec changed"
+    assert enqueue_reason(before, _obj(), FINALIZER) is None
+    assert enqueue_reason(before, _obj(generation=2), FINALIZER) == "spec changed"
     requested = _obj(metadata={"annotations": {"reconcile.fluxcd.io/requestedAt": "now"}})
-    assert needs_reconcile(before, requested, FINALIZER) == "reconcile requested"
+    assert enqueue_reason(before, requested, FINALIZER) == "reconcile requested"
     # The same request seen again (e.g. with our status write) is not a new one.
-    assert needs_reconcile(requested, requested, FINALIZER) is None
+    assert enqueue_reason(requested, requested, FINALIZER) is None
     handled = _obj(metadata={"annotations": {"reconcile.fluxcd.io/requestedAt": "now"}})
     handled["status"]["lastHandledReconcileAt"] = "now"
-    assert needs_reconcile(before, handled, FINALIZER) is None
-    assert needs_reconcile(before, _obj(metadata={"finalizers": []}), FINALIZER) == (
+    assert enqueue_reason(before, handled, FINALIZER) is None
+    assert enqueue_reason(before, _obj(metadata={"finalizers": []}), FINALIZER) == (
         "finalizer missing"
     )
     deleting = _obj(metadata={"deletionTimestamp": "2026-01-01T00:00:00Z"})
-    assert needs_reconcile(before, deleting, FINALIZER) == "deletion"
-    assert needs_reconcile(deleting, deleting, FINALIZER) is None
+    assert enqueue_reason(before, deleting, FINALIZER) == "deletion"
+    assert enqueue_reason(deleting, deleting, FINALIZER) is None
 
 
 def test_a_failing_object_is_not_woken_by_its_own_status_writes() -> None:
@@ -105,7 +105,7 @@ def test_a_failing_object_is_not_woken_by_its_own_status_writes() -> None:
     # must not count as a change, or every status write would start a new run.
     failing = _obj(generation=3, status={"observedGeneration": 2})
     rewritten = _obj(generation=3, status={"observedGeneration": 2, "conditions": []})
-    assert needs_reconcile(failing, rewritten, FINALIZER) is None
+    assert enqueue_reason(failing, rewritten, FINALIZER) is None
 
 
 async def test_first_sight_reconciles_and_status_only_events_do_not() -> None:

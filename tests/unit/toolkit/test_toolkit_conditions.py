@@ -186,12 +186,21 @@ def test_requested_at_handling() -> None:
     assert not c.reconcile_requested(handled, {})
 
 
-def test_needs_reconcile_on_new_generation_or_request() -> None:
-    done = {"observedGeneration": 3, "lastHandledReconcileAt": "a"}
-    assert not c.needs_reconcile(done, generation=3, annotations={c.REQUESTED_AT_ANNOTATION: "a"})
-    assert c.needs_reconcile(done, generation=4, annotations=None)
-    assert c.needs_reconcile(done, generation=3, annotations={c.REQUESTED_AT_ANNOTATION: "b"})
-    assert c.needs_reconcile({}, generation=1, annotations=None)
+def test_new_work_is_an_unhandled_request_an_unreported_generation_or_a_new_revision() -> None:
+    ready = c.mark_ready({}, "Applied", generation=3)
+    done = {**ready, "lastHandledReconcileAt": "a", "lastAttemptedRevision": "main@sha1:1"}
+    assert not c.has_new_work(done, generation=3, annotations={c.REQUESTED_AT_ANNOTATION: "a"})
+    assert c.has_new_work(done, generation=4, annotations=None)
+    assert c.has_new_work(done, generation=3, annotations={c.REQUESTED_AT_ANNOTATION: "b"})
+    assert c.has_new_work({}, generation=1, annotations=None)
+    assert not c.has_new_work(done, generation=3, annotations=None, revision="main@sha1:1")
+    assert c.has_new_work(done, generation=3, annotations=None, revision="main@sha1:2")
+
+
+def test_a_retry_of_failed_work_is_not_new_work() -> None:
+    # observedGeneration lags on failure; Ready's own generation does not.
+    failed = c.mark_failed({"observedGeneration": 2}, "BuildFailed", "no", generation=3)
+    assert not c.has_new_work(failed, generation=3, annotations=None)
 
 
 def test_format_time_is_utc_at_second_precision() -> None:

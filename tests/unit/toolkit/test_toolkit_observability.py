@@ -15,7 +15,6 @@ from controllers.toolkit.runtime.observability import (
     ObservabilityServer,
     exponential_buckets_range,
     record_condition,
-    time_reconcile,
 )
 from controllers.toolkit.runtime.settings import Address
 
@@ -59,17 +58,6 @@ def test_buckets_match_flux_layout() -> None:
     assert buckets[-1] == pytest.approx(1800)
     ratios = {round(b / a, 9) for a, b in itertools.pairwise(buckets)}
     assert len(ratios) == 1
-
-
-def test_time_reconcile_observes_even_on_failure() -> None:
-    labels = {"kind": "GitRepository", "name": "timed", "namespace": "unit"}
-    sample = "gotk_reconcile_duration_seconds_count"
-    before = prometheus_client.REGISTRY.get_sample_value(sample, labels) or 0
-    with time_reconcile(**labels):
-        pass
-    with pytest.raises(RuntimeError), time_reconcile(**labels):
-        raise RuntimeError("reconcile failed")
-    assert prometheus_client.REGISTRY.get_sample_value(sample, labels) == before + 2
 
 
 def test_record_condition_sets_one_status() -> None:
