@@ -1,4 +1,4 @@
-"""`headwater cluster up | down | status | kubeconfig | build | tools`."""
+"""`headwater cluster up | down | status | kubeconfig | build [--tools]`."""
 
 from __future__ import annotations
 
