@@ -18,7 +18,7 @@ from controllers.source.gitref import GitRef
 from controllers.source.giturl import parse_git_url
 from controllers.source.verify import VerifyMode
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
-from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD, refuse_unsupported
+from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD, unsupported_in
 from controllers.toolkit.runtime.frame import ReconcileError
 
 # Fields the CRD accepts that headwater refuses (dotted path -> why).
@@ -86,15 +86,17 @@ class GitRepositorySpec:
 
     @classmethod
     def _parse(cls, spec: Mapping[str, Any]) -> GitRepositorySpec:
-        refuse_unsupported({"spec": spec}, UNSUPPORTED_FIELDS)
+        refused = unsupported_in({"spec": spec}, UNSUPPORTED_FIELDS)
         provider = spec.get("provider") or GENERIC_PROVIDER
         if provider != GENERIC_PROVIDER:
-            raise ReconcileError(
-                UNSUPPORTED_FIELD,
+            refused.insert(
+                0,
                 f"spec.provider: '{provider}' is not supported by headwater: only "
                 f"'{GENERIC_PROVIDER}' (credentials from spec.secretRef) is implemented",
-                stalled=True,
             )
+        if refused:
+            # Both at once: the schema allows serviceAccountName only with a cloud provider.
+            raise ReconcileError(UNSUPPORTED_FIELD, "; ".join(refused), stalled=True)
         try:
             interval = parse_duration(str(spec.get("interval", "")), field="spec.interval")
             timeout = (
