@@ -5,6 +5,7 @@ a real forwarding proxy on loopback."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -149,6 +150,35 @@ def test_fetch_goes_through_the_proxy(
     targets = [target for _, target in forward_proxy.forwarded]
     assert f"{url}/info/refs?service=git-upload-pack" in targets
     assert ("POST", f"{url}/git-upload-pack") in forward_proxy.forwarded
+
+
+def test_unchanged_remote_behind_the_proxy_is_polled_without_fetching_or_writing(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    forward_proxy: ForwardProxy,
+) -> None:
+    # Its own server: the session's one counts every test's fetches.
+    with GitHttpServer(git_repos.project_root) as server:
+        repo = git_repos.create()
+        repo.commit(MONOREPO, "monorepo")
+        _proxy_secret(cluster, namespace, "proxy", forward_proxy, PROXY_PASSWORD)
+        spec = {
+            "url": server.url(repo.name),
+            "interval": "2s",
+            "proxySecretRef": {"name": "proxy"},
+            "sparseCheckout": ["apps"],
+        }
+        apply_gitrepository(cluster, namespace, "polled", spec)
+        version = wait_ready(cluster, namespace, "polled")["metadata"]["resourceVersion"]
+        fetches = sum(1 for r in server.requests if r.command in ("fetch", "want"))
+        through_proxy = len(forward_proxy.forwarded)
+        time.sleep(7)  # three or more polls at a 2s interval
+        after = get_repo(cluster, namespace, "polled")
+        assert after["metadata"]["resourceVersion"] == version, "a no-op poll wrote status"
+        assert sum(1 for r in server.requests if r.command in ("fetch", "want")) == fetches
+        assert len(forward_proxy.forwarded) >= through_proxy + 2, "polls skipped the proxy"
 
 
 def test_https_fetch_is_tunnelled_through_the_proxy(
