@@ -1,16 +1,23 @@
 """Reconcile one GitRepository: storage → source → verify → include → artifact → report.
 
 The steps (checkout, verify, include, archive, storage) are plain functions in
-their own modules; this module composes them in Flux's order and turns the
-outcome into status conditions and events:
+their own modules, the spec is parsed in `spec`; this module composes them in
+Flux's order inside the reconcile frame (`toolkit/runtime/frame.py`), which
+summarizes the conditions, writes the status once and records the events:
 
 - storage: the advertised artifact must still exist with its digest, else it
   is dropped (and rebuilt below); old artifacts are garbage-collected.
-- source: one `git ls-remote`; when the ref still points at the artifact's
-  revision and nothing that shapes the artifact changed (ignore, include,
-  submodules, verification), nothing is cloned and nothing is written.
-- otherwise: clone, verify signatures, copy includes in, archive with the
-  ignore rules, store atomically, and emit `NewArtifact` when the digest moved.
+- source: one `git ls-remote` (through spec.proxySecretRef's proxy, if any);
+  when the ref still points at the artifact's revision and nothing that shapes
+  the artifact changed (ignore, include, sparseCheckout, submodules,
+  verification), nothing is cloned and nothing is written.
+- otherwise: clone (only the sparseCheckout directories, if given), verify
+  signatures, copy includes in, archive with the ignore rules, store
+  atomically, and emit `NewArtifact` when the digest moved.
+
+A failing step raises its `SourceError`; its kind's condition (FetchFailed,
+IncludeUnavailable, StorageOperationFailed, SourceVerified=False) is set here,
+Ready=False (or Stalled) by the frame.
 """
 
 from __future__ import annotations
