@@ -6,14 +6,18 @@ Per ref type (Flux semantics):
 - semver: list tags, pick the highest matching one, then as for tag;
 - commit: fetched by id at depth 1 when the server allows it (protocol v2), otherwise the
   branch (or every branch and tag) in full; with a branch the commit must be on it.
+
+With `sparse_dirs` (spec.sparseCheckout) git's own sparse checkout leaves only those
+directories in the work tree; each must exist at the fetched commit, as Flux checks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controllers.source.credentials import GitAuth, git_environment
+from controllers.source.credentials import GitAuth, ProxyConfig, git_environment
 from controllers.source.errors import EmptyRepositoryError, GitOperationError
 from controllers.source.gitexec import Deadline, GitRunner
 from controllers.source.gitref import (
@@ -87,9 +91,11 @@ def _resolve(runner: GitRunner, url: GitURL, ref: GitRef) -> ResolvedRef:
         raise
 
 
-def resolve_remote(url: GitURL, ref: GitRef, auth: GitAuth, *, timeout: float) -> ResolvedRef:
+def resolve_remote(
+    url: GitURL, ref: GitRef, auth: GitAuth, *, timeout: float, proxy: ProxyConfig | None = None
+) -> ResolvedRef:
     """Where a branch/tag/semver/name ref points now, with one ``git ls-remote``."""
-    with git_environment(auth, url, timeout) as genv:
+    with git_environment(auth, url, timeout, proxy) as genv:
         runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
         return _resolve(runner, url, ref)
 
@@ -100,6 +106,25 @@ def _init(runner: GitRunner, url: GitURL, dest: Path) -> None:
         raise GitOperationError(f"checkout directory {dest} is not empty")
     runner.run(["init", "-q", str(dest)], what="initialising the checkout")
     runner.run(["remote", "add", "origin", url.url], what="configuring the remote", cwd=dest)
+
+
+def _sparse_checkout(runner: GitRunner, dest: Path, dirs: Sequence[str]) -> None:
+    # Non-cone patterns: cone mode would also keep every file at the repository root.
+    runner.run(
+        ["sparse-checkout", "set", "--no-cone", *(f"/{d}/" for d in dirs)],
+        what="configuring the sparse checkout",
+        cwd=dest,
+    )
+
+
+def _check_sparse_dirs(dest: Path, dirs: Sequence[str], commit: str) -> None:
+    missing = [d for d in dirs if not (dest / d).is_dir()]
+    if missing:
+        names = ", ".join(f"'{d}'" for d in missing)
+        raise GitOperationError(
+            f"failed to sparse checkout directories: sparse checkout dir {names} "
+            f"(spec.sparseCheckout) does not exist in repository at commit '{commit}'"
+        )
 
 
 def _rev_parse(runner: GitRunner, dest: Path, rev: str, what: str) -> str:
@@ -169,6 +194,8 @@ def fetch(
     timeout: float = DEFAULT_TIMEOUT,
     recurse_submodules: bool = False,
     last_revision: str | None = None,
+    proxy: ProxyConfig | None = None,
+    sparse_dirs: Sequence[str] = (),
 ) -> Checkout | Unchanged:
     """Check `ref` out into the empty directory `dest`, or return Unchanged.
 
@@ -182,7 +209,7 @@ def fetch(
         if expected == last_revision:
             # A commit never moves: no need to ask the server.
             return Unchanged(ResolvedRef(ref=None, commit=ref.commit.lower()))
-    with git_environment(auth, url, timeout) as genv:
+    with git_environment(auth, url, timeout, proxy) as genv:
         runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
         if kind is RefKind.COMMIT:
             _init(runner, url, dest)
@@ -196,11 +223,15 @@ def fetch(
             _init(runner, url, dest)
             commit = _fetch_ref(runner, dest, resolved)
             full_ref, tag = resolved.ref, resolved.tag
+        if sparse_dirs:
+            _sparse_checkout(runner, dest, sparse_dirs)
         runner.run(
             ["checkout", "-q", "--force", "--detach", commit],
             what=f"checking out {commit}",
             cwd=dest,
         )
+        if sparse_dirs:
+            _check_sparse_dirs(dest, sparse_dirs, commit)
         if recurse_submodules:
             runner.run(
                 ["submodule", "update", "-q", "--init", "--recursive", "--force"],

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from controllers.source.errors import AuthenticationError
 from controllers.source.gitexec import base_config, hermetic_env
@@ -141,6 +142,64 @@ def auth_from_secret(data: Mapping[str, bytes] | None, url: GitURL) -> GitAuth:
     return GitAuth(ssh_identity=identity, ssh_known_hosts=known_hosts, ssh_password=passphrase)
 
 
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """spec.proxySecretRef: where git's HTTP(S) traffic goes. `repr` never shows values."""
+
+    address: str = field(repr=False)
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    def git_url(self) -> str:
+        """The address with the credentials as userinfo: git hands them to curl itself."""
+        if self.username is None:
+            return self.address
+        parts = urlsplit(self.address)
+        userinfo = quote(self.username, safe="")
+        if self.password is not None:
+            userinfo += ":" + quote(self.password, safe="")
+        return parts._replace(netloc=f"{userinfo}@{parts.netloc}").geturl()
+
+    def secret_values(self) -> tuple[str, ...]:
+        if not self.password:
+            return ()
+        out = [self.password, quote(self.password, safe="")]
+        if self.username is not None:
+            out.append(_basic(self.username, self.password))
+        return tuple(out)
+
+
+def proxy_from_secret(data: Mapping[str, bytes], where: str) -> ProxyConfig:
+    """A proxy Secret's keys (Flux's): `address` (required), `username`, `password`.
+
+    `where` names the Secret for messages ("secret 'ns/name' (spec.proxySecretRef)").
+    """
+    address = _text(data, "address")
+    if not address:
+        raise AuthenticationError(f"invalid proxy {where}: key 'address' is missing or empty")
+    try:
+        parts = urlsplit(address)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise AuthenticationError(
+            f"invalid proxy {where}: 'address' must be a URL like http://proxy:3128 "
+            f"(scheme one of {', '.join(PROXY_SCHEMES)})"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise AuthenticationError(
+            f"invalid proxy {where}: put credentials in 'username' and 'password', not in 'address'"
+        )
+    username, password = _text(data, "username"), _text(data, "password")
+    if password and not username:
+        raise AuthenticationError(f"invalid proxy {where}: 'password' needs a 'username'")
+    return ProxyConfig(address=address, username=username or None, password=password)
+
+
 @dataclass(frozen=True)
 class GitEnvironment:
     """What git needs for one source: env vars and the values to scrub from messages."""
@@ -206,8 +265,10 @@ def _ssh_command(dir_: Path, auth: GitAuth, timeout: float) -> tuple[str, dict[s
 
 
 @contextmanager
-def git_environment(auth: GitAuth, url: GitURL, timeout: float) -> Iterator[GitEnvironment]:
-    """Materialise `auth` for git; the temporary directory is removed on exit."""
+def git_environment(
+    auth: GitAuth, url: GitURL, timeout: float, proxy: ProxyConfig | None = None
+) -> Iterator[GitEnvironment]:
+    """Materialise `auth` (and `proxy`) for git; the temporary directory is removed on exit."""
     tmp = Path(tempfile.mkdtemp(prefix="headwater-git-"))  # mkdtemp makes it 0700
     try:
         config = base_config(timeout)
@@ -237,8 +298,15 @@ def git_environment(auth: GitAuth, url: GitURL, timeout: float) -> Iterator[GitE
                 "-o IdentityAgent=none -o UserKnownHostsFile=/dev/null "
                 f"-o ConnectTimeout={max(1, int(timeout))}"
             )
+        secrets = auth.secret_values()
+        if proxy is not None:
+            # Every http(s) transport of this source, submodules included, as in Flux.
+            config.append(("http.proxy", proxy.git_url()))
+            # The deployment's no_proxy must not send this source around its proxy.
+            extra.update({"no_proxy": "", "NO_PROXY": ""})
+            secrets += proxy.secret_values()
         env = hermetic_env(tmp, config)
         env.update(extra)
-        yield GitEnvironment(env=env, secrets=auth.secret_values(), home=tmp)
+        yield GitEnvironment(env=env, secrets=secrets, home=tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

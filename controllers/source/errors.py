@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from controllers.source.redact import scrub_text
+from controllers.toolkit.runtime.frame import ReconcileError
 
 GIT_OPERATION_FAILED = "GitOperationFailed"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
@@ -15,21 +14,20 @@ ARCHIVE_OPERATION_FAILED = "ArchiveOperationFailed"
 STORAGE_OPERATION_FAILED = "StorageOperationFailed"
 
 
-class SourceError(Exception):
+class SourceError(ReconcileError):
     """Base of every step failure; `reason` is the Flux reason to put on the condition.
 
+    Each subclass names its reason (and whether it stalls) as class defaults, so a step
+    raises `GitOperationError(message)` and the reconcile frame reports it as it is.
     The message is scrubbed once more on construction, so a credential that slipped into a
     message built by a caller (a URL with userinfo, an Authorization header) never leaves.
     """
 
-    reason: ClassVar[str] = GIT_OPERATION_FAILED
+    reason = GIT_OPERATION_FAILED
+    stalled = False
 
     def __init__(self, message: str) -> None:
-        self.message = scrub_text(message)
-        super().__init__(self.message)
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(self.reason, scrub_text(message), stalled=self.stalled)
 
 
 class GitOperationError(SourceError):
@@ -45,9 +43,10 @@ class AuthenticationError(SourceError):
 
 
 class URLInvalidError(SourceError):
-    """spec.url is not an http(s):// or ssh:// URL git can use."""
+    """spec.url is not an http(s):// or ssh:// URL git can use: retrying cannot help."""
 
     reason = URL_INVALID
+    stalled = True
 
 
 class EmptyRepositoryError(SourceError):

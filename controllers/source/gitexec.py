@@ -35,6 +35,8 @@ _AUTH_PATTERNS = (
     "invalid format",
     "too many authentication failures",
 )
+# The proxy (spec.proxySecretRef) refused us: 407 to a request, or to CONNECT for https.
+_PROXY_AUTH_PATTERNS = ("returned error: 407", "http code 407")
 _EMPTY_PATTERNS = ("appear to have cloned an empty repository", "remote repository is empty")
 _TIMEOUT_MARK = "Timeout: the command"
 _FALSE = shutil.which("false") or "/bin/false"
@@ -114,7 +116,8 @@ def _summary(stderr: str) -> str:
         and "askpass" not in ln.lower()
         and not ln.startswith(("Please make sure", "and the repository exists"))
     ]
-    telling = [ln for ln in lines if any(p in ln.lower() for p in _AUTH_PATTERNS + _EMPTY_PATTERNS)]
+    patterns = _AUTH_PATTERNS + _PROXY_AUTH_PATTERNS + _EMPTY_PATTERNS
+    telling = [ln for ln in lines if any(p in ln.lower() for p in patterns)]
     rest = [ln for ln in lines if ln not in telling and re.match(r"^(fatal|error|remote):", ln)]
     return "; ".join(((telling + rest) or lines)[:3]) or "no output"
 
@@ -123,7 +126,7 @@ def classify(stderr: str) -> type[SourceError]:
     low = stderr.lower()
     if any(p in low for p in _EMPTY_PATTERNS):
         return EmptyRepositoryError
-    if any(p in low for p in _AUTH_PATTERNS):
+    if any(p in low for p in _AUTH_PATTERNS + _PROXY_AUTH_PATTERNS):
         return AuthenticationError
     return GitOperationError
 
@@ -187,6 +190,8 @@ class GitRunner:
             return out
         kind = classify(err)
         why = _summary(err)
-        if kind is AuthenticationError:
+        if any(p in err.lower() for p in _PROXY_AUTH_PATTERNS):
+            why = f"the proxy (spec.proxySecretRef) refused its credentials: {why}"
+        elif kind is AuthenticationError:
             why = f"credentials missing or refused: {why}"
         raise kind(scrub_text(f"{what} for '{self.where}' failed: {why}", self.secrets))

@@ -1,16 +1,23 @@
 """Reconcile one GitRepository: storage → source → verify → include → artifact → report.
 
 The steps (checkout, verify, include, archive, storage) are plain functions in
-their own modules; this module composes them in Flux's order and turns the
-outcome into status conditions and events:
+their own modules, the spec is parsed in `spec`; this module composes them in
+Flux's order inside the reconcile frame (`toolkit/runtime/frame.py`), which
+summarizes the conditions, writes the status once and records the events:
 
 - storage: the advertised artifact must still exist with its digest, else it
   is dropped (and rebuilt below); old artifacts are garbage-collected.
-- source: one `git ls-remote`; when the ref still points at the artifact's
-  revision and nothing that shapes the artifact changed (ignore, include,
-  submodules, verification), nothing is cloned and nothing is written.
-- otherwise: clone, verify signatures, copy includes in, archive with the
-  ignore rules, store atomically, and emit `NewArtifact` when the digest moved.
+- source: one `git ls-remote` (through spec.proxySecretRef's proxy, if any);
+  when the ref still points at the artifact's revision and nothing that shapes
+  the artifact changed (ignore, include, sparseCheckout, submodules,
+  verification), nothing is cloned and nothing is written.
+- otherwise: clone (only the sparseCheckout directories, if given), verify
+  signatures, copy includes in, archive with the ignore rules, store
+  atomically, and emit `NewArtifact` when the digest moved.
+
+A failing step raises its `SourceError`; its kind's condition (FetchFailed,
+IncludeUnavailable, StorageOperationFailed, SourceVerified=False) is set here,
+Ready=False (or Stalled) by the frame.
 """
 
 from __future__ import annotations
@@ -24,22 +31,23 @@ from pathlib import Path
 from typing import Any
 
 from controllers.source import errors
-from controllers.source.checkout import DEFAULT_TIMEOUT, Checkout, Unchanged, fetch
-from controllers.source.credentials import auth_from_secret
-from controllers.source.gitref import GitRef
+from controllers.source.checkout import Checkout, Unchanged, fetch
+from controllers.source.credentials import ProxyConfig, auth_from_secret, proxy_from_secret
 from controllers.source.giturl import parse_git_url
 from controllers.source.ignore import load_ignore_rules
 from controllers.source.include import Include, apply_includes
-from controllers.source.storage import ObjectKey, Storage, StoredArtifact, artifact_filename
-from controllers.source.verify import (
-    VerificationResult,
-    VerifyMode,
-    keys_from_secret,
-    verify_checkout,
+from controllers.source.spec import (
+    UNSUPPORTED_FIELDS,
+    GitRepositorySpec,
+    IncludeSpec,
+    SpecError,
 )
+from controllers.source.storage import ObjectKey, Storage, StoredArtifact, artifact_filename
+from controllers.source.verify import VerificationResult, keys_from_secret, verify_checkout
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.durations import DurationError, jittered, parse_duration
-from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.durations import jittered
+from controllers.toolkit.runtime.events import NORMAL, WARNING, EventRecorder
+from controllers.toolkit.runtime.frame import ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.kube import SecretReader
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource
@@ -63,6 +71,7 @@ SHAPING_FIELDS = (
     "observedIgnore",
     "observedInclude",
     "observedRecurseSubmodules",
+    "observedSparseCheckout",
     "sourceVerificationMode",
 )
 
@@ -80,96 +89,20 @@ _FAILURE_CONDITION = {
     errors.STORAGE_OPERATION_FAILED: STORAGE_OPERATION_FAILED,
 }
 
-
-class SpecError(errors.SourceError):
-    """The spec cannot work as written: retrying cannot help until it changes."""
-
-    reason = errors.URL_INVALID
+__all__ = [
+    "RESOURCE",
+    "STORAGE_KIND",
+    "UNSUPPORTED_FIELDS",
+    "FetchInputs",
+    "GitRepositoryReconciler",
+    "GitRepositorySpec",
+    "SpecError",
+    "produce_artifact",
+]
 
 
 class IncludeUnavailableError(errors.SourceError):
     reason = "IncludeUnavailable"
-
-
-# -- the spec, typed -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IncludeSpec:
-    name: str
-    from_path: str
-    to_path: str
-
-
-@dataclass(frozen=True)
-class GitRepositorySpec:
-    url: str
-    ref: GitRef
-    interval: float
-    timeout: float
-    suspend: bool
-    secret_name: str | None
-    ignore: str | None
-    recurse_submodules: bool
-    include: tuple[IncludeSpec, ...]
-    verify_mode: VerifyMode | None
-    verify_secret: str | None
-
-    @classmethod
-    def parse(cls, spec: Mapping[str, Any]) -> GitRepositorySpec:
-        try:
-            interval = parse_duration(str(spec.get("interval", "")), field="spec.interval")
-            timeout = (
-                parse_duration(str(spec["timeout"]), field="spec.timeout")
-                if spec.get("timeout")
-                else DEFAULT_TIMEOUT
-            )
-        except DurationError as exc:
-            raise SpecError(str(exc)) from None
-        url = str(spec.get("url") or "")
-        parse_git_url(url)  # raises URLInvalidError naming the problem
-        verify = spec.get("verify")
-        include = tuple(
-            IncludeSpec(
-                name=str((item.get("repository") or {}).get("name") or ""),
-                from_path=str(item.get("fromPath") or ""),
-                to_path=str(item.get("toPath") or ""),
-            )
-            for item in spec.get("include") or []
-        )
-        return cls(
-            url=url,
-            ref=GitRef.from_spec(spec.get("ref")),
-            interval=interval,
-            timeout=timeout,
-            suspend=bool(spec.get("suspend")),
-            secret_name=(spec.get("secretRef") or {}).get("name"),
-            ignore=spec.get("ignore"),
-            recurse_submodules=bool(spec.get("recurseSubmodules")),
-            include=include,
-            verify_mode=VerifyMode.parse(verify.get("mode")) if verify else None,
-            verify_secret=((verify or {}).get("secretRef") or {}).get("name"),
-        )
-
-    def observed(self) -> dict[str, Any]:
-        """The status fields recording what shaped the artifact (Flux's observed*)."""
-        fields: dict[str, Any] = {"observedRecurseSubmodules": self.recurse_submodules}
-        if self.ignore is not None:
-            fields["observedIgnore"] = self.ignore
-        if self.include:
-            fields["observedInclude"] = [_include_status(inc) for inc in self.include]
-        if self.verify_mode is not None:
-            fields["sourceVerificationMode"] = self.verify_mode.value
-        return fields
-
-
-def _include_status(inc: IncludeSpec) -> dict[str, Any]:
-    entry: dict[str, Any] = {"repository": {"name": inc.name}}
-    if inc.from_path:
-        entry["fromPath"] = inc.from_path
-    if inc.to_path:
-        entry["toPath"] = inc.to_path
-    return entry
 
 
 # -- producing the artifact (blocking; runs in a worker thread) -------------------------
@@ -192,6 +125,7 @@ class FetchInputs:
     includes: tuple[ResolvedInclude, ...]
     current: Mapping[str, Any] | None  # status.artifact as last reported
     reuse_allowed: bool  # nothing that shapes the artifact changed since it was built
+    proxy: ProxyConfig | None = None  # spec.proxySecretRef, read
 
 
 @dataclass
@@ -234,6 +168,8 @@ def produce_artifact(storage: Storage, inputs: FetchInputs) -> ArtifactOutcome:
             timeout=spec.timeout,
             recurse_submodules=spec.recurse_submodules,
             last_revision=last_revision,
+            proxy=inputs.proxy,
+            sparse_dirs=spec.sparse_dirs,
         )
         if isinstance(checkout, Unchanged):
             assert current is not None
@@ -286,55 +222,46 @@ class GitRepositoryReconciler:
     recorder: EventRecorder
     read_secret: SecretReader  # (namespace, name) -> decoded data, None when missing
     lookup: RepositoryLookup  # other GitRepositories, for include
+    frame: ReconcileFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.frame = ReconcileFrame(RESOURCE, self.writer, self.recorder)
 
     async def reconcile(self, obj: Object) -> Outcome:
-        metadata = obj["metadata"]
-        ref = ObjectRef.of(obj)
-        generation = int(metadata.get("generation") or 0)
-        annotations = metadata.get("annotations")
-        old_status: dict[str, Any] = dict(obj.get("status") or {})
-        if (obj.get("spec") or {}).get("suspend"):
-            # Flux leaves a suspended object's status exactly as it was.
-            return Outcome(requeue_after=None)
-        try:
-            spec = GitRepositorySpec.parse(obj.get("spec") or {})
-        except errors.SourceError as exc:
-            status = cond.mark_stalled(old_status, exc.reason, exc.message, generation=generation)
-            await self._finish(obj, old_status, status, generation)
-            await self.recorder.warning(obj, exc.reason, exc.message)
-            return Outcome(requeue_after=None)
+        return await self.frame.run(obj, self._steps)
 
-        status = old_status
-        if cond.has_new_work(old_status, generation=generation, annotations=annotations) or not (
-            old_status.get("artifact")
-        ):
-            status = cond.mark_progressing(status, "building artifact", generation=generation)
-            await self.writer.patch_status(ref, old_status, status)
-            old_status = status
-
+    async def _steps(self, run: ReconcileRun) -> None:
+        spec = GitRepositorySpec.parse(run.spec)  # stalls naming the field
+        run.retry_after = jittered(spec.interval)
+        await run.progressing("building artifact")
+        previous = (run.status.get("artifact") or {}).get("digest")
         try:
-            inputs = await self._inputs(obj, spec, status)
+            inputs = await self._inputs(run.ref, spec, run.status)
             outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
         except errors.SourceError as exc:
-            status = self._failed(status, exc, generation)
-            await self._finish(obj, old_status, status, generation)
-            await self.recorder.warning(obj, exc.reason, exc.message)
-            return Outcome(requeue_after=jittered(spec.interval))
-
+            # The kind's own failure condition, beside the Ready the frame writes.
+            condition = _FAILURE_CONDITION.get(exc.reason, INCLUDE_UNAVAILABLE)
+            run.status = cond.set_condition(
+                run.status,
+                condition,
+                cond.FALSE if condition == SOURCE_VERIFIED else cond.TRUE,
+                exc.reason,
+                exc.message,
+                generation=run.generation,
+            )
+            raise
         for reason, message in outcome.warnings:
-            await self.recorder.warning(obj, reason, message)
-        status = self._succeeded(status, spec, outcome, inputs, generation)
-        await self._finish(obj, old_status, status, generation)
-        previous = (old_status.get("artifact") or {}).get("digest")
-        artifact = status["artifact"]
+            run.notify(WARNING, reason, message)
+        run.status = self._succeeded(run.status, spec, outcome, inputs, run.generation)
+        artifact = run.status["artifact"]
         if artifact["digest"] != previous:
-            await self.recorder.normal(
-                obj,
+            run.notify(
+                NORMAL,
                 NEW_ARTIFACT,
                 f"stored artifact for revision '{artifact['revision']}'",
                 {"revision": artifact["revision"], "digest": artifact["digest"]},
             )
-        return Outcome(requeue_after=jittered(spec.interval))
+        run.requeue_after = jittered(spec.interval)
 
     async def finalize(self, obj: Object) -> bool:
         ref = ObjectRef.of(obj)
@@ -346,9 +273,8 @@ class GitRepositoryReconciler:
     # -- helpers -----------------------------------------------------------------------
 
     async def _inputs(
-        self, obj: Object, spec: GitRepositorySpec, status: Mapping[str, Any]
+        self, ref: ObjectRef, spec: GitRepositorySpec, status: Mapping[str, Any]
     ) -> FetchInputs:
-        ref = ObjectRef.of(obj)
         secret = None
         if spec.secret_name:
             secret = await self.read_secret(ref.namespace, spec.secret_name)
@@ -365,6 +291,7 @@ class GitRepositoryReconciler:
                 where = f"'{ref.namespace}/{spec.verify_secret}' (spec.verify.secretRef)"
                 raise errors.VerificationError(f"secret {where} not found")
             verify_keys = keys_from_secret(data)
+        proxy = await self._proxy(ref.namespace, spec.proxy_secret)
         includes = tuple(self._resolve_include(ref.namespace, inc) for inc in spec.include)
         observed_includes = [
             {"revision": inc.artifact.get("revision"), "digest": inc.artifact.get("digest")}
@@ -387,7 +314,24 @@ class GitRepositoryReconciler:
             includes=includes,
             current=status.get("artifact"),
             reuse_allowed=reuse,
+            proxy=proxy,
         )
+
+    async def _proxy(self, namespace: str, name: str | None) -> ProxyConfig | None:
+        if not name:
+            return None
+        where = f"secret '{namespace}/{name}' (spec.proxySecretRef)"
+        data = await self.read_secret(namespace, name)
+        if data is None:
+            raise errors.AuthenticationError(
+                f"failed to configure proxy options: {where} not found"
+            )
+        try:
+            return proxy_from_secret(data, where)
+        except errors.AuthenticationError as exc:
+            raise errors.AuthenticationError(
+                f"failed to configure proxy options: {exc.message}"
+            ) from None
 
     def _resolve_include(self, namespace: str, inc: IncludeSpec) -> ResolvedInclude:
         other = self.lookup(ObjectRef(namespace, inc.name))
@@ -401,22 +345,6 @@ class GitRepositoryReconciler:
                 f"included GitRepository '{namespace}/{inc.name}' has no artifact yet"
             )
         return ResolvedInclude(spec=inc, artifact=artifact)
-
-    def _failed(
-        self, status: Mapping[str, Any], exc: errors.SourceError, generation: int
-    ) -> dict[str, Any]:
-        condition = _FAILURE_CONDITION.get(exc.reason, INCLUDE_UNAVAILABLE)
-        result = cond.set_condition(
-            status,
-            condition,
-            cond.FALSE if condition == SOURCE_VERIFIED else cond.TRUE,
-            exc.reason,
-            exc.message,
-            generation=generation,
-        )
-        if exc.reason == errors.URL_INVALID:
-            return cond.mark_stalled(result, exc.reason, exc.message, generation=generation)
-        return cond.mark_failed(result, exc.reason, exc.message, generation=generation)
 
     def _succeeded(
         self,
@@ -458,15 +386,3 @@ class GitRepositoryReconciler:
                 generation=generation,
             )
         return cond.mark_ready(result, message, generation=generation, reason=cond.SUCCEEDED)
-
-    async def _finish(
-        self,
-        obj: Object,
-        old_status: Mapping[str, Any],
-        status: Mapping[str, Any],
-        generation: int,
-    ) -> None:
-        final = cond.summarize(
-            status, generation=generation, annotations=obj["metadata"].get("annotations")
-        )
-        await self.writer.patch_status(ObjectRef.of(obj), old_status, final)

@@ -66,6 +66,12 @@ def keys_from_secret(data: Mapping[str, bytes]) -> dict[str, bytes]:
     """The armored PGP public keys of a verification Secret (``*.asc`` keys)."""
     keys = {k: v for k, v in sorted(data.items()) if k.endswith(".asc")}
     if not keys:
+        if any(k.endswith(".sshpub") for k in data):
+            # Flux also verifies SSH signatures; headwater only PGP: say so, not "no keys".
+            raise VerificationError(
+                "the verification secret holds only SSH keys ('*.sshpub'): SSH signature "
+                "verification is not supported by headwater, use PGP keys ('*.asc')"
+            )
         raise VerificationError("the verification secret holds no PGP keys ('*.asc' entries)")
     return keys
 

@@ -14,6 +14,8 @@ through every server:
 - ``git_ssh_server``: OpenSSH; ``ssh_key`` and ``ssh_encrypted_key`` (password in
   ``.password``) are authorized; ``git_ssh_server.known_hosts`` for the Secret.
 - ``gpg_key`` and ``gpg_other_key``: PGP signing keys (``.public_armored``, ``.fingerprint``).
+- ``forward_proxy``: a forwarding HTTP proxy requiring (PROXY_USER, PROXY_PASSWORD), fresh
+  per test so its ``forwarded``/``refused`` counts are the test's own.
 """
 
 from __future__ import annotations
@@ -33,18 +35,24 @@ from tests.support.gitservers import (
     TestCA,
     make_ssh_key,
 )
+from tests.support.proxies import ForwardProxy
 
 HTTP_USER = "headwater"
 HTTP_PASSWORD = "correct-horse-battery"
 BEARER_TOKEN = "hw-test-token-0123456789"
 SSH_KEY_PASSWORD = "ssh-key-passphrase"
+PROXY_USER = "proxy-user"
+PROXY_PASSWORD = "proxy-pass-4711"
 
 __all__ = [
     "BEARER_TOKEN",
     "HTTP_PASSWORD",
     "HTTP_USER",
+    "PROXY_PASSWORD",
+    "PROXY_USER",
     "SSH_KEY_PASSWORD",
     "client_cert",
+    "forward_proxy",
     "git_http_basic_server",
     "git_http_bearer_server",
     "git_http_server",
@@ -150,3 +158,9 @@ def git_ssh_server(
     server.authorize(ssh_encrypted_key.public)
     with server:
         yield server
+
+
+@pytest.fixture
+def forward_proxy() -> Iterator[ForwardProxy]:
+    with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as proxy:
+        yield proxy

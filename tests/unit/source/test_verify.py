@@ -40,8 +40,10 @@ def test_unknown_mode() -> None:
 def test_keys_from_secret() -> None:
     keys = keys_from_secret({"b.asc": b"B", "a.asc": b"A", "readme": b"x", "c.sshpub": b"s"})
     assert list(keys) == ["a.asc", "b.asc"]
-    with pytest.raises(VerificationError):
+    with pytest.raises(VerificationError, match=r"no PGP keys \('\*\.asc' entries\)"):
         keys_from_secret({"readme": b"x"})
+    with pytest.raises(VerificationError, match="SSH signature verification is not supported"):
+        keys_from_secret({"signer.sshpub": b"ssh-ed25519 AAAA"})
 
 
 def test_tag_mode_needs_a_tag(tmp_path: Path) -> None:
