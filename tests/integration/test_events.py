@@ -9,7 +9,7 @@ import pytest
 
 from controllers.toolkit.runtime.events import EventRecorder, KubernetesEventSink, make_recorder
 from controllers.toolkit.runtime.settings import Settings
-from tests.helpers import TestCluster, kubectl_json
+from tests.support.cluster import TestCluster, kubectl_json
 
 pytestmark = pytest.mark.integration
 

@@ -10,25 +10,26 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import (
     TestCluster,
-    applied,
-    apply_manifests,
-    condition,
-    events_for,
-    failed_on,
+    apply,
     get_json,
-    git_repository,
     kubeconfig_yaml,
     kubectl_json,
-    kustomization,
-    request_reconcile,
     wait_for,
-    wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import (
+    applied,
+    condition,
+    events_for,
+    failed_on,
+    request_reconcile,
+    wait_for_object,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,18 +98,18 @@ def test_force_recreates_an_object_whose_immutable_field_changed(
 ) -> None:
     repo = git_repos.create()
     first = repo.commit({"deploy/job.yaml": job("example/migrate:1")})
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "jobs", "repo", "./deploy", targetNamespace=namespace),
     )
-    wait_for_kustomization(cluster, namespace, "jobs", applied(first))
+    wait_for_object(cluster, namespace, "kustomization", "jobs", applied(first))
     original = kubectl_json(cluster, "get", "job", "migrate", "-n", namespace)
 
     # A Job's pod template is immutable: without force the apply fails, naming both.
     second = repo.commit({"deploy/job.yaml": job("example/migrate:2")})
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    ks = wait_for_kustomization(cluster, namespace, "jobs", failed_on(second))
+    ks = wait_for_object(cluster, namespace, "kustomization", "jobs", failed_on(second))
     assert (condition(ks, "Ready") or {}).get("reason") == "ReconciliationFailed"
     message = ready_message(ks)
     assert f"Job/{namespace}/migrate" in message, message
@@ -122,7 +123,7 @@ def test_force_recreates_an_object_whose_immutable_field_changed(
         "patch", "kustomization", "jobs", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"force":true}}',
     )  # fmt: skip
-    wait_for_kustomization(cluster, namespace, "jobs", applied(second))
+    wait_for_object(cluster, namespace, "kustomization", "jobs", applied(second))
     recreated = kubectl_json(cluster, "get", "job", "migrate", "-n", namespace)
     assert recreated["metadata"]["uid"] != original["metadata"]["uid"]
     containers = recreated["spec"]["template"]["spec"]["containers"]
@@ -151,7 +152,7 @@ def test_per_object_annotations_prune_off_and_suspend(
             "held/held.yaml": configmap("held", value="from git 1"),
         }
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "objects", "repo", "./objects", targetNamespace=namespace),
@@ -161,7 +162,7 @@ def test_per_object_annotations_prune_off_and_suspend(
         kustomization(namespace, "held", "repo", "./held", targetNamespace=namespace),
     )
     for name in ("objects", "no-prune", "held"):
-        wait_for_kustomization(cluster, namespace, name, applied(first))
+        wait_for_object(cluster, namespace, "kustomization", name, applied(first))
     assert data_of(cluster, namespace, "seeded") == {"value": "from git 1"}
 
     # Someone edits the IfNotPresent object; the held Kustomization is suspended.
@@ -190,8 +191,8 @@ def test_per_object_annotations_prune_off_and_suspend(
         "second revision",
     )
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    objects = wait_for_kustomization(cluster, namespace, "objects", applied(second))
-    no_prune = wait_for_kustomization(cluster, namespace, "no-prune", applied(second))
+    objects = wait_for_object(cluster, namespace, "kustomization", "objects", applied(second))
+    no_prune = wait_for_object(cluster, namespace, "kustomization", "no-prune", applied(second))
 
     assert data_of(cluster, namespace, "normal") == {"value": "from git 2"}
     assert data_of(cluster, namespace, "dropped") is None, "pruned"
@@ -226,7 +227,7 @@ def test_per_object_annotations_prune_off_and_suspend(
         "patch", "kustomization", "held", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"suspend":false}}',
     )  # fmt: skip
-    wait_for_kustomization(cluster, namespace, "held", applied(second))
+    wait_for_object(cluster, namespace, "kustomization", "held", applied(second))
     assert data_of(cluster, namespace, "held") == {"value": "from git 2"}
 
 
@@ -282,14 +283,14 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
             "remote/settings.yaml": configmap("remote", value="1"),
         }
     )
-    apply_manifests(cluster, *configmaps_only(namespace, "deployer"))
-    apply_manifests(cluster, *configmaps_only(namespace, "remote-applier"))
+    apply(cluster, *configmaps_only(namespace, "deployer"))
+    apply(cluster, *configmaps_only(namespace, "remote-applier"))
     # kubeConfig.secretRef is for another cluster. Starting a second control plane
     # is too heavy for a test, so the kubeconfig points at this same cluster but
     # authenticates as another identity, a ServiceAccount token: what it may and
     # may not do proves the Secret's kubeconfig is the one used.
     kubeconfig = service_account_kubeconfig(cluster, namespace, "remote-applier")
-    apply_manifests(
+    apply(
         cluster,
         {
             "apiVersion": "v1",
@@ -315,8 +316,8 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
             kubeConfig={"secretRef": {"name": "remote-kubeconfig"}},
         ),
     )
-    wait_for_kustomization(cluster, namespace, "impersonated", applied(first))
-    wait_for_kustomization(cluster, namespace, "remote", applied(first))
+    wait_for_object(cluster, namespace, "kustomization", "impersonated", applied(first))
+    wait_for_object(cluster, namespace, "kustomization", "remote", applied(first))
     assert data_of(cluster, namespace, "impersonated") == {"value": "1"}
     assert data_of(cluster, namespace, "remote") == {"value": "1"}
 
@@ -330,7 +331,7 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
     )
     request_reconcile(cluster, namespace, "gitrepository", "repo")
     for name, account in (("impersonated", "deployer"), ("remote", "remote-applier")):
-        ks = wait_for_kustomization(cluster, namespace, name, failed_on(second))
+        ks = wait_for_object(cluster, namespace, "kustomization", name, failed_on(second))
         message = ready_message(ks)
         assert f"Deployment/{namespace}/web-{name}" in message, message
         assert "forbidden" in message.lower(), message
@@ -395,7 +396,7 @@ def test_deletion_policies(
         "mirror-keep": ("MirrorPrune", False, "./plain"),
         "wait": ("WaitForTermination", False, "./held"),
     }
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         *(
@@ -414,7 +415,7 @@ def test_deletion_policies(
         ),
     )
     for name in cases:
-        wait_for_kustomization(cluster, namespace, name, applied(commit))
+        wait_for_object(cluster, namespace, "kustomization", name, applied(commit))
     cluster.kubectl("delete", "kustomization", *cases, "-n", namespace, "--wait=false")
 
     def gone(*args: str) -> Callable[[], bool]:

@@ -13,23 +13,19 @@ import base64
 import pytest
 import yaml
 
-from tests.helpers import (
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import (
     TestCluster,
-    applied,
-    apply_manifests,
-    condition,
+    apply,
     extra_namespace,
     get_json,
-    git_repository,
     kubectl_json,
-    kustomization,
-    request_reconcile,
     wait_for,
-    wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import applied, condition, request_reconcile, wait_for_object
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +145,7 @@ def test_source_path_overlays_and_substitution(
         }
     )
     with extra_namespace(cluster, f"{namespace}-src") as source_namespace:
-        apply_manifests(
+        apply(
             cluster,
             git_repository(source_namespace, "shared", git_http_server.url(repo.name)),
             {
@@ -190,7 +186,6 @@ def test_source_path_overlays_and_substitution(
                     ],
                 },
             ),
-            # The same source with a path that is not in it.
             kustomization(
                 namespace,
                 "lost",
@@ -204,7 +199,9 @@ def test_source_path_overlays_and_substitution(
             ),
         )
 
-        ks = wait_for_kustomization(cluster, namespace, "app", applied(commit), what="app synced")
+        ks = wait_for_object(
+            cluster, namespace, "kustomization", "app", applied(commit), what="app synced"
+        )
         inventory = {entry["id"] for entry in ks["status"]["inventory"]["entries"]}
         assert inventory == {
             f"{namespace}_pre-web-suf_apps_Deployment",
@@ -251,9 +248,10 @@ def test_source_path_overlays_and_substitution(
         assert literal["data"] == {"template": "${not_a_variable} stays as written"}
 
         # The missing path is named, and the Kustomization is not Ready.
-        lost = wait_for_kustomization(
+        lost = wait_for_object(
             cluster,
             namespace,
+            "kustomization",
             "lost",
             lambda obj: (condition(obj, "Ready") or {}).get("status") == "False",
             what="the missing path reported",

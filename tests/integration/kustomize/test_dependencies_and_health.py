@@ -8,23 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
-    TestCluster,
-    applied,
-    apply_manifests,
-    condition,
-    events_for,
-    get_json,
-    git_repository,
-    kubectl_json,
-    kustomization,
-    request_reconcile,
-    wait_for,
-    wait_for_kustomization,
-)
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import applied, condition, events_for, request_reconcile, wait_for_object
 
 pytestmark = pytest.mark.integration
 
@@ -69,10 +58,9 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
     commit = repo.commit(
         {"infra/infra.yaml": configmap("infra"), "apps/app.yaml": configmap("app", uses="infra")}
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
-        # The dependency starts suspended, so it cannot become Ready yet.
         kustomization(
             namespace, "infra", "repo", "./infra", targetNamespace=namespace, suspend=True
         ),
@@ -85,9 +73,10 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
             dependsOn=[{"name": "infra"}],
         ),
     )
-    apps = wait_for_kustomization(
+    apps = wait_for_object(
         cluster,
         namespace,
+        "kustomization",
         "apps",
         lambda obj: ready_reason(obj) == ("False", "DependencyNotReady"),
         what="apps waiting for infra",
@@ -107,10 +96,18 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
         "-p",
         '{"spec":{"suspend":false}}',
     )
-    wait_for_kustomization(cluster, namespace, "infra", applied(commit), what="infra applied")
+    wait_for_object(
+        cluster, namespace, "kustomization", "infra", applied(commit), what="infra applied"
+    )
     # Within the 30s a not-ready dependency waits: infra becoming Ready wakes apps.
-    apps = wait_for_kustomization(
-        cluster, namespace, "apps", applied(commit), timeout=25, what="apps applied after infra"
+    apps = wait_for_object(
+        cluster,
+        namespace,
+        "kustomization",
+        "apps",
+        applied(commit),
+        timeout=25,
+        what="apps applied after infra",
     )
     assert (apps["metadata"].get("annotations") or {}) == annotations_before, (
         "no reconcile was requested"
@@ -140,7 +137,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
         }
     )
     common = {"targetNamespace": namespace}
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "waited", "repo", "./waited", wait=True, timeout="60s", **common),
@@ -161,13 +158,14 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
             **common,
         ),
         kustomization(namespace, "stuck", "repo", "./stuck", wait=True, timeout="4s", **common),
-        # Waits for as long as a test may run, unless a new revision interrupts it.
         kustomization(
             namespace, "fixed-later", "repo", "./fixed-later", wait=True, timeout="10m", **common
         ),
     )
 
-    waited = wait_for_kustomization(cluster, namespace, "waited", applied(commit), timeout=90)
+    waited = wait_for_object(
+        cluster, namespace, "kustomization", "waited", applied(commit), timeout=90
+    )
     healthy = condition(waited, "Healthy")
     assert healthy is not None and healthy["status"] == "True", healthy
     assert healthy["message"].startswith("Health check passed in")
@@ -175,14 +173,17 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     web = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)
     assert web["status"].get("availableReplicas") == 2
 
-    checked = wait_for_kustomization(cluster, namespace, "checked", applied(commit), timeout=90)
+    checked = wait_for_object(
+        cluster, namespace, "kustomization", "checked", applied(commit), timeout=90
+    )
     assert (condition(checked, "Healthy") or {}).get("status") == "True"
     api = kubectl_json(cluster, "get", "deployment", "api", "-n", namespace)
     assert api["status"].get("availableReplicas") == 1
 
-    stuck = wait_for_kustomization(
+    stuck = wait_for_object(
         cluster,
         namespace,
+        "kustomization",
         "stuck",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         timeout=60,
@@ -205,8 +206,13 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     )
     fixed = repo.commit({"fixed-later/slow.yaml": deployment("slow")}, "schedulable")
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    wait_for_kustomization(
-        cluster, namespace, "fixed-later", applied(fixed), what="the fix applied mid-wait"
+    wait_for_object(
+        cluster,
+        namespace,
+        "kustomization",
+        "fixed-later",
+        applied(fixed),
+        what="the fix applied mid-wait",
     )
     slow = kubectl_json(cluster, "get", "deployment", "slow", "-n", namespace)
     assert slow["status"].get("availableReplicas") == 1
@@ -279,7 +285,7 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
             ),
         }
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(
@@ -316,9 +322,10 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
     # Applied, but with no status yet the expressions cannot say Current (kstatus
     # alone would call a Widget without conditions Current at once): the wait
     # times out naming the Widget.
-    ks = wait_for_kustomization(
+    ks = wait_for_object(
         cluster,
         namespace,
+        "kustomization",
         "widgets",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         what="the status-less Widget timing out",
@@ -329,15 +336,18 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
 
     set_phase("Ready")
     request_reconcile(cluster, namespace, "kustomization", "widgets")
-    ks = wait_for_kustomization(cluster, namespace, "widgets", applied(commit), what="healthy")
+    ks = wait_for_object(
+        cluster, namespace, "kustomization", "widgets", applied(commit), what="healthy"
+    )
     assert (condition(ks, "Healthy") or {}).get("status") == "True"
 
     # The Widget fails: the next reconcile names it without waiting for the timeout.
     set_phase("Failed")
     request_reconcile(cluster, namespace, "kustomization", "widgets")
-    ks = wait_for_kustomization(
+    ks = wait_for_object(
         cluster,
         namespace,
+        "kustomization",
         "widgets",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         what="the failed Widget reported",
@@ -356,14 +366,14 @@ def test_a_healthy_no_op_reconcile_writes_nothing(
 ) -> None:
     repo = git_repos.create()
     commit = repo.commit({"app/web.yaml": deployment("web")})
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(
             namespace, "app", "repo", "./app", interval="2s", wait=True, targetNamespace=namespace
         ),
     )
-    ready = wait_for_kustomization(cluster, namespace, "app", applied(commit), timeout=90)
+    ready = wait_for_object(cluster, namespace, "kustomization", "app", applied(commit), timeout=90)
     version = ready["metadata"]["resourceVersion"]
     # Several intervals, each a reconcile that finds the Deployment healthy again:
     # the status (with its "Health check passed in ..." message) stays as it was.

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helpers import TestCluster, git_repository, kubectl_json, kustomization, wait_for
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import condition, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +45,6 @@ SERVICE = yaml.safe_dump(
 )
 
 
-def apply(cluster: TestCluster, *documents: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
-
-
 def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:
     return [
         git_repository(namespace, "app", url),
@@ -62,24 +59,8 @@ def available(cluster: TestCluster, namespace: str, name: str = "web") -> int:
     return int(yaml.safe_load(result.stdout).get("status", {}).get("availableReplicas") or 0)
 
 
-def request(cluster: TestCluster, namespace: str, kind: str, name: str) -> None:
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        kind,
-        name,
-        "-n",
-        namespace,
-        f"reconcile.fluxcd.io/requestedAt={time.time_ns()}",
-    )
-
-
 def ks_status(cluster: TestCluster, namespace: str) -> dict[str, Any]:
-    return kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace).get("status") or {}
-
-
-def ready(status: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+    return get_object(cluster, namespace, "kustomization", "app").get("status") or {}
 
 
 def test_git_to_cluster_walkthrough(
@@ -104,8 +85,8 @@ def test_git_to_cluster_walkthrough(
         timeout=60,
         what="lastAppliedRevision",
     )
-    assert ready(status)["status"] == "True"  # type: ignore[index]
-    assert ready(status)["message"] == f"Applied revision: master@sha1:{first}"  # type: ignore[index]
+    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
+    assert condition(status, "Ready")["message"] == f"Applied revision: master@sha1:{first}"  # type: ignore[index]
     ids = {entry["id"] for entry in status["inventory"]["entries"]}
     assert ids == {
         f"{namespace}_web_apps_Deployment",
@@ -116,7 +97,7 @@ def test_git_to_cluster_walkthrough(
 
     # 2. A commit changing replicas to 5 gives 5 available replicas.
     second = repo.commit({"deploy/deployment.yaml": deployment(5)}, "scale to 5")
-    request(cluster, namespace, "gitrepository", "app")
+    request_reconcile(cluster, namespace, "gitrepository", "app")
     wait_for(lambda: available(cluster, namespace) == 5, timeout=120, what="5 available replicas")
     wait_for(
         lambda: ks_status(cluster, namespace).get("lastAppliedRevision") == f"master@sha1:{second}",
@@ -136,7 +117,7 @@ def test_git_to_cluster_walkthrough(
 
     # 4. Deleting the Service's file from git prunes the Service.
     third = repo.commit({"deploy/service.yaml": None}, "drop the service")
-    request(cluster, namespace, "gitrepository", "app")
+    request_reconcile(cluster, namespace, "gitrepository", "app")
 
     def service_gone() -> bool:
         result = cluster.kubectl("get", "service", "web", "-n", namespace, check=False)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from controllers.sealing import format as sealing
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.support.cluster import TestCluster, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer

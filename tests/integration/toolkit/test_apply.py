@@ -14,7 +14,6 @@ from kubernetes import config
 from controllers.toolkit.apply.inventory import ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
-from tests.helpers import TestCluster, kubectl_json
 from tests.integration.toolkit.conftest import (
     FIELD_MANAGER,
     GROUP,
@@ -24,6 +23,7 @@ from tests.integration.toolkit.conftest import (
     secret,
     service,
 )
+from tests.support.cluster import TestCluster, kubectl_json
 
 pytestmark = pytest.mark.integration
 

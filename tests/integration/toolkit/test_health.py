@@ -19,8 +19,8 @@ from controllers.toolkit.apply.health import (
 from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import apply_all, label_selector, owner_labels
-from tests.helpers import TestCluster
 from tests.integration.toolkit.conftest import GROUP, deployment, options, service
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 

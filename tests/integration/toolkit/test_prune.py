@@ -18,8 +18,8 @@ from controllers.toolkit.apply.prune import (
 )
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, apply_all, owner_labels
-from tests.helpers import TestCluster
 from tests.integration.toolkit.conftest import GROUP, configmap, options
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 
