@@ -109,11 +109,137 @@ def secret(
     data: Mapping[str, str | bytes],
     *,
     metadata: Mapping[str, Any] | None = None,
+    string: bool = False,
 ) -> dict[str, Any]:
-    """A Secret holding `data` (encoded here, as the API wants it)."""
+    """A Secret holding `data`: encoded here, or with `string=True` as `stringData`
+    (write-only; the API server encodes it)."""
     obj = _object("v1", "Secret", namespace, name, metadata)
+    if string:
+        obj["stringData"] = {
+            key: value if isinstance(value, str) else value.decode() for key, value in data.items()
+        }
+        return obj
     obj["data"] = {
         key: base64.b64encode(value if isinstance(value, bytes) else value.encode()).decode()
         for key, value in data.items()
+    }
+    return obj
+
+
+# -- workloads and plain objects, for git files (namespace None) and direct applies --------
+
+# The web app most kustomize tests keep in git: `deployment(None, "web", **WEB_CONTAINER)`.
+WEB_CONTAINER: dict[str, Any] = {"image": "example/web:1", "container": "web"}
+
+
+def configmap(
+    namespace: str | None,
+    name: str,
+    data: Mapping[str, str],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    obj = _object("v1", "ConfigMap", namespace, name, metadata)
+    obj["data"] = dict(data)
+    return obj
+
+
+def deployment(
+    namespace: str | None,
+    name: str,
+    *,
+    replicas: Any = 1,
+    image: str = "example/app:1",
+    container: str = "app",
+    ports: tuple[int, ...] = (),
+    pod: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A Deployment of one container selecting `app: name`.
+
+    `replicas=None` leaves the field out; `pod` adds pod spec fields (e.g. nodeSelector).
+    """
+    main: dict[str, Any] = {"name": container, "image": image}
+    if ports:
+        main["ports"] = [{"containerPort": port} for port in ports]
+    obj = _object("apps/v1", "Deployment", namespace, name, metadata)
+    obj["spec"] = {
+        **({} if replicas is None else {"replicas": replicas}),
+        "selector": {"matchLabels": {"app": name}},
+        "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {"containers": [main], **(pod or {})},
+        },
+        **spec,
+    }
+    return obj
+
+
+def service(
+    namespace: str | None,
+    name: str,
+    *,
+    port: Mapping[str, Any] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Service selecting `app: name` on `port` (default: port 80)."""
+    obj = _object("v1", "Service", namespace, name, metadata)
+    obj["spec"] = {"selector": {"app": name}, "ports": [dict(port or {"port": 80})]}
+    return obj
+
+
+def job(
+    namespace: str | None,
+    name: str,
+    image: str,
+    *,
+    container: str = "c",
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A Job running `image` once (restartPolicy Never)."""
+    obj = _object("batch/v1", "Job", namespace, name, metadata)
+    obj["spec"] = {
+        "template": {
+            "spec": {"restartPolicy": "Never", "containers": [{"name": container, "image": image}]}
+        }
+    }
+    return obj
+
+
+def custom_resource_definition(
+    group: str,
+    kind: str,
+    *,
+    spec_schema: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A namespaced v1 CRD of `kind` in `group` with a status subresource.
+
+    `spec` is free-form unless `spec_schema` says; `status` is always free-form.
+    """
+    plural = kind.lower() + "s"
+    names = {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()}
+    free: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    obj = _object(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", None, f"{plural}.{group}", None
+    )
+    obj["spec"] = {
+        "group": group,
+        "names": names,
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": dict(spec_schema or free), "status": free},
+                    }
+                },
+            }
+        ],
     }
     return obj

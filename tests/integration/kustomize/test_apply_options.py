@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import builders
 from tests.support.builders import git_repository, kustomization
 from tests.support.cluster import (
     TestCluster,
@@ -37,47 +38,16 @@ GROUP = "kustomize.toolkit.fluxcd.io"
 
 
 def configmap(name: str, annotations: dict[str, str] | None = None, **data: str) -> str:
-    metadata: dict[str, Any] = {"name": name}
-    if annotations:
-        metadata["annotations"] = annotations
-    return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-    )
+    metadata = {"annotations": annotations} if annotations else None
+    return yaml.safe_dump(builders.configmap(None, name, data, metadata=metadata))
 
 
 def job(image: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "migrate"},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "migrate", "image": image}],
-                    }
-                }
-            },
-        }
-    )
+    return yaml.safe_dump(builders.job(None, "migrate", image, container="migrate"))
 
 
 def deployment(name: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-                },
-            },
-        }
-    )
+    return yaml.safe_dump(builders.deployment(None, name, replicas=None))
 
 
 def data_of(cluster: TestCluster, namespace: str, name: str) -> dict[str, str] | None:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.builders import git_repository, kustomization
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
 from tests.support.cluster import TestCluster, apply, kubectl_json
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import Repo, RepoFactory
@@ -20,20 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def web(replicas: Any = 2, labels: Mapping[str, str] | None = None) -> str:
+    metadata = {"labels": dict(labels or {"app": "web"})}
     return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web", "labels": dict(labels or {"app": "web"})},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
+        builders.deployment(None, "web", metadata=metadata, **WEB_CONTAINER, replicas=replicas)
     )
 
 

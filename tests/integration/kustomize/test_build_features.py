@@ -13,7 +13,8 @@ import base64
 import pytest
 import yaml
 
-from tests.support.builders import git_repository, kustomization
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
 from tests.support.cluster import (
     TestCluster,
     apply,
@@ -29,30 +30,9 @@ from tests.support.status import applied, condition, request_reconcile, wait_for
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT = yaml.safe_dump(
-    {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-            },
-        },
-    }
-)
-SERVICE = yaml.safe_dump(
-    {
-        "apiVersion": "v1",
-        "kind": "Service",
-        # A namespace in git that targetNamespace must override.
-        "metadata": {"name": "web", "namespace": "somewhere-else"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
-    }
-)
+DEPLOYMENT = yaml.safe_dump(builders.deployment(None, "web", **WEB_CONTAINER))
+# A namespace in git that targetNamespace must override.
+SERVICE = yaml.safe_dump(builders.service("somewhere-else", "web"))
 SETTINGS = """\
 apiVersion: v1
 kind: ConfigMap

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.builders import git_repository, kustomization
+from tests.support import builders
+from tests.support.builders import custom_resource_definition, git_repository, kustomization
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
@@ -19,27 +20,12 @@ pytestmark = pytest.mark.integration
 
 
 def configmap(name: str, **data: str) -> str:
-    return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-    )
+    return yaml.safe_dump(builders.configmap(None, name, data))
 
 
 def deployment(name: str, *, replicas: int = 1, node_selector: dict[str, str] | None = None) -> str:
-    pod_spec: dict[str, Any] = {"containers": [{"name": "app", "image": "example/app:1"}]}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
-            },
-        }
-    )
+    pod = {"nodeSelector": node_selector} if node_selector else None
+    return yaml.safe_dump(builders.deployment(None, name, replicas=replicas, pod=pod))
 
 
 def ready_reason(obj: dict[str, Any]) -> tuple[str, str]:
@@ -225,46 +211,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
 
 
 def widget_crd(group: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"widgets.{group}"},
-            "spec": {
-                "group": group,
-                "names": {
-                    "kind": "Widget",
-                    "listKind": "WidgetList",
-                    "plural": "widgets",
-                    "singular": "widget",
-                },
-                "scope": "Namespaced",
-                "versions": [
-                    {
-                        "name": "v1",
-                        "served": True,
-                        "storage": True,
-                        "subresources": {"status": {}},
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "properties": {
-                                    "spec": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                    "status": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                },
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-    )
+    return yaml.safe_dump(custom_resource_definition(group, "Widget"))
 
 
 def test_health_check_exprs_judge_a_custom_resource_by_its_status(

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.builders import git_repository, kustomization
+from tests.support.builders import (
+    WEB_CONTAINER,
+    configmap,
+    deployment,
+    git_repository,
+    kustomization,
+    secret,
+)
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
@@ -28,37 +35,9 @@ def b64(text: str) -> str:
 
 
 MANIFESTS = {
-    "deploy/web.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
-    ),
-    "deploy/settings.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings"},
-            "data": {"mode": "fast"},
-        }
-    ),
-    "deploy/creds.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "creds"},
-            "data": {"password": b64(ORIGINAL_PASSWORD)},
-        }
-    ),
+    "deploy/web.yaml": yaml.safe_dump(deployment(None, "web", replicas=2, **WEB_CONTAINER)),
+    "deploy/settings.yaml": yaml.safe_dump(configmap(None, "settings", {"mode": "fast"})),
+    "deploy/creds.yaml": yaml.safe_dump(secret(None, "creds", {"password": ORIGINAL_PASSWORD})),
 }
 OBJECTS = (("deployment", "web"), ("configmap", "settings"), ("secret", "creds"))
 
@@ -201,8 +180,8 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
         what="the Secret healed",
     )
     everything = json.dumps(events_for(cluster, namespace, "Kustomization", "app"))
-    for secret in (ORIGINAL_PASSWORD, LEAKED_PASSWORD):
-        assert secret not in everything and b64(secret) not in everything
+    for password in (ORIGINAL_PASSWORD, LEAKED_PASSWORD):
+        assert password not in everything and b64(password) not in everything
 
     # All of it happened through the watch: no reconcile was requested.
     final = kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace)

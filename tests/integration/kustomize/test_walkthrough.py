@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.builders import git_repository, kustomization
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
 from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
@@ -18,31 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def deployment(replicas: int) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
-    )
+    return yaml.safe_dump(builders.deployment(None, "web", replicas=replicas, **WEB_CONTAINER))
 
 
-SERVICE = yaml.safe_dump(
-    {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
-    }
-)
+SERVICE = yaml.safe_dump(builders.service(None, "web"))
 
 
 def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import builders
 from tests.support.builders import alert, git_repository, kustomization, provider, receiver, secret
 from tests.support.chatservers import Received, SlackServer
 from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
@@ -22,19 +23,7 @@ pytestmark = pytest.mark.integration
 
 def deployment(replicas: int, image: str = "example/web:1") -> str:
     return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": image}]},
-                },
-            },
-        }
+        builders.deployment(None, "web", replicas=replicas, image=image, container="web")
     )
 
 

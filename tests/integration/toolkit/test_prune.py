@@ -18,7 +18,8 @@ from controllers.toolkit.apply.prune import (
 )
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, apply_all, owner_labels
-from tests.integration.toolkit.conftest import GROUP, configmap, options
+from tests.integration.toolkit.conftest import GROUP, options
+from tests.support.builders import configmap
 from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ async def test_stale_objects_are_pruned_only_when_still_ours(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     names = ["keep", "gone", "taken", "protected", "other"]
-    objects = [configmap(n, namespace, {"a": "1"}) for n in names]
+    objects = [configmap(namespace, n, {"a": "1"}) for n in names]
     objects[3]["metadata"]["annotations"] = {f"{GROUP}/prune": "disabled"}
     old = (await apply_all(resources, objects, options())).to_inventory()
     # Someone else took one over; another belongs to a different Kustomization.
@@ -74,7 +75,7 @@ async def test_already_deleted_objects_are_fine(resources: ResourceClient, names
 async def test_objects_that_fail_to_delete_survive_in_the_inventory(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    await apply_all(resources, [configmap("c", namespace, {"a": "1"})], options())
+    await apply_all(resources, [configmap(namespace, "c", {"a": "1"})], options())
     # A service account allowed to read config maps but not to delete them.
     cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
     cluster.kubectl(
@@ -125,7 +126,7 @@ async def test_delete_all_follows_the_policy(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     applied = await apply_all(
-        resources, [configmap(n, namespace, {"a": "1"}) for n in ("a", "b")], options()
+        resources, [configmap(namespace, n, {"a": "1"}) for n in ("a", "b")], options()
     )
     inventory = list(applied.to_inventory())
     orphan = await delete_all(resources, inventory, DeletionPolicy.ORPHAN, PruneOptions(OWNER))
@@ -143,10 +144,10 @@ async def test_delete_all_follows_the_policy(
 async def test_wait_for_termination_waits_and_reports_what_stays(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    held = configmap("held", namespace, {"a": "1"})
+    held = configmap(namespace, "held", {"a": "1"})
     held["metadata"]["finalizers"] = ["example.com/hold"]
     applied = await apply_all(
-        resources, [held, configmap("free", namespace, {"a": "1"})], options()
+        resources, [held, configmap(namespace, "free", {"a": "1"})], options()
     )
     result = await delete_all(
         resources,
