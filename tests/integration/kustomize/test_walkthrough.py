@@ -9,7 +9,7 @@ import yaml
 
 from tests.support import builders
 from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
-from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
+from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
@@ -33,10 +33,10 @@ def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:
 
 
 def available(cluster: TestCluster, namespace: str, name: str = "web") -> int:
-    result = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
+    found = get_json(cluster, "deployment", name, "-n", namespace)
+    if found is None:
         return -1
-    return int(yaml.safe_load(result.stdout).get("status", {}).get("availableReplicas") or 0)
+    return int(found.get("status", {}).get("availableReplicas") or 0)
 
 
 def ks_status(cluster: TestCluster, namespace: str) -> dict[str, Any]:

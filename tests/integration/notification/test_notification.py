@@ -37,7 +37,7 @@ from tests.support.notification import (
     probe_event,
     wire_event,
 )
-from tests.support.status import events_for, get_object, wait_ready
+from tests.support.status import condition, events_for, get_object, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -355,13 +355,12 @@ def test_a_receiver_without_its_token_is_not_ready_until_the_secret_exists(
     )
 
     def not_found() -> dict[str, Any] | None:
-        status = get_object(cluster, namespace, "receiver", "early").get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-        return ready[0] if ready and ready[0]["reason"] == "TokenNotFound" else None
+        ready = condition(get_object(cluster, namespace, "receiver", "early"), "Ready")
+        return ready if ready and ready["reason"] == "TokenNotFound" else None
 
-    condition = wait_for(not_found, what="Ready=False TokenNotFound")
-    assert condition["status"] == "False"
-    assert f"'{namespace}/later'" in condition["message"]
+    refused = wait_for(not_found, what="Ready=False TokenNotFound")
+    assert refused["status"] == "False"
+    assert f"'{namespace}/later'" in refused["message"]
     assert "webhookPath" not in get_object(cluster, namespace, "receiver", "early")["status"]
     apply(cluster, secret(namespace, "later", {"token": "t0ken"}))
     ready = wait_ready(cluster, namespace, "receiver", "early")

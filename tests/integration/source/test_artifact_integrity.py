@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +51,7 @@ from tests.support.cluster import TestCluster, apply, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import condition, events_for, get_object
+from tests.support.status import condition, events_for, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -125,16 +124,7 @@ def test_damaged_artifact_is_detected_on_requested_reconcile_and_rebuilt(
     damage(stored)
     assert not stored.exists() or sha256(stored.read_bytes()) != artifact["digest"]
 
-    token = str(time.time_ns())
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "gitrepository",
-        "app",
-        "-n",
-        namespace,
-        f"reconcile.fluxcd.io/requestedAt={token}",
-    )
+    token = request_reconcile(cluster, namespace, "gitrepository", "app")
     after = wait_for(
         lambda: (
             o
