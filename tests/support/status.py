@@ -86,6 +86,21 @@ def wait_for_object(
     )
 
 
+def wait_for_kustomization(
+    cluster: TestCluster,
+    namespace: str,
+    name: str,
+    check: Check,
+    *,
+    timeout: float = 60.0,
+    what: str = "",
+) -> dict[str, Any]:
+    """`wait_for_object` for the kind most tests wait on."""
+    return wait_for_object(
+        cluster, namespace, "kustomization", name, check, timeout=timeout, what=what
+    )
+
+
 def is_ready(status: str = "True") -> Check:
     """Ready=`status`; for "True" also the current generation observed.
 

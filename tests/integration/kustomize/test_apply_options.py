@@ -29,7 +29,7 @@ from tests.support.status import (
     events_for,
     failed_on,
     request_reconcile,
-    wait_for_object,
+    wait_for_kustomization,
 )
 
 pytestmark = pytest.mark.integration
@@ -73,13 +73,13 @@ def test_force_recreates_an_object_whose_immutable_field_changed(
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "jobs", "repo", "./deploy", targetNamespace=namespace),
     )
-    wait_for_object(cluster, namespace, "kustomization", "jobs", applied(first))
+    wait_for_kustomization(cluster, namespace, "jobs", applied(first))
     original = kubectl_json(cluster, "get", "job", "migrate", "-n", namespace)
 
     # A Job's pod template is immutable: without force the apply fails, naming both.
     second = repo.commit({"deploy/job.yaml": job("example/migrate:2")})
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    ks = wait_for_object(cluster, namespace, "kustomization", "jobs", failed_on(second))
+    ks = wait_for_kustomization(cluster, namespace, "jobs", failed_on(second))
     assert (condition(ks, "Ready") or {}).get("reason") == "ReconciliationFailed"
     message = ready_message(ks)
     assert f"Job/{namespace}/migrate" in message, message
@@ -93,7 +93,7 @@ def test_force_recreates_an_object_whose_immutable_field_changed(
         "patch", "kustomization", "jobs", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"force":true}}',
     )  # fmt: skip
-    wait_for_object(cluster, namespace, "kustomization", "jobs", applied(second))
+    wait_for_kustomization(cluster, namespace, "jobs", applied(second))
     recreated = kubectl_json(cluster, "get", "job", "migrate", "-n", namespace)
     assert recreated["metadata"]["uid"] != original["metadata"]["uid"]
     containers = recreated["spec"]["template"]["spec"]["containers"]
@@ -132,7 +132,7 @@ def test_per_object_annotations_prune_off_and_suspend(
         kustomization(namespace, "held", "repo", "./held", targetNamespace=namespace),
     )
     for name in ("objects", "no-prune", "held"):
-        wait_for_object(cluster, namespace, "kustomization", name, applied(first))
+        wait_for_kustomization(cluster, namespace, name, applied(first))
     assert data_of(cluster, namespace, "seeded") == {"value": "from git 1"}
 
     # Someone edits the IfNotPresent object; the held Kustomization is suspended.
@@ -161,8 +161,8 @@ def test_per_object_annotations_prune_off_and_suspend(
         "second revision",
     )
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    objects = wait_for_object(cluster, namespace, "kustomization", "objects", applied(second))
-    no_prune = wait_for_object(cluster, namespace, "kustomization", "no-prune", applied(second))
+    objects = wait_for_kustomization(cluster, namespace, "objects", applied(second))
+    no_prune = wait_for_kustomization(cluster, namespace, "no-prune", applied(second))
 
     assert data_of(cluster, namespace, "normal") == {"value": "from git 2"}
     assert data_of(cluster, namespace, "dropped") is None, "pruned"
@@ -197,7 +197,7 @@ def test_per_object_annotations_prune_off_and_suspend(
         "patch", "kustomization", "held", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"suspend":false}}',
     )  # fmt: skip
-    wait_for_object(cluster, namespace, "kustomization", "held", applied(second))
+    wait_for_kustomization(cluster, namespace, "held", applied(second))
     assert data_of(cluster, namespace, "held") == {"value": "from git 2"}
 
 
@@ -286,8 +286,8 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
             kubeConfig={"secretRef": {"name": "remote-kubeconfig"}},
         ),
     )
-    wait_for_object(cluster, namespace, "kustomization", "impersonated", applied(first))
-    wait_for_object(cluster, namespace, "kustomization", "remote", applied(first))
+    wait_for_kustomization(cluster, namespace, "impersonated", applied(first))
+    wait_for_kustomization(cluster, namespace, "remote", applied(first))
     assert data_of(cluster, namespace, "impersonated") == {"value": "1"}
     assert data_of(cluster, namespace, "remote") == {"value": "1"}
 
@@ -301,7 +301,7 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
     )
     request_reconcile(cluster, namespace, "gitrepository", "repo")
     for name, account in (("impersonated", "deployer"), ("remote", "remote-applier")):
-        ks = wait_for_object(cluster, namespace, "kustomization", name, failed_on(second))
+        ks = wait_for_kustomization(cluster, namespace, name, failed_on(second))
         message = ready_message(ks)
         assert f"Deployment/{namespace}/web-{name}" in message, message
         assert "forbidden" in message.lower(), message
@@ -385,7 +385,7 @@ def test_deletion_policies(
         ),
     )
     for name in cases:
-        wait_for_object(cluster, namespace, "kustomization", name, applied(commit))
+        wait_for_kustomization(cluster, namespace, name, applied(commit))
     cluster.kubectl("delete", "kustomization", *cases, "-n", namespace, "--wait=false")
 
     def gone(*args: str) -> Callable[[], bool]:

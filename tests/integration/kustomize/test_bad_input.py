@@ -15,7 +15,13 @@ from tests.support.cluster import TestCluster, apply, kubectl_json
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import applied, condition, failed_on, request_reconcile, wait_for_object
+from tests.support.status import (
+    applied,
+    condition,
+    failed_on,
+    request_reconcile,
+    wait_for_kustomization,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +82,7 @@ def push_bad(
     """Push a bad revision; returns the Kustomization's Ready condition once it failed."""
     commit = repo.commit(dict(files), what)
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    ks = wait_for_object(cluster, namespace, "kustomization", "app", failed_on(commit), what=what)
+    ks = wait_for_kustomization(cluster, namespace, "app", failed_on(commit), what=what)
     ready = condition(ks, "Ready")
     assert ready is not None
     return ready
@@ -103,7 +109,7 @@ def test_a_bad_revision_fails_naming_the_problem_and_keeps_the_good_one(
             postBuild={"substitute": {"greeting": "hello"}},
         ),
     )
-    wait_for_object(cluster, namespace, "kustomization", "app", applied(good))
+    wait_for_kustomization(cluster, namespace, "app", applied(good))
     before = snapshot(cluster, namespace)
 
     def still_good() -> None:
@@ -178,7 +184,7 @@ def test_a_bad_revision_fails_naming_the_problem_and_keeps_the_good_one(
     # Fixed in git: applied again.
     fixed = repo.commit({"deploy/web.yaml": web(replicas=3)}, "fixed")
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    wait_for_object(cluster, namespace, "kustomization", "app", applied(fixed))
+    wait_for_kustomization(cluster, namespace, "app", applied(fixed))
     assert (
         kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"] == 3
     )
@@ -209,7 +215,7 @@ def test_a_missing_source_or_a_dependency_cycle_keeps_what_was_applied(
         kustomization(namespace, "b", "repo", "./b", targetNamespace=namespace),
     )
     for name in ("a", "b"):
-        wait_for_object(cluster, namespace, "kustomization", name, applied(commit))
+        wait_for_kustomization(cluster, namespace, name, applied(commit))
     uids = {
         name: kubectl_json(cluster, "get", "configmap", name, "-n", namespace)["metadata"]["uid"]
         for name in ("a", "b")
@@ -228,7 +234,7 @@ def test_a_missing_source_or_a_dependency_cycle_keeps_what_was_applied(
         "patch", "kustomization", "a", "-n", namespace, "--type=merge",
         "-p", '{"spec":{"sourceRef":{"kind":"GitRepository","name":"nope"}}}',
     )  # fmt: skip
-    ks = wait_for_object(cluster, namespace, "kustomization", "a", not_ready("ArtifactFailed"))
+    ks = wait_for_kustomization(cluster, namespace, "a", not_ready("ArtifactFailed"))
     message = (condition(ks, "Ready") or {})["message"]
     assert f"GitRepository/{namespace}/nope" in message and "not found" in message, message
     assert ks["status"]["lastAppliedRevision"].endswith(commit)
@@ -245,9 +251,7 @@ def test_a_missing_source_or_a_dependency_cycle_keeps_what_was_applied(
         "-p", '{"spec":{"dependsOn":[{"name":"c"}]}}',
     )  # fmt: skip
     for name in ("b", "c"):
-        ks = wait_for_object(
-            cluster, namespace, "kustomization", name, not_ready("DependencyNotReady")
-        )
+        ks = wait_for_kustomization(cluster, namespace, name, not_ready("DependencyNotReady"))
         message = (condition(ks, "Ready") or {})["message"]
         assert "dependency cycle" in message, message
         assert f"{namespace}/b" in message and f"{namespace}/c" in message, message

@@ -26,7 +26,7 @@ from tests.support.cluster import (
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import applied, condition, request_reconcile, wait_for_object
+from tests.support.status import applied, condition, request_reconcile, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
 
@@ -179,9 +179,7 @@ def test_source_path_overlays_and_substitution(
             ),
         )
 
-        ks = wait_for_object(
-            cluster, namespace, "kustomization", "app", applied(commit), what="app synced"
-        )
+        ks = wait_for_kustomization(cluster, namespace, "app", applied(commit), what="app synced")
         inventory = {entry["id"] for entry in ks["status"]["inventory"]["entries"]}
         assert inventory == {
             f"{namespace}_pre-web-suf_apps_Deployment",
@@ -228,10 +226,9 @@ def test_source_path_overlays_and_substitution(
         assert literal["data"] == {"template": "${not_a_variable} stays as written"}
 
         # The missing path is named, and the Kustomization is not Ready.
-        lost = wait_for_object(
+        lost = wait_for_kustomization(
             cluster,
             namespace,
-            "kustomization",
             "lost",
             lambda obj: (condition(obj, "Ready") or {}).get("status") == "False",
             what="the missing path reported",

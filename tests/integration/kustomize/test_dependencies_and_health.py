@@ -14,7 +14,13 @@ from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wa
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import applied, condition, events_for, request_reconcile, wait_for_object
+from tests.support.status import (
+    applied,
+    condition,
+    events_for,
+    request_reconcile,
+    wait_for_kustomization,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -59,10 +65,9 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
             dependsOn=[{"name": "infra"}],
         ),
     )
-    apps = wait_for_object(
+    apps = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "apps",
         lambda obj: ready_reason(obj) == ("False", "DependencyNotReady"),
         what="apps waiting for infra",
@@ -82,14 +87,11 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
         "-p",
         '{"spec":{"suspend":false}}',
     )
-    wait_for_object(
-        cluster, namespace, "kustomization", "infra", applied(commit), what="infra applied"
-    )
+    wait_for_kustomization(cluster, namespace, "infra", applied(commit), what="infra applied")
     # Within the 30s a not-ready dependency waits: infra becoming Ready wakes apps.
-    apps = wait_for_object(
+    apps = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "apps",
         applied(commit),
         timeout=25,
@@ -149,9 +151,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
         ),
     )
 
-    waited = wait_for_object(
-        cluster, namespace, "kustomization", "waited", applied(commit), timeout=90
-    )
+    waited = wait_for_kustomization(cluster, namespace, "waited", applied(commit), timeout=90)
     healthy = condition(waited, "Healthy")
     assert healthy is not None and healthy["status"] == "True", healthy
     assert healthy["message"].startswith("Health check passed in")
@@ -159,17 +159,14 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     web = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)
     assert web["status"].get("availableReplicas") == 2
 
-    checked = wait_for_object(
-        cluster, namespace, "kustomization", "checked", applied(commit), timeout=90
-    )
+    checked = wait_for_kustomization(cluster, namespace, "checked", applied(commit), timeout=90)
     assert (condition(checked, "Healthy") or {}).get("status") == "True"
     api = kubectl_json(cluster, "get", "deployment", "api", "-n", namespace)
     assert api["status"].get("availableReplicas") == 1
 
-    stuck = wait_for_object(
+    stuck = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "stuck",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         timeout=60,
@@ -192,10 +189,9 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     )
     fixed = repo.commit({"fixed-later/slow.yaml": deployment("slow")}, "schedulable")
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    wait_for_object(
+    wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "fixed-later",
         applied(fixed),
         what="the fix applied mid-wait",
@@ -269,10 +265,9 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
     # Applied, but with no status yet the expressions cannot say Current (kstatus
     # alone would call a Widget without conditions Current at once): the wait
     # times out naming the Widget.
-    ks = wait_for_object(
+    ks = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "widgets",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         what="the status-less Widget timing out",
@@ -283,18 +278,15 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
 
     set_phase("Ready")
     request_reconcile(cluster, namespace, "kustomization", "widgets")
-    ks = wait_for_object(
-        cluster, namespace, "kustomization", "widgets", applied(commit), what="healthy"
-    )
+    ks = wait_for_kustomization(cluster, namespace, "widgets", applied(commit), what="healthy")
     assert (condition(ks, "Healthy") or {}).get("status") == "True"
 
     # The Widget fails: the next reconcile names it without waiting for the timeout.
     set_phase("Failed")
     request_reconcile(cluster, namespace, "kustomization", "widgets")
-    ks = wait_for_object(
+    ks = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "widgets",
         lambda obj: ready_reason(obj) == ("False", "HealthCheckFailed"),
         what="the failed Widget reported",
@@ -320,7 +312,7 @@ def test_a_healthy_no_op_reconcile_writes_nothing(
             namespace, "app", "repo", "./app", interval="2s", wait=True, targetNamespace=namespace
         ),
     )
-    ready = wait_for_object(cluster, namespace, "kustomization", "app", applied(commit), timeout=90)
+    ready = wait_for_kustomization(cluster, namespace, "app", applied(commit), timeout=90)
     version = ready["metadata"]["resourceVersion"]
     # Several intervals, each a reconcile that finds the Deployment healthy again:
     # the status (with its "Health check passed in ..." message) stays as it was.

@@ -22,7 +22,7 @@ from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wa
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import applied, events_for, request_reconcile, wait_for_object
+from tests.support.status import applied, events_for, request_reconcile, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +105,7 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace),
     )
-    ks = wait_for_object(cluster, namespace, "kustomization", "app", applied(commit))
+    ks = wait_for_kustomization(cluster, namespace, "app", applied(commit))
     history = ks["status"]["history"]
     # The rollout writes the Deployment's status (and resourceVersion) until done.
     wait_for(lambda: rolled_out(cluster, namespace), what="the rollout done")
@@ -114,10 +114,9 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     # A requested reconcile with nothing changed: nothing rebuilt, nothing written.
     logged_before = len(apply_log_lines(controllers, namespace))
     token = request_reconcile(cluster, namespace, "kustomization", "app")
-    ks = wait_for_object(
+    ks = wait_for_kustomization(
         cluster,
         namespace,
-        "kustomization",
         "app",
         lambda obj: obj["status"].get("lastHandledReconcileAt") == token,
         what="the requested reconcile handled",
@@ -192,7 +191,7 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     logged_before = len(apply_log_lines(controllers, namespace))
     pruning = repo.commit({"deploy/settings.yaml": None}, "drop the settings")
     request_reconcile(cluster, namespace, "gitrepository", "repo")
-    wait_for_object(cluster, namespace, "kustomization", "app", applied(pruning))
+    wait_for_kustomization(cluster, namespace, "app", applied(pruning))
     assert get_json(cluster, "configmap", "settings", "-n", namespace) is None
     # A woken reconcile would follow within a second of the DELETED event.
     time.sleep(3)

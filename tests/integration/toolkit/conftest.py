@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import ApplyOptions, owner_labels
+from tests.support.cluster import TestCluster
 
 FIELD_MANAGER = "headwater-kustomize"
 GROUP = "kustomize.toolkit.fluxcd.io"
@@ -32,3 +34,31 @@ def options(name: str = "app", namespace: str = "flux-system", **extra: Any) -> 
         owner_labels=owner_labels(GROUP, name, namespace),
         **extra,
     )
+
+
+@contextlib.contextmanager
+def limited_client(
+    cluster: TestCluster, namespace: str, account: str, verbs: str, resource: str
+) -> Iterator[ResourceClient]:
+    """A ResourceClient acting as a new ServiceAccount that may only `verbs` on `resource`."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster.kubectl(
+        "create", "role", account, "-n", namespace, f"--verb={verbs}", f"--resource={resource}"
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        account,
+        "-n",
+        namespace,
+        f"--role={account}",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:{account}")
+    limited = ResourceClient(api)
+    try:
+        yield limited
+    finally:
+        limited.close()
+        api.close()

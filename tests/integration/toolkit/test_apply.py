@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import config
 
 from controllers.toolkit.apply.inventory import ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
-from tests.integration.toolkit.conftest import FIELD_MANAGER, GROUP, options
+from tests.integration.toolkit.conftest import FIELD_MANAGER, GROUP, limited_client, options
 from tests.support.builders import (
     configmap,
     custom_resource_definition,
@@ -461,29 +460,7 @@ async def test_without_owner_labels_objects_are_read_one_by_one(
 async def test_an_identity_that_may_not_list_still_applies(
     cluster: TestCluster, namespace: str
 ) -> None:
-    cluster.kubectl("create", "serviceaccount", "applier", "-n", namespace)
-    cluster.kubectl(
-        "create",
-        "role",
-        "applier",
-        "-n",
-        namespace,
-        "--verb=get,create,patch",
-        "--resource=configmaps",
-    )
-    cluster.kubectl(
-        "create",
-        "rolebinding",
-        "applier",
-        "-n",
-        namespace,
-        "--role=applier",
-        f"--serviceaccount={namespace}:applier",
-    )
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:applier")
-    limited = ResourceClient(api)
-    try:
+    with limited_client(cluster, namespace, "applier", "get,create,patch", "configmaps") as limited:
         objects = [configmap(namespace, "c", {"a": "1"})]
         assert actions(await apply_all(limited, objects, options())) == {
             f"ConfigMap/{namespace}/c": "created"
@@ -493,6 +470,3 @@ async def test_an_identity_that_may_not_list_still_applies(
         assert actions(again) == {f"ConfigMap/{namespace}/c": "unchanged"}
         # The LIST is refused, so the object is read with a GET instead.
         assert limited.counter.since(before) == {"list": 1, "apply-dry-run": 1, "get": 1}
-    finally:
-        limited.close()
-        api.close()

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-from kubernetes import config
 
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
 from controllers.toolkit.apply.prune import (
@@ -18,7 +17,7 @@ from controllers.toolkit.apply.prune import (
 )
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, apply_all, owner_labels
-from tests.integration.toolkit.conftest import GROUP, options
+from tests.integration.toolkit.conftest import GROUP, limited_client, options
 from tests.support.builders import configmap
 from tests.support.cluster import TestCluster
 
@@ -77,28 +76,9 @@ async def test_objects_that_fail_to_delete_survive_in_the_inventory(
 ) -> None:
     await apply_all(resources, [configmap(namespace, "c", {"a": "1"})], options())
     # A service account allowed to read config maps but not to delete them.
-    cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    cluster.kubectl(
-        "create", "role", "reader", "-n", namespace, "--verb=get,list", "--resource=configmaps"
-    )
-    cluster.kubectl(
-        "create",
-        "rolebinding",
-        "reader",
-        "-n",
-        namespace,
-        "--role=reader",
-        f"--serviceaccount={namespace}:reader",
-    )
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:reader")
-    limited = ResourceClient(api)
-    try:
+    with limited_client(cluster, namespace, "reader", "get,list", "configmaps") as limited:
         stale = entries(namespace, "c")
         result = await prune(limited, stale, PruneOptions(owner_labels=OWNER))
-    finally:
-        limited.close()
-        api.close()
     assert not result.ok
     assert result.survivors == stale
     assert result.failures[0].startswith(f"ConfigMap/{namespace}/c delete failed: ")
