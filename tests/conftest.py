@@ -3,7 +3,8 @@
 One real control plane serves the whole session (built from Kubernetes' own
 modules by devcluster/). Set HEADWATER_TEST_KUBECONFIG (or pass --kubeconfig)
 to run against a cluster that is already up, e.g. one from `headwater cluster up`.
-Helpers for tests (TestCluster, wait_for, kubectl_json) live in tests/helpers.py.
+Helpers for tests live in tests/support/: the cluster handle and polling (cluster.py),
+manifest builders (builders.py) and status readers and waits (status.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from kubernetes import client, config
 
 import devcluster
 from devcluster import build
-from tests.helpers import TestCluster
+from tests.support.cluster import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
 
-# Real git servers, repositories and keys for the source tests.
-pytest_plugins = ["tests.support.fixtures", "tests.support.sealing"]
+# Stand-in chat and provider servers, real git servers, repositories and keys, kubeseal.
+pytest_plugins = ["tests.support.chatservers", "tests.support.fixtures", "tests.support.sealing"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"

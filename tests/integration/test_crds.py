@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.helpers import TestCluster
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 

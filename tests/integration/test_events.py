@@ -9,31 +9,30 @@ import pytest
 
 from controllers.toolkit.runtime.events import EventRecorder, KubernetesEventSink, make_recorder
 from controllers.toolkit.runtime.settings import Settings
-from tests.helpers import TestCluster, kubectl_json
+from tests.support.builders import git_repository
+from tests.support.cluster import TestCluster, apply
+from tests.support.status import get_object
 
 pytestmark = pytest.mark.integration
 
-GIT_REPOSITORY = """
-apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: podinfo
-spec:
-  # Suspended: only this test records events about it, not the running controllers.
-  suspend: true
-  interval: 5m
-  url: https://example.invalid/podinfo.git
-  ref:
-    branch: main
-"""
+
+def git_repository_podinfo(cluster: TestCluster, namespace: str) -> dict[str, Any]:
+    # Suspended: only this test records events about it, not the running controllers.
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "podinfo",
+            "https://example.invalid/podinfo.git",
+            suspend=True,
+            interval="5m",
+            ref={"branch": "main"},
+        ),
+    )
+    return get_object(cluster, namespace, "gitrepository", "podinfo")
 
 
-def git_repository(cluster: TestCluster, namespace: str) -> dict[str, Any]:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=GIT_REPOSITORY)
-    return kubectl_json(cluster, "get", "-n", namespace, "gitrepository", "podinfo")
-
-
-def events_for(
+def events_about(
     api_client: kubernetes.client.ApiClient, namespace: str, uid: str
 ) -> list[kubernetes.client.CoreV1Event]:
     core = kubernetes.client.CoreV1Api(api_client)
@@ -45,13 +44,13 @@ def events_for(
 async def test_an_event_is_written_with_its_object_and_metadata(
     cluster: TestCluster, api_client: kubernetes.client.ApiClient, namespace: str
 ) -> None:
-    body = git_repository(cluster, namespace)
+    body = git_repository_podinfo(cluster, namespace)
     recorder = make_recorder("source", api_client, Settings())
     await recorder.normal(
         body, "NewArtifact", "stored artifact for commit 'x'", {"revision": "main@sha1:abc"}
     )
 
-    [event] = events_for(api_client, namespace, body["metadata"]["uid"])
+    [event] = events_about(api_client, namespace, body["metadata"]["uid"])
     assert event.type == "Normal"
     assert event.reason == "NewArtifact"
     assert event.message == "stored artifact for commit 'x'"
@@ -77,14 +76,14 @@ async def test_an_event_is_written_with_its_object_and_metadata(
 async def test_repeats_aggregate_into_one_event(
     cluster: TestCluster, api_client: kubernetes.client.ApiClient, namespace: str
 ) -> None:
-    body = git_repository(cluster, namespace)
+    body = git_repository_podinfo(cluster, namespace)
     uid = body["metadata"]["uid"]
     recorder = EventRecorder("kustomize-controller", [KubernetesEventSink(api_client)])
     for _ in range(3):
         await recorder.warning(body, "BuildFailed", "kustomization.yaml not found")
     await recorder.warning(body, "BuildFailed", "a different failure")
 
-    events = events_for(api_client, namespace, uid)
+    events = events_about(api_client, namespace, uid)
     counts = sorted((event.message, event.count) for event in events)
     assert counts == [("a different failure", 1), ("kustomization.yaml not found", 3)]
     repeated = next(e for e in events if e.count == 3)
@@ -95,15 +94,15 @@ async def test_repeats_aggregate_into_one_event(
 async def test_a_repeat_after_the_event_is_gone_starts_a_new_one(
     cluster: TestCluster, api_client: kubernetes.client.ApiClient, namespace: str
 ) -> None:
-    body = git_repository(cluster, namespace)
+    body = git_repository_podinfo(cluster, namespace)
     uid = body["metadata"]["uid"]
     recorder = EventRecorder("source-controller", [KubernetesEventSink(api_client)])
     await recorder.normal(body, "Succeeded", "fetched")
-    [first] = events_for(api_client, namespace, uid)
+    [first] = events_about(api_client, namespace, uid)
     kubernetes.client.CoreV1Api(api_client).delete_namespaced_event(first.metadata.name, namespace)
 
     await recorder.normal(body, "Succeeded", "fetched")
     await recorder.normal(body, "Succeeded", "fetched")
-    [second] = events_for(api_client, namespace, uid)
+    [second] = events_about(api_client, namespace, uid)
     assert second.metadata.name != first.metadata.name
     assert second.count == 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TestCluster, wait_for
+from tests.support.cluster import TestCluster, wait_for
 
 pytestmark = pytest.mark.integration
 

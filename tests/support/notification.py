@@ -1,8 +1,7 @@
-"""Builders and clients shared by the notification tests: manifests, webhooks, Slack fields."""
+"""What the notification tests send and read: events, webhook calls, Slack fields."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -12,90 +11,16 @@ import urllib.request
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import TestCluster, kubectl_json, wait_for
-from tests.support.chatservers import (
-    Received,
-)
+from tests.support.chatservers import Received
+from tests.support.cluster import TestCluster, wait_for
 from tests.support.controllers import RunningControllers
+from tests.support.status import get_object
 
 pytestmark = pytest.mark.integration
 
 FILES = {"deploy/app.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\n"}
 RECEIVER_TOKEN = "receiver-token-7f3a9c"
-
-
-# -- -------------------------------------------------------------------------------
-
-
-def apply(cluster: TestCluster, *manifests: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
-
-
-def secret(namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-
-
-def provider(namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-        "kind": "Provider",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-
-
-def alert(
-    namespace: str, name: str, provider_name: str, *sources: dict[str, Any], **spec: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "notification.toolkit.fluxcd.io/v1beta3",
-        "kind": "Alert",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "providerRef": {"name": provider_name},
-            "eventSources": list(sources) or [{"kind": "GitRepository", "name": "*"}],
-            **spec,
-        },
-    }
-
-
-def receiver(
-    namespace: str,
-    name: str,
-    type: str,
-    secret_name: str,
-    *resources: dict[str, Any],
-    **spec: Any,
-) -> dict[str, Any]:
-    """A Receiver of `type` whose token is in Secret `secret_name` (default: GitRepository app)."""
-    return {
-        "apiVersion": "notification.toolkit.fluxcd.io/v1",
-        "kind": "Receiver",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "type": type,
-            "secretRef": {"name": secret_name},
-            "resources": list(resources) or [{"kind": "GitRepository", "name": "app"}],
-            **spec,
-        },
-    }
-
-
-def git_repository(namespace: str, name: str, url: str, **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "source.toolkit.fluxcd.io/v1",
-        "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": namespace, **meta},
-        # A long interval: only our requests make it fetch again.
-        "spec": {"interval": "1h", "url": url, "ref": {"branch": "master"}},
-    }
 
 
 def wire_event(namespace: str, message: str, **overrides: Any) -> dict[str, Any]:
@@ -166,19 +91,6 @@ def probe_event(namespace: str) -> dict[str, Any]:
     return event
 
 
-def alert_events(
-    cluster: TestCluster, namespace: str, name: str, reason: str
-) -> list[dict[str, Any]]:
-    items = kubectl_json(cluster, "get", "events", "-n", namespace)["items"]
-    return [
-        e
-        for e in items
-        if e["involvedObject"].get("kind") == "Alert"
-        and e["involvedObject"]["name"] == name
-        and e["reason"] == reason
-    ]
-
-
 def field_value(request: Received, title: str) -> str | None:
     for item in request.json()["attachments"][0]["fields"]:
         if item["title"] == title:
@@ -186,23 +98,11 @@ def field_value(request: Received, title: str) -> str | None:
     return None
 
 
-def get(cluster: TestCluster, kind: str, namespace: str, name: str) -> dict[str, Any]:
-    return kubectl_json(cluster, "get", kind, name, "-n", namespace)
-
-
 def artifact_revision(cluster: TestCluster, namespace: str, name: str) -> str | None:
-    artifact = (get(cluster, "gitrepository", namespace, name).get("status") or {}).get("artifact")
+    artifact = (get_object(cluster, namespace, "gitrepository", name).get("status") or {}).get(
+        "artifact"
+    )
     return str(artifact["revision"]) if artifact else None
-
-
-def ready_receiver(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        obj = get(cluster, "receiver", namespace, name)
-        status = obj.get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-        return obj if ready and ready[0]["status"] == "True" and status.get("webhookPath") else None
-
-    return wait_for(check, timeout=60, what=f"Receiver {name} Ready")
 
 
 def github_headers(body: bytes, key: str, event: str = "push") -> dict[str, str]:

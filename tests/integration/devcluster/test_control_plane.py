@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.support.cluster import TestCluster, kubectl_json, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,25 +10,27 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
+from tests.support import builders
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import (
     TestCluster,
-    applied,
-    apply_manifests,
-    condition,
-    events_for,
-    failed_on,
+    apply,
     get_json,
-    git_repository,
     kubeconfig_yaml,
     kubectl_json,
-    kustomization,
-    request_reconcile,
     wait_for,
-    wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import (
+    applied,
+    condition,
+    events_for,
+    failed_on,
+    request_reconcile,
+    wait_for_kustomization,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,47 +38,16 @@ GROUP = "kustomize.toolkit.fluxcd.io"
 
 
 def configmap(name: str, annotations: dict[str, str] | None = None, **data: str) -> str:
-    metadata: dict[str, Any] = {"name": name}
-    if annotations:
-        metadata["annotations"] = annotations
-    return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
-    )
+    metadata = {"annotations": annotations} if annotations else None
+    return yaml.safe_dump(builders.configmap(None, name, data, metadata=metadata))
 
 
 def job(image: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": "migrate"},
-            "spec": {
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [{"name": "migrate", "image": image}],
-                    }
-                }
-            },
-        }
-    )
+    return yaml.safe_dump(builders.job(None, "migrate", image, container="migrate"))
 
 
 def deployment(name: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"app": name}},
-                "template": {
-                    "metadata": {"labels": {"app": name}},
-                    "spec": {"containers": [{"name": "app", "image": "example/app:1"}]},
-                },
-            },
-        }
-    )
+    return yaml.safe_dump(builders.deployment(None, name, replicas=None))
 
 
 def data_of(cluster: TestCluster, namespace: str, name: str) -> dict[str, str] | None:
@@ -97,7 +68,7 @@ def test_force_recreates_an_object_whose_immutable_field_changed(
 ) -> None:
     repo = git_repos.create()
     first = repo.commit({"deploy/job.yaml": job("example/migrate:1")})
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "jobs", "repo", "./deploy", targetNamespace=namespace),
@@ -151,7 +122,7 @@ def test_per_object_annotations_prune_off_and_suspend(
             "held/held.yaml": configmap("held", value="from git 1"),
         }
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "objects", "repo", "./objects", targetNamespace=namespace),
@@ -282,14 +253,14 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
             "remote/settings.yaml": configmap("remote", value="1"),
         }
     )
-    apply_manifests(cluster, *configmaps_only(namespace, "deployer"))
-    apply_manifests(cluster, *configmaps_only(namespace, "remote-applier"))
+    apply(cluster, *configmaps_only(namespace, "deployer"))
+    apply(cluster, *configmaps_only(namespace, "remote-applier"))
     # kubeConfig.secretRef is for another cluster. Starting a second control plane
     # is too heavy for a test, so the kubeconfig points at this same cluster but
     # authenticates as another identity, a ServiceAccount token: what it may and
     # may not do proves the Secret's kubeconfig is the one used.
     kubeconfig = service_account_kubeconfig(cluster, namespace, "remote-applier")
-    apply_manifests(
+    apply(
         cluster,
         {
             "apiVersion": "v1",
@@ -395,7 +366,7 @@ def test_deletion_policies(
         "mirror-keep": ("MirrorPrune", False, "./plain"),
         "wait": ("WaitForTermination", False, "./held"),
     }
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         *(

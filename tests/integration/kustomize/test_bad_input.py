@@ -9,40 +9,27 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
-    TestCluster,
-    applied,
-    apply_manifests,
-    condition,
-    failed_on,
-    git_repository,
-    kubectl_json,
-    kustomization,
-    request_reconcile,
-    wait_for_kustomization,
-)
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, kubectl_json
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import (
+    applied,
+    condition,
+    failed_on,
+    request_reconcile,
+    wait_for_kustomization,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def web(replicas: Any = 2, labels: Mapping[str, str] | None = None) -> str:
+    metadata = {"labels": dict(labels or {"app": "web"})}
     return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web", "labels": dict(labels or {"app": "web"})},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
+        builders.deployment(None, "web", metadata=metadata, **WEB_CONTAINER, replicas=replicas)
     )
 
 
@@ -110,7 +97,7 @@ def test_a_bad_revision_fails_naming_the_problem_and_keeps_the_good_one(
 ) -> None:
     repo = git_repos.create()
     good = repo.commit(GOOD, "good")
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(
@@ -221,7 +208,7 @@ def test_a_missing_source_or_a_dependency_cycle_keeps_what_was_applied(
             ),
         }
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "a", "repo", "./a", targetNamespace=namespace),
@@ -253,7 +240,7 @@ def test_a_missing_source_or_a_dependency_cycle_keeps_what_was_applied(
     assert ks["status"]["lastAppliedRevision"].endswith(commit)
 
     # b and a new c depend on each other: both name the cycle, b's objects stay.
-    apply_manifests(
+    apply(
         cluster,
         kustomization(
             namespace, "c", "repo", "./a", targetNamespace=namespace, dependsOn=[{"name": "b"}]

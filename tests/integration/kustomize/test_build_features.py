@@ -13,50 +13,26 @@ import base64
 import pytest
 import yaml
 
-from tests.helpers import (
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cluster import (
     TestCluster,
-    applied,
-    apply_manifests,
-    condition,
+    apply,
     extra_namespace,
     get_json,
-    git_repository,
     kubectl_json,
-    kustomization,
-    request_reconcile,
     wait_for,
-    wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import applied, condition, request_reconcile, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
 
-DEPLOYMENT = yaml.safe_dump(
-    {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-            },
-        },
-    }
-)
-SERVICE = yaml.safe_dump(
-    {
-        "apiVersion": "v1",
-        "kind": "Service",
-        # A namespace in git that targetNamespace must override.
-        "metadata": {"name": "web", "namespace": "somewhere-else"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
-    }
-)
+DEPLOYMENT = yaml.safe_dump(builders.deployment(None, "web", **WEB_CONTAINER))
+# A namespace in git that targetNamespace must override.
+SERVICE = yaml.safe_dump(builders.service("somewhere-else", "web"))
 SETTINGS = """\
 apiVersion: v1
 kind: ConfigMap
@@ -149,7 +125,7 @@ def test_source_path_overlays_and_substitution(
         }
     )
     with extra_namespace(cluster, f"{namespace}-src") as source_namespace:
-        apply_manifests(
+        apply(
             cluster,
             git_repository(source_namespace, "shared", git_http_server.url(repo.name)),
             {
@@ -190,7 +166,6 @@ def test_source_path_overlays_and_substitution(
                     ],
                 },
             ),
-            # The same source with a path that is not in it.
             kustomization(
                 namespace,
                 "lost",

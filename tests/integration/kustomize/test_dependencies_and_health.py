@@ -8,49 +8,30 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
-    TestCluster,
-    applied,
-    apply_manifests,
-    condition,
-    events_for,
-    get_json,
-    git_repository,
-    kubectl_json,
-    kustomization,
-    request_reconcile,
-    wait_for,
-    wait_for_kustomization,
-)
+from tests.support import builders
+from tests.support.builders import custom_resource_definition, git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import (
+    applied,
+    condition,
+    events_for,
+    request_reconcile,
+    wait_for_kustomization,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def configmap(name: str, **data: str) -> str:
-    return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-    )
+    return yaml.safe_dump(builders.configmap(None, name, data))
 
 
 def deployment(name: str, *, replicas: int = 1, node_selector: dict[str, str] | None = None) -> str:
-    pod_spec: dict[str, Any] = {"containers": [{"name": "app", "image": "example/app:1"}]}
-    if node_selector:
-        pod_spec["nodeSelector"] = node_selector
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": name}},
-                "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
-            },
-        }
-    )
+    pod = {"nodeSelector": node_selector} if node_selector else None
+    return yaml.safe_dump(builders.deployment(None, name, replicas=replicas, pod=pod))
 
 
 def ready_reason(obj: dict[str, Any]) -> tuple[str, str]:
@@ -69,10 +50,9 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
     commit = repo.commit(
         {"infra/infra.yaml": configmap("infra"), "apps/app.yaml": configmap("app", uses="infra")}
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
-        # The dependency starts suspended, so it cannot become Ready yet.
         kustomization(
             namespace, "infra", "repo", "./infra", targetNamespace=namespace, suspend=True
         ),
@@ -110,7 +90,12 @@ def test_depends_on_waits_for_the_dependency_then_applies_by_itself(
     wait_for_kustomization(cluster, namespace, "infra", applied(commit), what="infra applied")
     # Within the 30s a not-ready dependency waits: infra becoming Ready wakes apps.
     apps = wait_for_kustomization(
-        cluster, namespace, "apps", applied(commit), timeout=25, what="apps applied after infra"
+        cluster,
+        namespace,
+        "apps",
+        applied(commit),
+        timeout=25,
+        what="apps applied after infra",
     )
     assert (apps["metadata"].get("annotations") or {}) == annotations_before, (
         "no reconcile was requested"
@@ -140,7 +125,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
         }
     )
     common = {"targetNamespace": namespace}
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "waited", "repo", "./waited", wait=True, timeout="60s", **common),
@@ -161,7 +146,6 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
             **common,
         ),
         kustomization(namespace, "stuck", "repo", "./stuck", wait=True, timeout="4s", **common),
-        # Waits for as long as a test may run, unless a new revision interrupts it.
         kustomization(
             namespace, "fixed-later", "repo", "./fixed-later", wait=True, timeout="10m", **common
         ),
@@ -206,7 +190,11 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
     fixed = repo.commit({"fixed-later/slow.yaml": deployment("slow")}, "schedulable")
     request_reconcile(cluster, namespace, "gitrepository", "repo")
     wait_for_kustomization(
-        cluster, namespace, "fixed-later", applied(fixed), what="the fix applied mid-wait"
+        cluster,
+        namespace,
+        "fixed-later",
+        applied(fixed),
+        what="the fix applied mid-wait",
     )
     slow = kubectl_json(cluster, "get", "deployment", "slow", "-n", namespace)
     assert slow["status"].get("availableReplicas") == 1
@@ -219,46 +207,7 @@ def test_wait_and_health_checks_report_healthy_or_name_what_timed_out(
 
 
 def widget_crd(group: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": f"widgets.{group}"},
-            "spec": {
-                "group": group,
-                "names": {
-                    "kind": "Widget",
-                    "listKind": "WidgetList",
-                    "plural": "widgets",
-                    "singular": "widget",
-                },
-                "scope": "Namespaced",
-                "versions": [
-                    {
-                        "name": "v1",
-                        "served": True,
-                        "storage": True,
-                        "subresources": {"status": {}},
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "properties": {
-                                    "spec": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                    "status": {
-                                        "type": "object",
-                                        "x-kubernetes-preserve-unknown-fields": True,
-                                    },
-                                },
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-    )
+    return yaml.safe_dump(custom_resource_definition(group, "Widget"))
 
 
 def test_health_check_exprs_judge_a_custom_resource_by_its_status(
@@ -279,7 +228,7 @@ def test_health_check_exprs_judge_a_custom_resource_by_its_status(
             ),
         }
     )
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(
@@ -356,7 +305,7 @@ def test_a_healthy_no_op_reconcile_writes_nothing(
 ) -> None:
     repo = git_repos.create()
     commit = repo.commit({"app/web.yaml": deployment("web")})
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(

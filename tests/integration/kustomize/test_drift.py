@@ -10,22 +10,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import (
-    TestCluster,
-    applied,
-    apply_manifests,
-    events_for,
-    get_json,
+from tests.support.builders import (
+    WEB_CONTAINER,
+    configmap,
+    deployment,
     git_repository,
-    kubectl_json,
     kustomization,
-    request_reconcile,
-    wait_for,
-    wait_for_kustomization,
+    secret,
 )
+from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import applied, events_for, request_reconcile, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
 
@@ -38,37 +35,9 @@ def b64(text: str) -> str:
 
 
 MANIFESTS = {
-    "deploy/web.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
-    ),
-    "deploy/settings.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "settings"},
-            "data": {"mode": "fast"},
-        }
-    ),
-    "deploy/creds.yaml": yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "creds"},
-            "data": {"password": b64(ORIGINAL_PASSWORD)},
-        }
-    ),
+    "deploy/web.yaml": yaml.safe_dump(deployment(None, "web", replicas=2, **WEB_CONTAINER)),
+    "deploy/settings.yaml": yaml.safe_dump(configmap(None, "settings", {"mode": "fast"})),
+    "deploy/creds.yaml": yaml.safe_dump(secret(None, "creds", {"password": ORIGINAL_PASSWORD})),
 }
 OBJECTS = (("deployment", "web"), ("configmap", "settings"), ("secret", "creds"))
 
@@ -131,7 +100,7 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
 ) -> None:
     repo = git_repos.create()
     commit = repo.commit(MANIFESTS)
-    apply_manifests(
+    apply(
         cluster,
         git_repository(namespace, "repo", git_http_server.url(repo.name)),
         kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace),
@@ -210,8 +179,8 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
         what="the Secret healed",
     )
     everything = json.dumps(events_for(cluster, namespace, "Kustomization", "app"))
-    for secret in (ORIGINAL_PASSWORD, LEAKED_PASSWORD):
-        assert secret not in everything and b64(secret) not in everything
+    for password in (ORIGINAL_PASSWORD, LEAKED_PASSWORD):
+        assert password not in everything and b64(password) not in everything
 
     # All of it happened through the watch: no reconcile was requested.
     final = kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace)

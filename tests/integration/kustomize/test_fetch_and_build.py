@@ -164,17 +164,22 @@ async def test_fetch_verifies_and_extracts_read_only(served: Served, cache: Arti
     assert artifact.digest == status["digest"]
 
 
+def one_file_tarball(name: str) -> bytes:
+    """A gzip tarball of one one-byte file at `name`, however unsafe the name is."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
 async def test_a_digest_mismatch_is_refused_before_anything_is_unpacked(
     served: Served, cache: ArtifactCache, tmp_path: Path
 ) -> None:
     # A tarball that would fail extraction: if it were unpacked before the digest check,
     # the error would be about the archive, not the digest.
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("../escape.yaml")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    status = served.publish_bytes("evil.tar.gz", buf.getvalue())
+    status = served.publish_bytes("evil.tar.gz", one_file_tarball("../escape.yaml"))
     status["digest"] = "sha256:" + hashlib.sha256(b"something else").hexdigest()
     status["url"] = status["url"].replace("http://", "http://user:hunter2@")
     with pytest.raises(DigestMismatchError) as info:
@@ -274,12 +279,7 @@ async def test_an_unreachable_server_is_retried_then_reported(cache: ArtifactCac
 async def test_an_unsafe_archive_is_refused_with_its_url(
     served: Served, cache: ArtifactCache
 ) -> None:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("/etc/evil.yaml")
-        info.size = 1
-        tar.addfile(info, io.BytesIO(b"x"))
-    status = served.publish_bytes("unsafe.tar.gz", buf.getvalue())
+    status = served.publish_bytes("unsafe.tar.gz", one_file_tarball("/etc/evil.yaml"))
     with pytest.raises(UnsafeArchiveError) as info_:
         async with cache.checkout(Artifact.from_status(status)):
             pass

@@ -2,50 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.helpers import TestCluster, git_repository, kubectl_json, kustomization, wait_for
+from tests.support import builders
+from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.status import condition, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration
 
 
 def deployment(replicas: int) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "example/web:1"}]},
-                },
-            },
-        }
-    )
+    return yaml.safe_dump(builders.deployment(None, "web", replicas=replicas, **WEB_CONTAINER))
 
 
-SERVICE = yaml.safe_dump(
-    {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
-    }
-)
-
-
-def apply(cluster: TestCluster, *documents: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
+SERVICE = yaml.safe_dump(builders.service(None, "web"))
 
 
 def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:
@@ -56,30 +33,14 @@ def sources(namespace: str, url: str, **spec: Any) -> list[dict[str, Any]]:
 
 
 def available(cluster: TestCluster, namespace: str, name: str = "web") -> int:
-    result = cluster.kubectl("get", "deployment", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
+    found = get_json(cluster, "deployment", name, "-n", namespace)
+    if found is None:
         return -1
-    return int(yaml.safe_load(result.stdout).get("status", {}).get("availableReplicas") or 0)
-
-
-def request(cluster: TestCluster, namespace: str, kind: str, name: str) -> None:
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        kind,
-        name,
-        "-n",
-        namespace,
-        f"reconcile.fluxcd.io/requestedAt={time.time_ns()}",
-    )
+    return int(found.get("status", {}).get("availableReplicas") or 0)
 
 
 def ks_status(cluster: TestCluster, namespace: str) -> dict[str, Any]:
-    return kubectl_json(cluster, "get", "kustomization", "app", "-n", namespace).get("status") or {}
-
-
-def ready(status: dict[str, Any]) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+    return get_object(cluster, namespace, "kustomization", "app").get("status") or {}
 
 
 def test_git_to_cluster_walkthrough(
@@ -104,8 +65,8 @@ def test_git_to_cluster_walkthrough(
         timeout=60,
         what="lastAppliedRevision",
     )
-    assert ready(status)["status"] == "True"  # type: ignore[index]
-    assert ready(status)["message"] == f"Applied revision: master@sha1:{first}"  # type: ignore[index]
+    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
+    assert condition(status, "Ready")["message"] == f"Applied revision: master@sha1:{first}"  # type: ignore[index]
     ids = {entry["id"] for entry in status["inventory"]["entries"]}
     assert ids == {
         f"{namespace}_web_apps_Deployment",
@@ -116,7 +77,7 @@ def test_git_to_cluster_walkthrough(
 
     # 2. A commit changing replicas to 5 gives 5 available replicas.
     second = repo.commit({"deploy/deployment.yaml": deployment(5)}, "scale to 5")
-    request(cluster, namespace, "gitrepository", "app")
+    request_reconcile(cluster, namespace, "gitrepository", "app")
     wait_for(lambda: available(cluster, namespace) == 5, timeout=120, what="5 available replicas")
     wait_for(
         lambda: ks_status(cluster, namespace).get("lastAppliedRevision") == f"master@sha1:{second}",
@@ -136,7 +97,7 @@ def test_git_to_cluster_walkthrough(
 
     # 4. Deleting the Service's file from git prunes the Service.
     third = repo.commit({"deploy/service.yaml": None}, "drop the service")
-    request(cluster, namespace, "gitrepository", "app")
+    request_reconcile(cluster, namespace, "gitrepository", "app")
 
     def service_gone() -> bool:
         result = cluster.kubectl("get", "service", "web", "-n", namespace, check=False)

@@ -8,42 +8,22 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import TestCluster, git_repository, kubectl_json, kustomization, wait_for
+from tests.support import builders
+from tests.support.builders import alert, git_repository, kustomization, provider, receiver, secret
 from tests.support.chatservers import Received, SlackServer
+from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.notification import (
-    RECEIVER_TOKEN,
-    alert,
-    apply,
-    field_value,
-    github_headers,
-    post,
-    provider,
-    ready_receiver,
-    receiver,
-    secret,
-)
+from tests.support.notification import RECEIVER_TOKEN, field_value, github_headers, post
+from tests.support.status import wait_ready
 
 pytestmark = pytest.mark.integration
 
 
 def deployment(replicas: int, image: str = "example/web:1") -> str:
     return yaml.safe_dump(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {
-                    "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": image}]},
-                },
-            },
-        }
+        builders.deployment(None, "web", replicas=replicas, image=image, container="web")
     )
 
 
@@ -106,7 +86,7 @@ def test_a_signed_push_is_applied_and_announced_with_the_new_revision(
     wait_for(lambda: applied(cluster, namespace) == f"master@sha1:{first}", what="first revision")
     url = (
         controllers.receiver_url
-        + ready_receiver(cluster, namespace, "github")["status"]["webhookPath"]
+        + wait_ready(cluster, namespace, "receiver", "github")["status"]["webhookPath"]
     )
 
     second = repo.commit({"deploy/web.yaml": deployment(2)}, "scale to 2")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import TestCluster, wait_for
+from tests.support.builders import alert, git_repository, provider, receiver, secret
 from tests.support.chatservers import (
     GITHUB_TOKEN,
     SLACK_BOT_TOKEN,
@@ -21,32 +21,28 @@ from tests.support.chatservers import (
     SlackServer,
     WebhookServer,
 )
+from tests.support.cluster import TestCluster, apply, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.notification import (
     FILES,
     RECEIVER_TOKEN,
-    alert,
-    alert_events,
-    apply,
     artifact_revision,
     field_value,
-    get,
-    git_repository,
     github_headers,
     post,
     post_event,
     post_until,
     probe_event,
-    provider,
-    ready_receiver,
-    receiver,
-    secret,
     wire_event,
 )
+from tests.support.status import condition, events_for, get_object, wait_ready
 
 pytestmark = pytest.mark.integration
+
+# A long interval: only our requests make a GitRepository fetch again.
+QUIET: dict[str, Any] = {"interval": "1h", "ref": {"branch": "master"}}
 
 # -- alerts --------------------------------------------------------------------------------
 
@@ -69,7 +65,7 @@ def test_a_new_artifact_reaches_slack_with_its_revision(
     )
     repo = git_repos.create()
     head = repo.commit(FILES, "first")
-    apply(cluster, git_repository(namespace, "app", git_http_server.url(repo.name)))
+    apply(cluster, git_repository(namespace, "app", git_http_server.url(repo.name), **QUIET))
 
     [message] = slack_server.wait_for(
         lambda r: field_value(r, "revision") == f"master@sha1:{head}", what="Slack message"
@@ -177,7 +173,9 @@ def test_a_provider_that_is_down_gets_retries_then_a_warning_on_the_alert(
         [warning] = wait_for(
             lambda: [
                 e
-                for e in alert_events(cluster, namespace, "down", "NotificationDispatchFailed")
+                for e in events_for(
+                    cluster, namespace, "Alert", "down", "NotificationDispatchFailed"
+                )
                 if f"Kustomization/{namespace}/apps" in e["message"]
             ],
             timeout=120,
@@ -222,7 +220,7 @@ def test_github_commit_status_for_a_commit_status_update(
         lambda: github_server.statuses.get(("org", "app", sha)),
         "a commit status",
     )
-    uid = get(cluster, "provider", namespace, "github")["metadata"]["uid"]
+    uid = get_object(cluster, namespace, "provider", "github")["metadata"]["uid"]
     [status] = github_server.statuses[("org", "app", sha)]
     assert status == {
         "state": "success",
@@ -260,9 +258,9 @@ def test_a_signed_github_push_is_fetched_in_seconds_and_alerted(
         alert(namespace, "sources", "slack"),
         secret(namespace, "webhook-token", {"token": RECEIVER_TOKEN}),
         receiver(namespace, "github", "github", "webhook-token", events=["push"]),
-        git_repository(namespace, "app", git_http_server.url(repo.name)),
+        git_repository(namespace, "app", git_http_server.url(repo.name), **QUIET),
     )
-    ready = ready_receiver(cluster, namespace, "github")
+    ready = wait_ready(cluster, namespace, "receiver", "github")
     digest = hashlib.sha256(f"{RECEIVER_TOKEN}github{namespace}".encode()).hexdigest()
     assert ready["status"]["webhookPath"] == f"/hook/{digest}"
     url = controllers.receiver_url + ready["status"]["webhookPath"]
@@ -281,7 +279,7 @@ def test_a_signed_github_push_is_fetched_in_seconds_and_alerted(
     assert post(url, push, github_headers(push, RECEIVER_TOKEN, event="release"))[0] == 400
     assert post(url + "0", push, github_headers(push, RECEIVER_TOKEN))[0] == 404
     annotations = (
-        get(cluster, "gitrepository", namespace, "app")["metadata"].get("annotations") or {}
+        get_object(cluster, namespace, "gitrepository", "app")["metadata"].get("annotations") or {}
     )
     assert "reconcile.fluxcd.io/requestedAt" not in annotations
     assert artifact_revision(cluster, namespace, "app") == f"master@sha1:{first}"
@@ -289,7 +287,7 @@ def test_a_signed_github_push_is_fetched_in_seconds_and_alerted(
     assert post(url, push, github_headers(push, RECEIVER_TOKEN, event="ping"))[0] == 200
     status, text = post(url, push, github_headers(push, RECEIVER_TOKEN))
     assert (status, text.strip()) == (200, "reconcile requested for 1 object(s)")
-    annotations = get(cluster, "gitrepository", namespace, "app")["metadata"]["annotations"]
+    annotations = get_object(cluster, namespace, "gitrepository", "app")["metadata"]["annotations"]
     assert annotations["reconcile.fluxcd.io/requestedAt"].endswith("Z")
     wait_for(
         lambda: artifact_revision(cluster, namespace, "app") == f"master@sha1:{second}",
@@ -307,8 +305,14 @@ def test_gitlab_receiver_checks_the_token_and_selects_by_labels(
 ) -> None:
     apply(
         cluster,
-        git_repository(namespace, "labelled", "https://git.invalid/a.git", labels={"app": "web"}),
-        git_repository(namespace, "other", "https://git.invalid/b.git"),
+        git_repository(
+            namespace,
+            "labelled",
+            "https://git.invalid/a.git",
+            metadata={"labels": {"app": "web"}},
+            **QUIET,
+        ),
+        git_repository(namespace, "other", "https://git.invalid/b.git", **QUIET),
         secret(namespace, "gitlab-token", {"token": RECEIVER_TOKEN}),
         receiver(
             namespace,
@@ -319,12 +323,12 @@ def test_gitlab_receiver_checks_the_token_and_selects_by_labels(
             events=["Push Hook"],
         ),
     )
-    ready = ready_receiver(cluster, namespace, "gitlab")
+    ready = wait_ready(cluster, namespace, "receiver", "gitlab")
     url = controllers.receiver_url + ready["status"]["webhookPath"]
     body = b'{"object_kind":"push"}'
 
     def requested(name: str) -> str | None:
-        metadata = get(cluster, "gitrepository", namespace, name)["metadata"]
+        metadata = get_object(cluster, namespace, "gitrepository", name)["metadata"]
         return (metadata.get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
 
     wrong = {"X-Gitlab-Token": "guessed", "X-Gitlab-Event": "Push Hook"}
@@ -351,15 +355,14 @@ def test_a_receiver_without_its_token_is_not_ready_until_the_secret_exists(
     )
 
     def not_found() -> dict[str, Any] | None:
-        status = get(cluster, "receiver", namespace, "early").get("status") or {}
-        ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
-        return ready[0] if ready and ready[0]["reason"] == "TokenNotFound" else None
+        ready = condition(get_object(cluster, namespace, "receiver", "early"), "Ready")
+        return ready if ready and ready["reason"] == "TokenNotFound" else None
 
-    condition = wait_for(not_found, what="Ready=False TokenNotFound")
-    assert condition["status"] == "False"
-    assert f"'{namespace}/later'" in condition["message"]
-    assert "webhookPath" not in get(cluster, "receiver", namespace, "early")["status"]
+    refused = wait_for(not_found, what="Ready=False TokenNotFound")
+    assert refused["status"] == "False"
+    assert f"'{namespace}/later'" in refused["message"]
+    assert "webhookPath" not in get_object(cluster, namespace, "receiver", "early")["status"]
     apply(cluster, secret(namespace, "later", {"token": "t0ken"}))
-    ready = ready_receiver(cluster, namespace, "early")
+    ready = wait_ready(cluster, namespace, "receiver", "early")
     digest = hashlib.sha256(f"t0kenearly{namespace}".encode()).hexdigest()
     assert ready["status"]["webhookPath"] == f"/hook/{digest}"

@@ -27,7 +27,7 @@ from controllers.kustomize import decrypt
 from controllers.sealing import format as sealing
 from controllers.sealing import keys as sealing_keys
 from controllers.sealing.format import Scope
-from tests.helpers import TestCluster, kubectl_json
+from tests.support.cluster import TestCluster, kubectl_json
 from tests.support.sealing import run_headwater, run_kubeseal, sealed_secret
 
 pytestmark = pytest.mark.integration
@@ -51,6 +51,24 @@ def ok(result: Any) -> bytes:
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     data: bytes = result.stdout
     return data
+
+
+def recovery_unseal(kubeseal: Path, private_key: Path, sealed: bytes) -> dict[str, Any]:
+    """The Secret kubeseal opens from `sealed` with `private_key`, offline (as in a restore)."""
+    opened: dict[str, Any] = json.loads(
+        ok(
+            run_kubeseal(
+                kubeseal,
+                "--recovery-unseal",
+                "--recovery-private-key",
+                str(private_key),
+                "-o",
+                "json",
+                input=sealed,
+            )
+        )
+    )
+    return opened
 
 
 def values_of(secret: dict[str, Any]) -> dict[str, str]:
@@ -246,19 +264,7 @@ async def test_headwater_sealed_secrets_open_in_kubeseal(
     )
     assert values["token"].encode() not in sealed_yaml
     backup = dump_keys(cluster, namespace, tmp_path / "keys.yaml")
-    opened = json.loads(
-        ok(
-            run_kubeseal(
-                kubeseal,
-                "--recovery-unseal",
-                "--recovery-private-key",
-                str(backup),
-                "-o",
-                "json",
-                input=sealed_yaml,
-            )
-        )
-    )
+    opened = recovery_unseal(kubeseal, backup, sealed_yaml)
     assert values_of(opened) == values
     assert opened["metadata"]["labels"] == {"tier": "backend"}
     assert (opened["metadata"]["namespace"], opened["metadata"]["name"]) == ("team-b", "api")
@@ -291,19 +297,7 @@ async def test_headwater_raw_values_open_in_kubeseal(
     pem_key = tmp_path / "key.pem"
     secret = key_secrets(cluster, namespace)[0]
     pem_key.write_bytes(base64.b64decode(secret["data"]["tls.key"]))
-    opened = json.loads(
-        ok(
-            run_kubeseal(
-                kubeseal,
-                "--recovery-unseal",
-                "--recovery-private-key",
-                str(pem_key),
-                "-o",
-                "json",
-                input=wrapped.encode(),
-            )
-        )
-    )
+    opened = recovery_unseal(kubeseal, pem_key, wrapped.encode())
     assert values_of(opened) == {"value": value}
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +10,13 @@ import pytest
 import yaml
 
 from controllers.sealing import format as sealing
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.support.builders import git_repository, kustomization
+from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.sealing import run_headwater, run_kubeseal
+from tests.support.status import condition, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -71,18 +71,15 @@ def kubeseal_whole(kubeseal: Path, cert: Path, secret: bytes, scope: str) -> str
 
 
 def secret_value(cluster: TestCluster, namespace: str, name: str, key: str) -> str | None:
-    result = cluster.kubectl("get", "secret", name, "-n", namespace, "-o", "json", check=False)
-    if result.returncode != 0:
+    found = get_json(cluster, "secret", name, "-n", namespace)
+    if found is None:
         return None
-    data = json.loads(result.stdout).get("data") or {}
+    data = found.get("data") or {}
     return base64.b64decode(data[key]).decode() if key in data else None
 
 
 def ks_status(cluster: TestCluster, namespace: str) -> dict[str, Any]:
-    return (
-        kubectl_json(cluster, "get", "kustomization", "secrets", "-n", namespace).get("status")
-        or {}
-    )
+    return get_object(cluster, namespace, "kustomization", "secrets").get("status") or {}
 
 
 def test_kubeseal_and_headwater_sealed_values_sync_and_never_leak(
@@ -127,27 +124,13 @@ def test_kubeseal_and_headwater_sealed_values_sync_and_never_leak(
 
     repo = git_repos.create()
     first = repo.commit(files, "sealed secrets")
-    manifests = [
-        {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "GitRepository",
-            "metadata": {"name": "secrets", "namespace": ns},
-            "spec": {"interval": "10m", "url": git_http_server.url(repo.name)},
-        },
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": "secrets", "namespace": ns},
-            "spec": {
-                "interval": "10m",
-                "sourceRef": {"kind": "GitRepository", "name": "secrets"},
-                "path": "./deploy",
-                "prune": True,
-                "decryption": {"provider": "sealedsecrets"},
-            },
-        },
-    ]
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(manifests))
+    apply(
+        cluster,
+        git_repository(ns, "secrets", git_http_server.url(repo.name)),
+        kustomization(
+            ns, "secrets", "secrets", "./deploy", decryption={"provider": "sealedsecrets"}
+        ),
+    )
 
     wait_for(
         lambda: ks_status(cluster, ns).get("lastAppliedRevision") == f"master@sha1:{first}",
@@ -177,19 +160,11 @@ def test_kubeseal_and_headwater_sealed_values_sync_and_never_leak(
     repo.commit(
         {"deploy/stolen.yaml": yaml.safe_dump(moved), "deploy/strict.yaml": None}, "bad seal"
     )
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "gitrepository",
-        "secrets",
-        "-n",
-        ns,
-        f"reconcile.fluxcd.io/requestedAt={time.time_ns()}",
-    )
+    request_reconcile(cluster, ns, "gitrepository", "secrets")
 
     def refused() -> dict[str, Any] | None:
         status = ks_status(cluster, ns)
-        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        ready = condition(status, "Ready")
         return ready if ready and ready["reason"] == "DecryptionFailed" else None
 
     ready = wait_for(refused, timeout=90, what="DecryptionFailed")
@@ -202,13 +177,13 @@ def test_kubeseal_and_headwater_sealed_values_sync_and_never_leak(
 
     # No plaintext anywhere a user or an operator could read it.
     events = cluster.kubectl("get", "events", "-A", "-o", "json").stdout
-    kustomization = cluster.kubectl(
+    kustomization_json = cluster.kubectl(
         "get", "kustomization", "secrets", "-n", ns, "-o", "json"
     ).stdout
     for place, text in (
         ("controller log", controllers.logs()),
         ("events", events),
-        ("Kustomization", kustomization),
+        ("Kustomization", kustomization_json),
     ):
         for value in PLAINTEXTS.values():
             assert value not in text, f"a secret value leaked into the {place}"

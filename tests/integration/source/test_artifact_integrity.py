@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
-import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -47,11 +46,12 @@ from controllers.source.storage import ObjectKey, Storage, StoredArtifact
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.settings import Settings
-from tests.helpers import TestCluster, condition, events_for, wait_for
+from tests.support.builders import git_repository
+from tests.support.cluster import TestCluster, apply, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.sources import apply_gitrepository, get_repo
+from tests.support.status import condition, events_for, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -106,12 +106,10 @@ def test_damaged_artifact_is_detected_on_requested_reconcile_and_rebuilt(
     repo = git_repos.create()
     head = repo.commit(APP_FILES, "first")
     # A long interval: only the requested reconcile below can notice the damage.
-    apply_gitrepository(
-        cluster, namespace, "app", {"url": git_http_server.url(repo.name), "interval": "1h"}
-    )
+    apply(cluster, git_repository(namespace, "app", git_http_server.url(repo.name), interval="1h"))
 
     def ready_with_artifact() -> dict[str, Any] | None:
-        obj = get_repo(cluster, namespace, "app")
+        obj = get_object(cluster, namespace, "gitrepository", "app")
         ready = condition(obj, "Ready")
         if ready and ready["status"] == "True" and obj["status"].get("artifact"):
             return obj
@@ -126,20 +124,13 @@ def test_damaged_artifact_is_detected_on_requested_reconcile_and_rebuilt(
     damage(stored)
     assert not stored.exists() or sha256(stored.read_bytes()) != artifact["digest"]
 
-    token = str(time.time_ns())
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "gitrepository",
-        "app",
-        "-n",
-        namespace,
-        f"reconcile.fluxcd.io/requestedAt={token}",
-    )
+    token = request_reconcile(cluster, namespace, "gitrepository", "app")
     after = wait_for(
         lambda: (
             o
-            if (o := get_repo(cluster, namespace, "app"))["status"].get("lastHandledReconcileAt")
+            if (o := get_object(cluster, namespace, "gitrepository", "app"))["status"].get(
+                "lastHandledReconcileAt"
+            )
             == token
             else None
         ),
@@ -236,13 +227,13 @@ async def test_oversized_artifact_sets_ready_false_storage_operation_failed(
 ) -> None:
     repo = git_repos.create()
     repo.commit({**APP_FILES, "assets/blob.bin": incompressible(400 * 1024)}, "big")
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "big",
-        {"url": git_http_server.url(repo.name), "interval": "1m", "suspend": True},
+        git_repository(
+            namespace, "big", git_http_server.url(repo.name), interval="1m", suspend=True
+        ),
     )
-    live = get_repo(cluster, namespace, "big")
+    live = get_object(cluster, namespace, "gitrepository", "big")
     obj = copy.deepcopy(live)
     del obj["spec"]["suspend"]  # see the module docstring: only this reconcile acts on it
 
@@ -257,7 +248,7 @@ async def test_oversized_artifact_sets_ready_false_storage_operation_failed(
     outcome = await reconciler.reconcile(obj)
     assert outcome.requeue_after is not None  # a failure that is retried, not a stall
 
-    status = get_repo(cluster, namespace, "big")["status"]
+    status = get_object(cluster, namespace, "gitrepository", "big")["status"]
     ready = condition(status, "Ready")
     assert ready is not None, status
     assert (ready["status"], ready["reason"]) == ("False", errors.STORAGE_OPERATION_FAILED)
@@ -280,4 +271,4 @@ async def test_oversized_artifact_sets_ready_false_storage_operation_failed(
     assert [e["type"] for e in warnings] == ["Warning"]
     assert warnings[0]["message"] == ready["message"]
     # The cluster copy stayed suspended: nothing else was asked to reconcile it.
-    assert get_repo(cluster, namespace, "big")["spec"]["suspend"] is True
+    assert get_object(cluster, namespace, "gitrepository", "big")["spec"]["suspend"] is True

@@ -8,26 +8,14 @@ import time
 
 import pytest
 
-from tests.helpers import (
-    TestCluster,
-    condition,
-    events_for,
-    kubectl_json,
-    request_reconcile,
-    wait_for,
-)
+from tests.support.builders import git_repository, secret
+from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.fixtures import BEARER_TOKEN, HTTP_PASSWORD, HTTP_USER, SSH_KEY_PASSWORD
 from tests.support.gitrepos import GpgKey, RepoFactory
 from tests.support.gitservers import GitHttpServer, GitSshServer, SSHKey
-from tests.support.sources import (
-    apply_gitrepository,
-    download,
-    get_repo,
-    secret,
-    tar_listing,
-    wait_ready,
-)
+from tests.support.sources import download, tar_listing
+from tests.support.status import condition, events_for, get_object, request_reconcile, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +36,18 @@ def test_branch_artifact_is_served_verified_and_holds_the_tree(
 ) -> None:
     repo = git_repos.create()
     head = repo.commit(APP_FILES, "first")
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "app",
-        {"url": git_http_server.url(repo.name), "ref": {"branch": "master"}},
+        git_repository(
+            namespace,
+            "app",
+            git_http_server.url(repo.name),
+            interval="1m",
+            ref={"branch": "master"},
+        ),
     )
 
-    obj = wait_ready(cluster, namespace, "app")
+    obj = wait_ready(cluster, namespace, "gitrepository", "app")
     artifact = obj["status"]["artifact"]
     assert artifact["revision"] == f"master@sha1:{head}"
     assert artifact["url"].startswith(controllers.storage_url)
@@ -96,8 +88,10 @@ def test_new_commit_is_picked_up_on_requested_reconcile_and_old_artifacts_collec
 ) -> None:
     repo = git_repos.create()
     repo.commit({"a.yaml": "a: 1\n"}, "one")
-    apply_gitrepository(cluster, namespace, "moving", {"url": git_http_server.url(repo.name)})
-    wait_ready(cluster, namespace, "moving")
+    apply(
+        cluster, git_repository(namespace, "moving", git_http_server.url(repo.name), interval="1m")
+    )
+    wait_ready(cluster, namespace, "gitrepository", "moving")
 
     heads = []
     for index in range(3):
@@ -106,7 +100,7 @@ def test_new_commit_is_picked_up_on_requested_reconcile_and_old_artifacts_collec
         obj = wait_for(
             lambda: (
                 o
-                if (o := get_repo(cluster, namespace, "moving"))["status"]
+                if (o := get_object(cluster, namespace, "gitrepository", "moving"))["status"]
                 .get("artifact", {})
                 .get("revision")
                 == f"master@sha1:{heads[-1]}"
@@ -131,14 +125,12 @@ def test_unchanged_remote_is_polled_without_cloning_or_writing(
     with GitHttpServer(git_repos.project_root) as server:
         repo = git_repos.create()
         repo.commit({"a.yaml": "a: 1\n"}, "one")
-        apply_gitrepository(
-            cluster, namespace, "still", {"url": server.url(repo.name), "interval": "2s"}
-        )
-        obj = wait_ready(cluster, namespace, "still")
+        apply(cluster, git_repository(namespace, "still", server.url(repo.name), interval="2s"))
+        obj = wait_ready(cluster, namespace, "gitrepository", "still")
         version = obj["metadata"]["resourceVersion"]
         fetches_before = _upload_pack_posts(server)
         time.sleep(7)  # three or more polls at a 2s interval
-        after = get_repo(cluster, namespace, "still")
+        after = get_object(cluster, namespace, "gitrepository", "still")
         assert after["metadata"]["resourceVersion"] == version, "a no-op poll wrote status"
         assert _upload_pack_posts(server) == fetches_before, "a no-op poll fetched objects"
         assert _ref_listings(server) >= 2, "the remote was not polled"
@@ -180,11 +172,10 @@ def test_tag_semver_name_and_commit_refs(
         "by-default-branch": ({}, f"master@sha1:{third}"),
     }
     for name, (ref, _) in cases.items():
-        apply_gitrepository(
-            cluster, namespace, name, {"url": url, "ref": ref} if ref else {"url": url}
-        )
+        spec = {"ref": ref} if ref else {}
+        apply(cluster, git_repository(namespace, name, url, interval="1m", **spec))
     for name, (_, revision) in cases.items():
-        obj = wait_ready(cluster, namespace, name)
+        obj = wait_ready(cluster, namespace, "gitrepository", name)
         assert obj["status"]["artifact"]["revision"] == revision, name
 
 
@@ -198,28 +189,37 @@ def test_missing_branch_and_empty_repository_fail_with_flux_reasons(
     repo = git_repos.create()
     repo.commit({"a": "1"}, "one")
     empty = git_repos.empty()
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "no-branch",
-        {"url": git_http_server.url(repo.name), "ref": {"branch": "does-not-exist"}},
+        git_repository(
+            namespace,
+            "no-branch",
+            git_http_server.url(repo.name),
+            interval="1m",
+            ref={"branch": "does-not-exist"},
+        ),
     )
-    apply_gitrepository(cluster, namespace, "empty", {"url": git_http_server.url(empty.stem)})
-    apply_gitrepository(
-        cluster, namespace, "unreachable", {"url": "http://127.0.0.1:9/nobody/here.git"}
+    apply(
+        cluster, git_repository(namespace, "empty", git_http_server.url(empty.stem), interval="1m")
+    )
+    apply(
+        cluster,
+        git_repository(
+            namespace, "unreachable", "http://127.0.0.1:9/nobody/here.git", interval="1m"
+        ),
     )
 
-    missing = wait_ready(cluster, namespace, "no-branch", status="False")
+    missing = wait_ready(cluster, namespace, "gitrepository", "no-branch", status="False")
     ready = condition(missing, "Ready")
     assert ready is not None and ready["reason"] == "GitOperationFailed"
     assert "does-not-exist" in ready["message"]
     assert condition(missing, "FetchFailed")["status"] == "True"  # type: ignore[index]
     assert condition(missing, "Reconciling")["reason"] == "ProgressingWithRetry"  # type: ignore[index]
 
-    nothing = wait_ready(cluster, namespace, "empty", status="False")
+    nothing = wait_ready(cluster, namespace, "gitrepository", "empty", status="False")
     assert condition(nothing, "Ready")["reason"] == "EmptyGitRepository"  # type: ignore[index]
 
-    down = wait_ready(cluster, namespace, "unreachable", status="False")
+    down = wait_ready(cluster, namespace, "gitrepository", "unreachable", status="False")
     assert condition(down, "Ready")["reason"] == "GitOperationFailed"  # type: ignore[index]
     assert "127.0.0.1:9" in condition(down, "Ready")["message"]  # type: ignore[index]
 
@@ -247,16 +247,25 @@ def test_basic_auth_works_and_wrong_password_is_reported_without_leaking_it(
     repo = git_repos.create()
     head = repo.commit({"a.yaml": "a: 1\n"}, "one")
     url = git_http_basic_server.url(repo.name)
-    secret(cluster, namespace, "good", {"username": HTTP_USER, "password": HTTP_PASSWORD})
-    secret(cluster, namespace, "bad", {"username": HTTP_USER, "password": "wrong-password-123"})
-    apply_gitrepository(cluster, namespace, "good", {"url": url, "secretRef": {"name": "good"}})
-    apply_gitrepository(cluster, namespace, "bad", {"url": url, "secretRef": {"name": "bad"}})
-    apply_gitrepository(cluster, namespace, "missing", {"url": url, "secretRef": {"name": "nope"}})
+    apply(cluster, secret(namespace, "good", {"username": HTTP_USER, "password": HTTP_PASSWORD}))
+    apply(
+        cluster, secret(namespace, "bad", {"username": HTTP_USER, "password": "wrong-password-123"})
+    )
+    apply(
+        cluster, git_repository(namespace, "good", url, interval="1m", secretRef={"name": "good"})
+    )
+    apply(cluster, git_repository(namespace, "bad", url, interval="1m", secretRef={"name": "bad"}))
+    apply(
+        cluster,
+        git_repository(namespace, "missing", url, interval="1m", secretRef={"name": "nope"}),
+    )
 
-    assert wait_ready(cluster, namespace, "good")["status"]["artifact"]["revision"].endswith(head)
-    bad = wait_ready(cluster, namespace, "bad", status="False")
+    assert wait_ready(cluster, namespace, "gitrepository", "good")["status"]["artifact"][
+        "revision"
+    ].endswith(head)
+    bad = wait_ready(cluster, namespace, "gitrepository", "bad", status="False")
     assert condition(bad, "Ready")["reason"] == "AuthenticationFailed"  # type: ignore[index]
-    missing = wait_ready(cluster, namespace, "missing", status="False")
+    missing = wait_ready(cluster, namespace, "gitrepository", "missing", status="False")
     assert "nope" in condition(missing, "Ready")["message"]  # type: ignore[index]
 
     everything = json.dumps(kubectl_json(cluster, "get", "gitrepositories,events", "-n", namespace))
@@ -274,14 +283,18 @@ def test_bearer_token_auth(
 ) -> None:
     repo = git_repos.create()
     repo.commit({"a.yaml": "a: 1\n"}, "one")
-    secret(cluster, namespace, "token", {"bearerToken": BEARER_TOKEN})
-    apply_gitrepository(
+    apply(cluster, secret(namespace, "token", {"bearerToken": BEARER_TOKEN}))
+    apply(
         cluster,
-        namespace,
-        "bearer",
-        {"url": git_http_bearer_server.url(repo.name), "secretRef": {"name": "token"}},
+        git_repository(
+            namespace,
+            "bearer",
+            git_http_bearer_server.url(repo.name),
+            interval="1m",
+            secretRef={"name": "token"},
+        ),
     )
-    wait_ready(cluster, namespace, "bearer")
+    wait_ready(cluster, namespace, "gitrepository", "bearer")
     assert BEARER_TOKEN not in controllers.logs()
 
 
@@ -305,14 +318,18 @@ def test_ssh_key_auth(
     }
     if encrypted:
         data["password"] = SSH_KEY_PASSWORD
-    secret(cluster, namespace, "ssh", data)
-    apply_gitrepository(
+    apply(cluster, secret(namespace, "ssh", data))
+    apply(
         cluster,
-        namespace,
-        "ssh",
-        {"url": git_ssh_server.url(repo.name), "secretRef": {"name": "ssh"}},
+        git_repository(
+            namespace,
+            "ssh",
+            git_ssh_server.url(repo.name),
+            interval="1m",
+            secretRef={"name": "ssh"},
+        ),
     )
-    obj = wait_ready(cluster, namespace, "ssh")
+    obj = wait_ready(cluster, namespace, "gitrepository", "ssh")
     assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
 
 
@@ -335,20 +352,21 @@ def test_spec_ignore_include_and_submodules(
     main.add_submodule("vendor/lib", f"../{sub.name}.git", sub_head)
 
     url = git_http_server.url
-    apply_gitrepository(cluster, namespace, "shared", {"url": url(shared.name)})
-    wait_ready(cluster, namespace, "shared")
-    apply_gitrepository(
+    apply(cluster, git_repository(namespace, "shared", url(shared.name), interval="1m"))
+    wait_ready(cluster, namespace, "gitrepository", "shared")
+    apply(
         cluster,
-        namespace,
-        "main",
-        {
-            "url": url(main.name),
-            "ignore": "*.env\n",
-            "recurseSubmodules": True,
-            "include": [{"repository": {"name": "shared"}, "fromPath": "base", "toPath": "shared"}],
-        },
+        git_repository(
+            namespace,
+            "main",
+            url(main.name),
+            interval="1m",
+            ignore="*.env\n",
+            recurseSubmodules=True,
+            include=[{"repository": {"name": "shared"}, "fromPath": "base", "toPath": "shared"}],
+        ),
     )
-    obj = wait_ready(cluster, namespace, "main")
+    obj = wait_ready(cluster, namespace, "gitrepository", "main")
     files = tar_listing(download(obj["status"]["artifact"]["url"]))
     assert "secret.env" not in files
     assert files["app.yaml"] == b"app: 1\n"
@@ -363,7 +381,7 @@ def test_spec_ignore_include_and_submodules(
     request_reconcile(cluster, namespace, "gitrepository", "shared")
 
     def rebuilt() -> bool:
-        current = get_repo(cluster, namespace, "main")["status"]["artifact"]
+        current = get_object(cluster, namespace, "gitrepository", "main")["status"]["artifact"]
         return tar_listing(download(current["url"])).get("shared/config.yaml") == b"shared: 2\n"
 
     assert wait_for(rebuilt, what="main to pick up the included change")
@@ -382,36 +400,40 @@ def test_pgp_verification_of_head(
     signed.commit({"a.yaml": "a: 1\n"}, "signed", sign=gpg_key)
     unsigned = git_repos.create()
     unsigned.commit({"a.yaml": "a: 1\n"}, "unsigned")
-    secret(cluster, namespace, "keys", {"signer.asc": gpg_key.public_armored})
-    secret(cluster, namespace, "other-keys", {"other.asc": gpg_other_key.public_armored})
+    apply(cluster, secret(namespace, "keys", {"signer.asc": gpg_key.public_armored}))
+    apply(cluster, secret(namespace, "other-keys", {"other.asc": gpg_other_key.public_armored}))
     verify = {"mode": "HEAD", "secretRef": {"name": "keys"}}
 
-    apply_gitrepository(
-        cluster, namespace, "signed", {"url": git_http_server.url(signed.name), "verify": verify}
-    )
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "unsigned",
-        {"url": git_http_server.url(unsigned.name), "verify": verify},
+        git_repository(
+            namespace, "signed", git_http_server.url(signed.name), interval="1m", verify=verify
+        ),
     )
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "wrong-key",
-        {
-            "url": git_http_server.url(signed.name),
-            "verify": {"mode": "HEAD", "secretRef": {"name": "other-keys"}},
-        },
+        git_repository(
+            namespace, "unsigned", git_http_server.url(unsigned.name), interval="1m", verify=verify
+        ),
+    )
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "wrong-key",
+            git_http_server.url(signed.name),
+            interval="1m",
+            verify={"mode": "HEAD", "secretRef": {"name": "other-keys"}},
+        ),
     )
 
-    good = wait_ready(cluster, namespace, "signed")
+    good = wait_ready(cluster, namespace, "gitrepository", "signed")
     verified = condition(good, "SourceVerified")
     assert verified is not None and verified["status"] == "True"
     assert good["status"]["sourceVerificationMode"] == "HEAD"
 
     for name in ("unsigned", "wrong-key"):
-        bad = wait_ready(cluster, namespace, name, status="False")
+        bad = wait_ready(cluster, namespace, "gitrepository", name, status="False")
         assert condition(bad, "Ready")["reason"] == "VerificationError", name  # type: ignore[index]
         assert condition(bad, "SourceVerified")["status"] == "False", name  # type: ignore[index]
         assert "artifact" not in bad["status"], name
@@ -429,8 +451,8 @@ def test_suspend_keeps_the_artifact_and_deletion_removes_storage(
 ) -> None:
     repo = git_repos.create()
     first = repo.commit({"a.yaml": "a: 1\n"}, "one")
-    apply_gitrepository(cluster, namespace, "life", {"url": git_http_server.url(repo.name)})
-    wait_ready(cluster, namespace, "life")
+    apply(cluster, git_repository(namespace, "life", git_http_server.url(repo.name), interval="1m"))
+    wait_ready(cluster, namespace, "gitrepository", "life")
 
     cluster.kubectl(
         "patch",
@@ -445,7 +467,9 @@ def test_suspend_keeps_the_artifact_and_deletion_removes_storage(
     repo.commit({"a.yaml": "a: 2\n"}, "two")
     request_reconcile(cluster, namespace, "gitrepository", "life")
     time.sleep(4)
-    assert get_repo(cluster, namespace, "life")["status"]["artifact"]["revision"].endswith(first)
+    assert get_object(cluster, namespace, "gitrepository", "life")["status"]["artifact"][
+        "revision"
+    ].endswith(first)
 
     storage = controllers.storage_dir / "gitrepository" / namespace / "life"
     assert storage.is_dir()

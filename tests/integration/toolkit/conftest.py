@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from kubernetes import client
+from kubernetes import client, config
 
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import ApplyOptions, owner_labels
+from tests.support.cluster import TestCluster
 
 FIELD_MANAGER = "headwater-kustomize"
 GROUP = "kustomize.toolkit.fluxcd.io"
@@ -34,52 +36,29 @@ def options(name: str = "app", namespace: str = "flux-system", **extra: Any) -> 
     )
 
 
-def configmap(name: str, namespace: str, data: dict[str, str], **meta: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, **meta},
-        "data": data,
-    }
-
-
-def deployment(
-    name: str, namespace: str, *, replicas: int = 1, image: str = "nginx:1", **spec: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {"name": "app", "image": image, "ports": [{"containerPort": 80}]}
-                    ],
-                    **spec.pop("pod", {}),
-                },
-            },
-            **spec,
-        },
-    }
-
-
-def service(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]},
-    }
-
-
-def secret(name: str, namespace: str, string_data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "stringData": string_data,
-    }
+@contextlib.contextmanager
+def limited_client(
+    cluster: TestCluster, namespace: str, account: str, verbs: str, resource: str
+) -> Iterator[ResourceClient]:
+    """A ResourceClient acting as a new ServiceAccount that may only `verbs` on `resource`."""
+    cluster.kubectl("create", "serviceaccount", account, "-n", namespace)
+    cluster.kubectl(
+        "create", "role", account, "-n", namespace, f"--verb={verbs}", f"--resource={resource}"
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        account,
+        "-n",
+        namespace,
+        f"--role={account}",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:{account}")
+    limited = ResourceClient(api)
+    try:
+        yield limited
+    finally:
+        limited.close()
+        api.close()

@@ -9,21 +9,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import config
 
 from controllers.toolkit.apply.inventory import ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
-from tests.helpers import TestCluster, kubectl_json
-from tests.integration.toolkit.conftest import (
-    FIELD_MANAGER,
-    GROUP,
+from tests.integration.toolkit.conftest import FIELD_MANAGER, GROUP, limited_client, options
+from tests.support.builders import (
     configmap,
+    custom_resource_definition,
     deployment,
-    options,
+    job,
     secret,
     service,
 )
+from tests.support.cluster import TestCluster, kubectl_json
 
 pytestmark = pytest.mark.integration
 
@@ -40,10 +39,10 @@ def live(cluster: TestCluster, kind: str, name: str, namespace: str) -> dict[str
 
 def app(namespace: str) -> list[dict[str, Any]]:
     return [
-        configmap("settings", namespace, {"mode": "blue"}),
-        secret("creds", namespace, {"password": "hunter2"}),
-        service("web", namespace),
-        deployment("web", namespace),
+        configmap(namespace, "settings", {"mode": "blue"}),
+        secret(namespace, "creds", {"password": "hunter2"}, string=True),
+        service(namespace, "web", port={"port": 80, "targetPort": 80}),
+        deployment(namespace, "web", image="nginx:1", ports=(80,)),
     ]
 
 
@@ -119,10 +118,12 @@ async def test_a_change_is_configured_with_its_fields(
 async def test_a_secret_change_never_shows_its_value(
     resources: ResourceClient, namespace: str
 ) -> None:
-    await apply_all(resources, [secret("creds", namespace, {"password": "hunter2"})], options())
+    await apply_all(
+        resources, [secret(namespace, "creds", {"password": "hunter2"}, string=True)], options()
+    )
     result = await apply_all(
         resources,
-        [secret("creds", namespace, {"password": "correct-horse", "user": "admin"})],
+        [secret(namespace, "creds", {"password": "correct-horse", "user": "admin"}, string=True)],
         options(),
     )
     text = result.describe()
@@ -159,9 +160,12 @@ async def test_fields_added_with_kubectl_are_taken_over_and_removed(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     # Created with client-side `kubectl apply`, with a field git does not have.
-    first = configmap("legacy", namespace, {"a": "1", "kubectl-only": "x"})
+    first = configmap(namespace, "legacy", {"a": "1", "kubectl-only": "x"})
     merged_one = configmap(
-        "kept", namespace, {"a": "1", "kubectl-only": "x"}, annotations={f"{GROUP}/ssa": "Merge"}
+        namespace,
+        "kept",
+        {"a": "1", "kubectl-only": "x"},
+        metadata={"annotations": {f"{GROUP}/ssa": "Merge"}},
     )
     cluster.kubectl(
         "apply",
@@ -170,8 +174,10 @@ async def test_fields_added_with_kubectl_are_taken_over_and_removed(
         input=json.dumps({"kind": "List", "apiVersion": "v1", "items": [first, merged_one]}),
     )
     desired = [
-        configmap("legacy", namespace, {"a": "1"}),
-        configmap("kept", namespace, {"a": "1"}, annotations={f"{GROUP}/ssa": "Merge"}),
+        configmap(namespace, "legacy", {"a": "1"}),
+        configmap(
+            namespace, "kept", {"a": "1"}, metadata={"annotations": {f"{GROUP}/ssa": "Merge"}}
+        ),
     ]
     result = await apply_all(resources, desired, options())
     legacy = result.get(ObjectId("", "ConfigMap", namespace, "legacy"))
@@ -199,39 +205,9 @@ def crd_group(cluster: TestCluster) -> Iterator[str]:
 
 
 def widget_crd(group: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"widgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "spec": {
-                                    "type": "object",
-                                    "properties": {"size": {"type": "integer"}},
-                                },
-                                "status": {
-                                    "type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                },
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    return custom_resource_definition(
+        group, "Widget", spec_schema={"type": "object", "properties": {"size": {"type": "integer"}}}
+    )
 
 
 def widget(group: str, namespace: str, size: int = 1) -> dict[str, Any]:
@@ -268,7 +244,7 @@ async def test_a_new_namespace_and_its_objects_apply_together(
 ) -> None:
     name = f"ssa-ns-{secrets.token_hex(3)}"
     objects = [
-        configmap("c", name, {"a": "1"}),
+        configmap(name, "c", {"a": "1"}),
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
     ]
     try:
@@ -301,7 +277,7 @@ async def test_a_rejected_object_fails_naming_object_and_field_and_nothing_is_lo
 async def test_an_unknown_field_is_refused_by_name(
     resources: ResourceClient, namespace: str
 ) -> None:
-    bad = deployment("web", namespace)
+    bad = deployment(namespace, "web", image="nginx:1", ports=(80,))
     bad["spec"]["replica"] = 3
     with pytest.raises(
         ApplyError,
@@ -315,7 +291,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     objects = [
-        configmap("would-be-created", namespace, {"a": "1"}),
+        configmap(namespace, "would-be-created", {"a": "1"}),
         {
             "apiVersion": "example.com/v1",
             "kind": "Gadget",
@@ -323,7 +299,7 @@ async def test_bad_input_is_refused_before_anything_is_written(
         },
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "no-namespace"}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}},
-        configmap("would-be-created", namespace, {"a": "2"}),
+        configmap(namespace, "would-be-created", {"a": "2"}),
     ]
     with pytest.raises(ApplyError) as caught:
         await apply_all(resources, objects, options())
@@ -355,25 +331,14 @@ async def test_cluster_scoped_objects_ignore_a_namespace(
         cluster.kubectl("delete", "clusterrole", name, check=False)
 
 
-def job(name: str, namespace: str, image: str, **annotations: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image}]}
-            }
-        },
-    }
-
-
 async def test_immutable_change_fails_without_force_and_is_recreated_with_it(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    await apply_all(resources, [deployment("web", namespace)], options())
+    await apply_all(
+        resources, [deployment(namespace, "web", image="nginx:1", ports=(80,))], options()
+    )
     uid = live(cluster, "deployment", "web", namespace)["metadata"]["uid"]
-    moved = deployment("web", namespace)
+    moved = deployment(namespace, "web", image="nginx:1", ports=(80,))
     moved["spec"]["selector"]["matchLabels"]["tier"] = "front"
     moved["spec"]["template"]["metadata"]["labels"]["tier"] = "front"
     with pytest.raises(ApplyError) as caught:
@@ -396,11 +361,11 @@ async def test_immutable_change_fails_without_force_and_is_recreated_with_it(
 async def test_force_annotation_recreates_one_object(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    force = {f"{GROUP}/force": "enabled"}
-    await apply_all(resources, [job("once", namespace, "busybox:1", **force)], options())
+    force = {"annotations": {f"{GROUP}/force": "enabled"}}
+    await apply_all(resources, [job(namespace, "once", "busybox:1", metadata=force)], options())
     uid = live(cluster, "job", "once", namespace)["metadata"]["uid"]
     result = await apply_all(
-        resources, [job("once", namespace, "busybox:2", **force)], options(wait_interval=0.2)
+        resources, [job(namespace, "once", "busybox:2", metadata=force)], options(wait_interval=0.2)
     )
     assert result.entries[0].action is Action.CREATED
     assert result.entries[0].note == "recreated: spec.template changed"
@@ -414,10 +379,10 @@ async def test_ssa_annotations(
 ) -> None:
     ssa = f"{GROUP}/ssa"
     objects = [
-        configmap("once", namespace, {"v": "1"}, annotations={ssa: "IfNotPresent"}),
-        configmap("ignored", namespace, {"v": "1"}, annotations={ssa: "Ignore"}),
-        configmap("paused", namespace, {"v": "1"}),
-        configmap("normal", namespace, {"v": "1"}),
+        configmap(namespace, "once", {"v": "1"}, metadata={"annotations": {ssa: "IfNotPresent"}}),
+        configmap(namespace, "ignored", {"v": "1"}, metadata={"annotations": {ssa: "Ignore"}}),
+        configmap(namespace, "paused", {"v": "1"}),
+        configmap(namespace, "normal", {"v": "1"}),
     ]
     first = await apply_all(resources, objects, options())
     assert actions(first) == {
@@ -448,11 +413,11 @@ async def test_ssa_annotations(
 async def test_dry_run_plans_without_writing(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    await apply_all(resources, [configmap("c", namespace, {"a": "1"})], options())
+    await apply_all(resources, [configmap(namespace, "c", {"a": "1"})], options())
     before = resources.counter.snapshot()
     plan = await apply_all(
         resources,
-        [configmap("c", namespace, {"a": "2"}), configmap("new", namespace, {"a": "1"})],
+        [configmap(namespace, "c", {"a": "2"}), configmap(namespace, "new", {"a": "1"})],
         options(dry_run=True),
     )
     assert not any(resources.counter.since(before).get(verb) for verb in WRITES)
@@ -467,8 +432,10 @@ async def test_a_no_op_apply_costs_one_request_per_object(
     resources: ResourceClient, namespace: str
 ) -> None:
     count = 60
-    objects = [configmap(f"c{i}", namespace, {"i": str(i)}) for i in range(count)]
-    objects += [service(f"s{i}", namespace) for i in range(count // 2)]
+    objects = [configmap(namespace, f"c{i}", {"i": str(i)}) for i in range(count)]
+    objects += [
+        service(namespace, f"s{i}", port={"port": 80, "targetPort": 80}) for i in range(count // 2)
+    ]
     await apply_all(resources, objects, options())
     before = resources.counter.snapshot()
     result = await apply_all(resources, objects, options())
@@ -481,7 +448,7 @@ async def test_a_no_op_apply_costs_one_request_per_object(
 async def test_without_owner_labels_objects_are_read_one_by_one(
     resources: ResourceClient, namespace: str
 ) -> None:
-    objects = [configmap(f"c{i}", namespace, {"i": str(i)}) for i in range(5)]
+    objects = [configmap(namespace, f"c{i}", {"i": str(i)}) for i in range(5)]
     bare = ApplyOptions(field_manager=FIELD_MANAGER)
     assert set(actions(await apply_all(resources, objects, bare)).values()) == {"created"}
     before = resources.counter.snapshot()
@@ -493,30 +460,8 @@ async def test_without_owner_labels_objects_are_read_one_by_one(
 async def test_an_identity_that_may_not_list_still_applies(
     cluster: TestCluster, namespace: str
 ) -> None:
-    cluster.kubectl("create", "serviceaccount", "applier", "-n", namespace)
-    cluster.kubectl(
-        "create",
-        "role",
-        "applier",
-        "-n",
-        namespace,
-        "--verb=get,create,patch",
-        "--resource=configmaps",
-    )
-    cluster.kubectl(
-        "create",
-        "rolebinding",
-        "applier",
-        "-n",
-        namespace,
-        "--role=applier",
-        f"--serviceaccount={namespace}:applier",
-    )
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:applier")
-    limited = ResourceClient(api)
-    try:
-        objects = [configmap("c", namespace, {"a": "1"})]
+    with limited_client(cluster, namespace, "applier", "get,create,patch", "configmaps") as limited:
+        objects = [configmap(namespace, "c", {"a": "1"})]
         assert actions(await apply_all(limited, objects, options())) == {
             f"ConfigMap/{namespace}/c": "created"
         }
@@ -525,6 +470,3 @@ async def test_an_identity_that_may_not_list_still_applies(
         assert actions(again) == {f"ConfigMap/{namespace}/c": "unchanged"}
         # The LIST is refused, so the object is read with a GET instead.
         assert limited.counter.since(before) == {"list": 1, "apply-dry-run": 1, "get": 1}
-    finally:
-        limited.close()
-        api.close()

@@ -19,8 +19,9 @@ from controllers.toolkit.apply.health import (
 from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import apply_all, label_selector, owner_labels
-from tests.helpers import TestCluster
-from tests.integration.toolkit.conftest import GROUP, deployment, options, service
+from tests.integration.toolkit.conftest import GROUP, options
+from tests.support.builders import custom_resource_definition, deployment, service
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +34,23 @@ async def applied(resources: ResourceClient, objects: list[dict[str, Any]]) -> l
 
 def unschedulable(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     # No node carries this label, so the pods stay Pending for real.
-    return deployment(name, namespace, pod={"nodeSelector": {"headwater.test/none": "x"}}, **spec)
+    return deployment(
+        namespace,
+        name,
+        image="nginx:1",
+        ports=(80,),
+        pod={"nodeSelector": {"headwater.test/none": "x"}},
+        **spec,
+    )
 
 
 async def test_deployments_become_current_after_rollout(
     resources: ResourceClient, namespace: str
 ) -> None:
     objects = [
-        deployment("a", namespace, replicas=2),
-        deployment("b", namespace),
-        service("a", namespace),
+        deployment(namespace, "a", image="nginx:1", ports=(80,), replicas=2),
+        deployment(namespace, "b", image="nginx:1", ports=(80,)),
+        service(namespace, "a", port={"port": 80, "targetPort": 80}),
     ]
     inventory = await applied(resources, objects)
     result = await wait_for_health(
@@ -76,7 +84,10 @@ async def test_a_deployment_past_its_progress_deadline_fails_fast(
 ) -> None:
     inventory = await applied(
         resources,
-        [unschedulable("stuck", namespace, progressDeadlineSeconds=1), deployment("ok", namespace)],
+        [
+            unschedulable("stuck", namespace, progressDeadlineSeconds=1),
+            deployment(namespace, "ok", image="nginx:1", ports=(80,)),
+        ],
     )
     result = await wait_for_health(resources, inventory, timeout=120, poll_interval=0.5)
     assert result.outcome is HealthOutcome.FAILED
@@ -128,30 +139,7 @@ async def test_a_finished_job_with_ttl_counts_as_healthy_when_gone(
 @pytest.fixture
 def gadget_crd(cluster: TestCluster) -> Iterator[str]:
     group = f"h{secrets.token_hex(4)}.example.com"
-    crd = {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"gadgets.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": "Gadget", "plural": "gadgets"},
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "x-kubernetes-preserve-unknown-fields": True,
-                        }
-                    },
-                }
-            ],
-        },
-    }
+    crd = custom_resource_definition(group, "Gadget")
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     cluster.kubectl("wait", "--for=condition=Established", f"crd/gadgets.{group}")
     yield group

@@ -8,7 +8,7 @@ from kubernetes import client
 
 from controllers.toolkit.apply.inventory import ObjectId
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
-from tests.helpers import TestCluster
+from tests.support.cluster import TestCluster
 
 OWNER = "headwater.test/owner"
 MANAGER = "headwater-kustomize"

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-from kubernetes import config
 
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
 from controllers.toolkit.apply.prune import (
@@ -18,8 +17,9 @@ from controllers.toolkit.apply.prune import (
 )
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, apply_all, owner_labels
-from tests.helpers import TestCluster
-from tests.integration.toolkit.conftest import GROUP, configmap, options
+from tests.integration.toolkit.conftest import GROUP, limited_client, options
+from tests.support.builders import configmap
+from tests.support.cluster import TestCluster
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ async def test_stale_objects_are_pruned_only_when_still_ours(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     names = ["keep", "gone", "taken", "protected", "other"]
-    objects = [configmap(n, namespace, {"a": "1"}) for n in names]
+    objects = [configmap(namespace, n, {"a": "1"}) for n in names]
     objects[3]["metadata"]["annotations"] = {f"{GROUP}/prune": "disabled"}
     old = (await apply_all(resources, objects, options())).to_inventory()
     # Someone else took one over; another belongs to a different Kustomization.
@@ -74,30 +74,11 @@ async def test_already_deleted_objects_are_fine(resources: ResourceClient, names
 async def test_objects_that_fail_to_delete_survive_in_the_inventory(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    await apply_all(resources, [configmap("c", namespace, {"a": "1"})], options())
+    await apply_all(resources, [configmap(namespace, "c", {"a": "1"})], options())
     # A service account allowed to read config maps but not to delete them.
-    cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    cluster.kubectl(
-        "create", "role", "reader", "-n", namespace, "--verb=get,list", "--resource=configmaps"
-    )
-    cluster.kubectl(
-        "create",
-        "rolebinding",
-        "reader",
-        "-n",
-        namespace,
-        "--role=reader",
-        f"--serviceaccount={namespace}:reader",
-    )
-    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    api.set_default_header("Impersonate-User", f"system:serviceaccount:{namespace}:reader")
-    limited = ResourceClient(api)
-    try:
+    with limited_client(cluster, namespace, "reader", "get,list", "configmaps") as limited:
         stale = entries(namespace, "c")
         result = await prune(limited, stale, PruneOptions(owner_labels=OWNER))
-    finally:
-        limited.close()
-        api.close()
     assert not result.ok
     assert result.survivors == stale
     assert result.failures[0].startswith(f"ConfigMap/{namespace}/c delete failed: ")
@@ -125,7 +106,7 @@ async def test_delete_all_follows_the_policy(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
     applied = await apply_all(
-        resources, [configmap(n, namespace, {"a": "1"}) for n in ("a", "b")], options()
+        resources, [configmap(namespace, n, {"a": "1"}) for n in ("a", "b")], options()
     )
     inventory = list(applied.to_inventory())
     orphan = await delete_all(resources, inventory, DeletionPolicy.ORPHAN, PruneOptions(OWNER))
@@ -143,10 +124,10 @@ async def test_delete_all_follows_the_policy(
 async def test_wait_for_termination_waits_and_reports_what_stays(
     resources: ResourceClient, cluster: TestCluster, namespace: str
 ) -> None:
-    held = configmap("held", namespace, {"a": "1"})
+    held = configmap(namespace, "held", {"a": "1"})
     held["metadata"]["finalizers"] = ["example.com/hold"]
     applied = await apply_all(
-        resources, [held, configmap("free", namespace, {"a": "1"})], options()
+        resources, [held, configmap(namespace, "free", {"a": "1"})], options()
     )
     result = await delete_all(
         resources,

@@ -15,7 +15,7 @@ import yaml
 from controllers import cli
 from controllers.sealing import format as sealing
 from controllers.sealing import keys as sealing_keys
-from tests.helpers import kubeconfig_yaml
+from tests.support.cluster import kubeconfig_yaml
 
 DATA = Path(__file__).parent / "data" / "sealing"
 KEY = DATA / "key.pem"

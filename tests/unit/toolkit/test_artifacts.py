@@ -220,6 +220,7 @@ def test_safe_extract_never_writes_through_an_existing_symlink(tmp_path: Path) -
 
 
 def test_safe_extract_ignores_an_archive_symlink_then_a_file_beneath_it(tmp_path: Path) -> None:
+    # A later file "through" the link must land inside, never where the link pointed.
     outside = tmp_path / "outside"
     outside.mkdir()
     tarball = make_tar(
@@ -232,6 +233,7 @@ def test_safe_extract_ignores_an_archive_symlink_then_a_file_beneath_it(tmp_path
     safe_extract(tarball, dest)
     assert not (outside / "evil.txt").exists()
     assert (dest / "link").is_dir() and not (dest / "link").is_symlink()
+    assert (dest / "link" / "evil.txt").read_bytes() == b"evil"
 
 
 def test_safe_extract_refuses_a_file_where_a_directory_must_go(tmp_path: Path) -> None:

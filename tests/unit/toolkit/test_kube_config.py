@@ -11,7 +11,7 @@ from controllers.toolkit.runtime.kube import (
     configuration_from_text,
     load_configuration,
 )
-from tests.helpers import kubeconfig_yaml
+from tests.support.cluster import kubeconfig_yaml
 
 
 def test_one_client_has_connections_for_all_its_workers_and_watches(tmp_path: Path) -> None:
