@@ -9,20 +9,15 @@ import time
 
 import pytest
 
-from tests.helpers import TestCluster, condition, events_for, kubectl_json, wait_for
+from tests.support.builders import git_repository, secret
+from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.fixtures import PROXY_PASSWORD, PROXY_USER
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer, TestCA
 from tests.support.proxies import ForwardProxy
-from tests.support.sources import (
-    apply_gitrepository,
-    download,
-    get_repo,
-    secret,
-    tar_listing,
-    wait_ready,
-)
+from tests.support.sources import download, tar_listing
+from tests.support.status import condition, events_for, get_object, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +42,18 @@ def test_sparse_checkout_keeps_only_the_listed_directories_and_a_change_rebuilds
     repo = git_repos.create()
     head = repo.commit(MONOREPO, "monorepo")
     url = git_http_server.url(repo.name)
-    apply_gitrepository(
-        cluster, namespace, "sparse", {"url": url, "sparseCheckout": ["apps/prod", "./infra/"]}
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "sparse",
+            url,
+            interval="1m",
+            sparseCheckout=["apps/prod", "./infra/"],
+        ),
     )
 
-    obj = wait_ready(cluster, namespace, "sparse")
+    obj = wait_ready(cluster, namespace, "gitrepository", "sparse")
     assert obj["status"]["observedSparseCheckout"] == ["apps/prod", "./infra/"]
     assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
     assert tar_listing(download(obj["status"]["artifact"]["url"])) == {
@@ -61,10 +63,13 @@ def test_sparse_checkout_keeps_only_the_listed_directories_and_a_change_rebuilds
 
     # Same commit, other directories: the artifact is rebuilt, not reused.
     first_digest = obj["status"]["artifact"]["digest"]
-    apply_gitrepository(cluster, namespace, "sparse", {"url": url, "sparseCheckout": ["apps"]})
+    apply(
+        cluster,
+        git_repository(namespace, "sparse", url, interval="1m", sparseCheckout=["apps"]),
+    )
 
     def rebuilt() -> dict[str, bytes] | None:
-        current = get_repo(cluster, namespace, "sparse")["status"]
+        current = get_object(cluster, namespace, "gitrepository", "sparse")["status"]
         if current.get("observedSparseCheckout") != ["apps"]:
             return None
         return tar_listing(download(current["artifact"]["url"]))
@@ -73,13 +78,16 @@ def test_sparse_checkout_keeps_only_the_listed_directories_and_a_change_rebuilds
         "apps/prod/app.yaml": b"prod: 1\n",
         "apps/dev/app.yaml": b"dev: 1\n",
     }
-    assert get_repo(cluster, namespace, "sparse")["status"]["artifact"]["digest"] != first_digest
+    assert (
+        get_object(cluster, namespace, "gitrepository", "sparse")["status"]["artifact"]["digest"]
+        != first_digest
+    )
 
     # Dropping sparseCheckout brings the whole tree back, and the observation goes.
-    apply_gitrepository(cluster, namespace, "sparse", {"url": url})
+    apply(cluster, git_repository(namespace, "sparse", url, interval="1m"))
 
     def unsparse() -> dict[str, object] | None:
-        status = get_repo(cluster, namespace, "sparse")["status"]
+        status = get_object(cluster, namespace, "gitrepository", "sparse")["status"]
         return None if "observedSparseCheckout" in status else status
 
     whole = wait_for(unsparse, what="observedSparseCheckout removed")
@@ -95,14 +103,22 @@ def test_sparse_checkout_of_a_missing_directory_fails_naming_it(
 ) -> None:
     repo = git_repos.create()
     head = repo.commit(MONOREPO, "monorepo")
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "missing-dir",
-        {"url": git_http_server.url(repo.name), "sparseCheckout": ["apps/prod", "charts"]},
+        git_repository(
+            namespace,
+            "missing-dir",
+            **{
+                "interval": "1m",
+                **{
+                    "url": git_http_server.url(repo.name),
+                    "sparseCheckout": ["apps/prod", "charts"],
+                },
+            },
+        ),
     )
 
-    obj = wait_ready(cluster, namespace, "missing-dir", status="False")
+    obj = wait_ready(cluster, namespace, "gitrepository", "missing-dir", status="False")
     ready = condition(obj, "Ready")
     assert ready is not None and ready["reason"] == "GitOperationFailed"
     assert "sparse checkout dir 'charts'" in ready["message"]
@@ -142,9 +158,9 @@ def test_fetch_goes_through_the_proxy(
     url = git_http_server.url(repo.name)
     _proxy_secret(cluster, namespace, "proxy", forward_proxy, PROXY_PASSWORD)
     spec = {"url": url, "proxySecretRef": {"name": "proxy"}}
-    apply_gitrepository(cluster, namespace, "proxied", spec)
+    apply(cluster, git_repository(namespace, "proxied", **{"interval": "1m", **spec}))
 
-    obj = wait_ready(cluster, namespace, "proxied")
+    obj = wait_ready(cluster, namespace, "gitrepository", "proxied")
     assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
     assert tar_listing(download(obj["status"]["artifact"]["url"])) == {"a.yaml": b"a: 1\n"}
     targets = [target for _, target in forward_proxy.forwarded]
@@ -170,12 +186,14 @@ def test_unchanged_remote_behind_the_proxy_is_polled_without_fetching_or_writing
             "proxySecretRef": {"name": "proxy"},
             "sparseCheckout": ["apps"],
         }
-        apply_gitrepository(cluster, namespace, "polled", spec)
-        version = wait_ready(cluster, namespace, "polled")["metadata"]["resourceVersion"]
+        apply(cluster, git_repository(namespace, "polled", **{"interval": "1m", **spec}))
+        version = wait_ready(cluster, namespace, "gitrepository", "polled")["metadata"][
+            "resourceVersion"
+        ]
         fetches = sum(1 for r in server.requests if r.command in ("fetch", "want"))
         through_proxy = len(forward_proxy.forwarded)
         time.sleep(7)  # three or more polls at a 2s interval
-        after = get_repo(cluster, namespace, "polled")
+        after = get_object(cluster, namespace, "gitrepository", "polled")
         assert after["metadata"]["resourceVersion"] == version, "a no-op poll wrote status"
         assert sum(1 for r in server.requests if r.command in ("fetch", "want")) == fetches
         assert len(forward_proxy.forwarded) >= through_proxy + 2, "polls skipped the proxy"
@@ -194,15 +212,20 @@ def test_https_fetch_is_tunnelled_through_the_proxy(
     head = repo.commit({"a.yaml": "a: 1\n"}, "one")
     url = git_https_server.url(repo.name)
     _proxy_secret(cluster, namespace, "proxy", forward_proxy, PROXY_PASSWORD)
-    secret(cluster, namespace, "ca", {"ca.crt": tls_ca.cert_pem})
-    apply_gitrepository(
+    apply(cluster, secret(namespace, "ca", {"ca.crt": tls_ca.cert_pem}))
+    apply(
         cluster,
-        namespace,
-        "tunnelled",
-        {"url": url, "secretRef": {"name": "ca"}, "proxySecretRef": {"name": "proxy"}},
+        git_repository(
+            namespace,
+            "tunnelled",
+            **{
+                "interval": "1m",
+                **{"url": url, "secretRef": {"name": "ca"}, "proxySecretRef": {"name": "proxy"}},
+            },
+        ),
     )
 
-    obj = wait_ready(cluster, namespace, "tunnelled")
+    obj = wait_ready(cluster, namespace, "gitrepository", "tunnelled")
     assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
     host = url.split("/")[2]
     assert ("CONNECT", host) in forward_proxy.forwarded
@@ -221,18 +244,42 @@ def test_wrong_proxy_credentials_and_missing_proxy_secrets_are_named(
     url = git_http_server.url(repo.name)
     wrong = "wrong-proxy-pass-9876"
     _proxy_secret(cluster, namespace, "wrong", forward_proxy, wrong)
-    secret(cluster, namespace, "no-address", {"username": PROXY_USER, "password": PROXY_PASSWORD})
-    apply_gitrepository(
-        cluster, namespace, "wrong-creds", {"url": url, "proxySecretRef": {"name": "wrong"}}
+    apply(
+        cluster,
+        secret(namespace, "no-address", {"username": PROXY_USER, "password": PROXY_PASSWORD}),
     )
-    apply_gitrepository(
-        cluster, namespace, "no-secret", {"url": url, "proxySecretRef": {"name": "absent"}}
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "wrong-creds",
+            url,
+            interval="1m",
+            proxySecretRef={"name": "wrong"},
+        ),
     )
-    apply_gitrepository(
-        cluster, namespace, "no-address", {"url": url, "proxySecretRef": {"name": "no-address"}}
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "no-secret",
+            url,
+            interval="1m",
+            proxySecretRef={"name": "absent"},
+        ),
+    )
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "no-address",
+            url,
+            interval="1m",
+            proxySecretRef={"name": "no-address"},
+        ),
     )
 
-    refused = wait_ready(cluster, namespace, "wrong-creds", status="False")
+    refused = wait_ready(cluster, namespace, "gitrepository", "wrong-creds", status="False")
     ready = condition(refused, "Ready")
     assert ready is not None and ready["reason"] == "AuthenticationFailed"
     assert "the proxy (spec.proxySecretRef) refused its credentials" in ready["message"]
@@ -241,11 +288,15 @@ def test_wrong_proxy_credentials_and_missing_proxy_secrets_are_named(
     assert forward_proxy.refused >= 1
     assert forward_proxy.forwarded == []  # nothing got past the proxy without credentials
 
-    absent = condition(wait_ready(cluster, namespace, "no-secret", status="False"), "Ready")
+    absent = condition(
+        wait_ready(cluster, namespace, "gitrepository", "no-secret", status="False"), "Ready"
+    )
     assert absent is not None and absent["reason"] == "AuthenticationFailed"
     assert f"secret '{namespace}/absent' (spec.proxySecretRef) not found" in absent["message"]
 
-    no_key = condition(wait_ready(cluster, namespace, "no-address", status="False"), "Ready")
+    no_key = condition(
+        wait_ready(cluster, namespace, "gitrepository", "no-address", status="False"), "Ready"
+    )
     assert no_key is not None and no_key["reason"] == "AuthenticationFailed"
     assert f"'{namespace}/no-address'" in no_key["message"]
     assert "key 'address' is missing" in no_key["message"]
@@ -295,11 +346,18 @@ def test_cloud_authentication_fields_stall_naming_field_and_value(
 ) -> None:
     repo = git_repos.create()
     repo.commit({"a.yaml": "a: 1\n"}, "one")
-    apply_gitrepository(
-        cluster, namespace, "refused", {"url": git_http_server.url(repo.name), **fields}
+    apply(
+        cluster,
+        git_repository(
+            namespace,
+            "refused",
+            git_http_server.url(repo.name),
+            interval="1m",
+            **fields,
+        ),
     )
 
-    obj = wait_ready(cluster, namespace, "refused", status="False")
+    obj = wait_ready(cluster, namespace, "gitrepository", "refused", status="False")
     stalled = condition(obj, "Stalled")
     assert stalled is not None and stalled["status"] == "True", obj["status"]
     ready = condition(obj, "Ready")
@@ -318,11 +376,15 @@ def test_generic_provider_works_as_without_one(
 ) -> None:
     repo = git_repos.create()
     head = repo.commit({"a.yaml": "a: 1\n"}, "one")
-    apply_gitrepository(
+    apply(
         cluster,
-        namespace,
-        "generic",
-        {"url": git_http_server.url(repo.name), "provider": "generic"},
+        git_repository(
+            namespace,
+            "generic",
+            git_http_server.url(repo.name),
+            interval="1m",
+            provider="generic",
+        ),
     )
-    obj = wait_ready(cluster, namespace, "generic")
+    obj = wait_ready(cluster, namespace, "gitrepository", "generic")
     assert obj["status"]["artifact"]["revision"] == f"master@sha1:{head}"
