@@ -1,4 +1,4 @@
-"""Kopf wiring of the source controller: GitRepository, and the artifact server.
+"""Kopf wiring of the source controller: GitRepository, HelmRepository, HelmChart, artifacts.
 
 Handlers are added by `register`, on the registry the runner passes in,
 never on kopf's global registry: that is how `headwater run all` combines
@@ -14,12 +14,14 @@ from typing import Any
 
 import kopf
 
+from controllers.source import helmchart, helmrepository
 from controllers.source.gitrepository import RESOURCE, GitRepositoryReconciler
 from controllers.source.server import ArtifactServer
 from controllers.source.storage import Storage
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler
 from controllers.toolkit.runtime.settings import Settings
@@ -61,6 +63,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     )
     queue.add_observer(lambda old, new: _requeue_includers(queue, old, new))
     queue.register(registry)
+    _register_helm(registry, settings, api, storage, read_secret, git_queue=queue)
 
     @kopf.on.startup(registry=registry)
     async def start_artifact_server(**_: Any) -> None:
@@ -71,6 +74,75 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def stop_artifact_server(**_: Any) -> None:
         await server.stop()
         api.close()
+
+
+def _register_helm(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    api: Any,
+    storage: Storage,
+    read_secret: kube.SecretReader,
+    *,
+    git_queue: Reconciler,
+) -> None:
+    """HelmRepository and HelmChart; a chart is rebuilt when its source's artifact moves."""
+    recorder = make_recorder(CONTROLLER, api, settings)
+    slots = ReconcileSlots(settings.concurrent)
+    repo_writer = ObjectWriter(api, helmrepository.RESOURCE)
+    repos: helmrepository.HelmRepositoryReconciler
+    repo_queue = Reconciler(
+        helmrepository.RESOURCE,
+        reconcile=lambda obj: repos.reconcile(obj),
+        finalize=lambda obj: repos.finalize(obj),
+        patch_finalizers=repo_writer.set_finalizers,
+        slots=slots,
+    )
+    repos = helmrepository.HelmRepositoryReconciler(
+        frame=ReconcileFrame(helmrepository.RESOURCE, repo_writer, recorder),
+        storage=storage,
+        read_secret=read_secret,
+    )
+    chart_writer = ObjectWriter(api, helmchart.RESOURCE)
+    charts: helmchart.HelmChartReconciler
+    chart_queue = Reconciler(
+        helmchart.RESOURCE,
+        reconcile=lambda obj: charts.reconcile(obj),
+        finalize=lambda obj: charts.finalize(obj),
+        patch_finalizers=chart_writer.set_finalizers,
+        slots=slots,
+    )
+    charts = helmchart.HelmChartReconciler(
+        frame=ReconcileFrame(helmchart.RESOURCE, chart_writer, recorder),
+        storage=storage,
+        read_secret=read_secret,
+        helm_repositories=repo_queue.get,
+        git_repositories=git_queue.get,
+    )
+    repo_queue.add_observer(
+        lambda old, new: _requeue_charts(chart_queue, helmchart.HELM_REPOSITORY, old, new)
+    )
+    git_queue.add_observer(
+        lambda old, new: _requeue_charts(chart_queue, helmchart.GIT_REPOSITORY, old, new)
+    )
+    repo_queue.register(registry)
+    chart_queue.register(registry)
+
+
+def _requeue_charts(queue: Reconciler, kind: str, old: Object | None, new: Object | None) -> None:
+    """A source's new artifact (or its arrival) makes every HelmChart built from it look again."""
+    changed = new if new is not None else old
+    if changed is None or _artifact_digest(old) == _artifact_digest(new):
+        return
+    ref = ObjectRef.of(changed)
+    for chart in queue.view():
+        source = (chart.get("spec") or {}).get("sourceRef") or {}
+        chart_ref = ObjectRef.of(chart)
+        if (
+            chart_ref.namespace == ref.namespace
+            and source.get("kind") == kind
+            and source.get("name") == ref.name
+        ):
+            queue.request(chart_ref)
 
 
 def _requeue_includers(queue: Reconciler, old: Object | None, new: Object | None) -> None:

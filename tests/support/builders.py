@@ -36,6 +36,24 @@ def git_repository(
     return obj
 
 
+def helm_repository(
+    namespace: str, name: str, url: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A HelmRepository of `url` (interval 10m unless spec says)."""
+    obj = _object("source.toolkit.fluxcd.io/v1", "HelmRepository", namespace, name, metadata)
+    obj["spec"] = {"interval": "10m", "url": url, **spec}
+    return obj
+
+
+def helm_chart(
+    namespace: str, name: str, chart: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A HelmChart of `chart` (spec names its sourceRef; interval 10m unless spec says)."""
+    obj = _object("source.toolkit.fluxcd.io/v1", "HelmChart", namespace, name, metadata)
+    obj["spec"] = {"interval": "10m", "chart": chart, **spec}
+    return obj
+
+
 def kustomization(
     namespace: str,
     name: str,

@@ -101,7 +101,7 @@ def wait_for_kustomization(
     )
 
 
-def is_ready(status: str = "True") -> Check:
+def is_ready(status: str = "True", reason: str | None = None) -> Check:
     """Ready=`status`; for "True" also the current generation observed.
 
     Like Flux, observedGeneration moves only on success (or a stall); a failure
@@ -110,7 +110,7 @@ def is_ready(status: str = "True") -> Check:
 
     def check(obj: dict[str, Any]) -> bool:
         ready = condition(obj, "Ready")
-        if not ready or ready["status"] != status:
+        if not ready or ready["status"] != status or (reason and ready["reason"] != reason):
             return False
         return status != "True" or (
             (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
@@ -125,17 +125,18 @@ def wait_ready(
     kind: str,
     name: str,
     status: str = "True",
+    reason: str | None = None,
     timeout: float = 60,
 ) -> dict[str, Any]:
-    """Wait until the object reports Ready=`status` (see `is_ready`); returns it."""
+    """Wait until the object reports Ready=`status` (and `reason`; see `is_ready`)."""
     return wait_for_object(
         cluster,
         namespace,
         kind,
         name,
-        is_ready(status),
+        is_ready(status, reason),
         timeout=timeout,
-        what=f"{kind} {name} Ready={status}",
+        what=f"{kind} {name} Ready={status} {reason or ''}".rstrip(),
     )
 
 

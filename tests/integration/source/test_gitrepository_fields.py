@@ -137,12 +137,8 @@ def test_sparse_checkout_of_a_missing_directory_fails_naming_it(
 def _proxy_secret(
     cluster: TestCluster, namespace: str, name: str, proxy: ForwardProxy, password: str
 ) -> None:
-    secret(
-        cluster,
-        namespace,
-        name,
-        {"address": proxy.address, "username": PROXY_USER, "password": password},
-    )
+    data = {"address": proxy.address, "username": PROXY_USER, "password": password}
+    apply(cluster, secret(namespace, name, data))
 
 
 def test_fetch_goes_through_the_proxy(
