@@ -533,8 +533,7 @@ class KeyManager:
                 # Never fatal, whatever went wrong: the loop is all that renews keys.
                 outage = _log_once(
                     outage,
-                    f"cannot ensure a sealing key in namespace {self.namespace}: "
-                    f"{_describe(exc)}",
+                    f"cannot ensure a sealing key in namespace {self.namespace}: {_describe(exc)}",
                 )
                 await asyncio.sleep(self.retry)
                 continue
