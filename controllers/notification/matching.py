@@ -30,6 +30,12 @@ SUMMARY_KEY = "summary"
 LabelLookup = Callable[[FluxEvent], Awaitable[Mapping[str, str] | None]]
 
 
+# Alerts have nothing to refuse: every field is used. `eventSources[].apiVersion`
+# is accepted and, as in Flux, not compared: sources match on kind, namespace,
+# name and labels (the labels are read at the event's own apiVersion).
+UNSUPPORTED_FIELDS: dict[str, str] = {}
+
+
 @dataclass(frozen=True)
 class EventSource:
     kind: str

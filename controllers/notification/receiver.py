@@ -25,6 +25,7 @@ from controllers.toolkit.runtime.durations import (
     parse_duration,
 )
 from controllers.toolkit.runtime.events import NORMAL
+from controllers.toolkit.runtime.fields import refuse_unsupported
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.kube import SecretReader
 from controllers.toolkit.runtime.reconciler import Object, Outcome, Resource
@@ -42,6 +43,17 @@ TOKEN_NOT_FOUND = "TokenNotFound"
 VALIDATION_FAILED = "ValidationFailed"
 
 WILDCARD = "*"
+
+# Receiver fields the CRD accepts and headwater does not implement: a Receiver
+# setting one stalls (UnsupportedField) and publishes no webhook path, rather
+# than asking every resource to reconcile as if no filter had been written.
+UNSUPPORTED_FIELDS: dict[str, str] = {
+    "spec.resources.filter": "CEL filters on resources are not implemented",
+    "spec.resourceFilter": "CEL filters on resources are not implemented",
+    "spec.oidcProviders": (
+        "OIDC is only used by the generic-oidc receiver type, which headwater does not implement"
+    ),
+}
 
 
 class ReceiverSpecError(ValueError):
@@ -108,10 +120,6 @@ class ReceiverSpec:
                 raise ReceiverSpecError(f"{where}: {exc}") from None
             if ref.name == WILDCARD and not ref.match_labels:
                 raise ReceiverSpecError(f"{where}: matchLabels must be set when name is '*'")
-            if item.get("filter") or spec.get("resourceFilter"):
-                raise ReceiverSpecError(
-                    f"{where}: CEL filters (filter, resourceFilter) are not supported by headwater"
-                )
             resources.append(ref)
         return cls(
             type=kind,
@@ -148,6 +156,12 @@ class ReceiverReconciler:
         return await self.frame.run(obj, self._steps)
 
     async def _steps(self, run: ReconcileRun) -> None:
+        try:
+            refuse_unsupported(run.obj, UNSUPPORTED_FIELDS)
+        except ReconcileError:
+            # A spec that cannot work as written accepts no request.
+            run.status.pop("webhookPath", None)
+            raise
         try:
             spec = ReceiverSpec.parse(run.spec)
         except ReceiverSpecError as exc:

@@ -50,6 +50,9 @@ CERT_VALIDITY = timedelta(days=3650)
 # by another replica is noticed and clock jumps do not stall renewal.
 MAX_SLEEP_SECONDS = 3600.0
 RETRY_SECONDS = 30.0
+# While the controllers' namespace is missing, look for it this often: a
+# user who has just created it should not wait a retry period for a key.
+NAMESPACE_POLL_SECONDS = 2.0
 # Key files and Secrets dumps are small; refuse anything absurd before parsing.
 MAX_KEY_FILE_BYTES = 4 * 1024 * 1024
 
@@ -61,6 +64,34 @@ _KEY_USAGE_ENCIPHER_ONLY = bytes([0x03, 0x02, 0x00, 0x01])
 
 class SealingKeyError(RuntimeError):
     """A key Secret or key file that cannot be used; names it, never its contents."""
+
+
+class NamespaceMissingError(SealingKeyError):
+    """The controllers' namespace, where the key Secrets live, does not exist."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(
+            f"namespace {namespace} does not exist: it is the controllers' namespace, "
+            f"where the sealing keys are kept (Secrets labelled {KEY_SELECTOR}); "
+            f"create it with `kubectl create namespace {namespace}`"
+        )
+        self.namespace = namespace
+
+
+def check_namespace(api: kubernetes.client.ApiClient, namespace: str) -> None:
+    """NamespaceMissingError unless `namespace` exists.
+
+    Listing Secrets in a missing namespace answers an empty list, so without
+    this a missing namespace reads as "no key yet". When namespaces may not
+    be read (403), the Secret calls that follow say what is wrong.
+    """
+    try:
+        kubernetes.client.CoreV1Api(api).read_namespace(namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise NamespaceMissingError(namespace) from None
+        if exc.status != 403:
+            raise
 
 
 @dataclass(frozen=True)
@@ -430,6 +461,9 @@ def ensure_keys(
     keys = read_keys(api, namespace)
     due = renewal_due_in(keys[0] if keys else None, renew_period=renew_period, now=now)
     if due == 0.0:
+        if not keys:
+            # Before generating a key: the namespace may simply not exist yet.
+            check_namespace(api, namespace)
         created = create_key(api, namespace, key_size=key_size, existing=keys)
         keys = newest_first([created, *keys])
     return keys
@@ -439,9 +473,12 @@ def current_certificate(api: kubernetes.client.ApiClient, namespace: str) -> byt
     """The PEM certificate new values are sealed with: the newest key's."""
     keys = [key for key in read_keys(api, namespace) if key.certificate is not None]
     if not keys:
+        check_namespace(api, namespace)
         raise SealingKeyError(
             f"no sealing key with a certificate in namespace {namespace} "
-            f"(Secrets labelled {KEY_SELECTOR})"
+            f"(Secrets labelled {KEY_SELECTOR}): the kustomize controller creates "
+            f"one when it starts (`headwater run kustomize` or `headwater run all`) "
+            f"with this namespace as its HEADWATER_NAMESPACE"
         )
     return keys[0].cert_pem()
 
@@ -451,7 +488,9 @@ class KeyManager:
 
     Run `run()` as a background task in the controller process; it never
     returns on its own. Failures (no namespace yet, no permission) are
-    logged and retried, never fatal: existing keys keep working meanwhile.
+    logged once per outage and retried, never fatal: existing keys keep
+    working meanwhile. A missing namespace is looked for every
+    `namespace_poll` seconds, so the first key follows its creation closely.
     """
 
     def __init__(
@@ -461,11 +500,15 @@ class KeyManager:
         *,
         renew_period: float,
         key_size: int = DEFAULT_KEY_SIZE,
+        retry: float = RETRY_SECONDS,
+        namespace_poll: float = NAMESPACE_POLL_SECONDS,
     ) -> None:
         self.api = api
         self.namespace = namespace
         self.renew_period = renew_period
         self.key_size = key_size
+        self.retry = retry
+        self.namespace_poll = namespace_poll
 
     async def ensure(self) -> list[SealingKey]:
         """One pass: create a key if due; returns the keys, newest first."""
@@ -478,22 +521,36 @@ class KeyManager:
         )
 
     async def run(self) -> None:
+        outage: str | None = None  # what is wrong, as last logged
         while True:
             try:
                 keys = await self.ensure()
+            except NamespaceMissingError as exc:
+                outage = _log_once(outage, f"{exc}; the first key is made as soon as it exists")
+                await asyncio.sleep(self.namespace_poll)
+                continue
             except Exception as exc:
                 # Never fatal, whatever went wrong: the loop is all that renews keys.
-                log.error(
-                    "cannot ensure a sealing key in namespace %s: %s",
-                    self.namespace,
-                    _describe(exc),
+                outage = _log_once(
+                    outage,
+                    f"cannot ensure a sealing key in namespace {self.namespace}: {_describe(exc)}",
                 )
-                await asyncio.sleep(RETRY_SECONDS)
+                await asyncio.sleep(self.retry)
                 continue
+            if outage is not None:
+                log.info("sealing key ready in namespace %s", self.namespace)
+                outage = None
             due = renewal_due_in(keys[0] if keys else None, renew_period=self.renew_period)
             # At least a second between passes: a tiny renew period must not spin.
             pause = MAX_SLEEP_SECONDS if due is None else min(max(due, 1.0), MAX_SLEEP_SECONDS)
             await asyncio.sleep(pause)
+
+
+def _log_once(previous: str | None, message: str) -> str:
+    """Log `message` unless it is what the current outage already logged; returns it."""
+    if message != previous:
+        log.warning("%s", message)
+    return message
 
 
 def _describe(exc: BaseException) -> str:

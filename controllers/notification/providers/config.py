@@ -27,10 +27,28 @@ from controllers.notification.providers.base import (
     ProviderConfigError,
 )
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.fields import unsupported_in
 from controllers.toolkit.runtime.kube import SecretReader
 
 # Flux refuses longer addresses from Secrets.
 MAX_ADDRESS_LENGTH = 2048
+
+# Provider fields the CRD accepts and headwater does not implement. A Provider
+# has no status, so the refusal reaches the user as the Alert's Warning event
+# (NotificationDispatchFailed) naming the field, instead of a silent default.
+UNSUPPORTED_FIELDS: dict[str, str] = {
+    "spec.commitStatusExpr": (
+        "custom commit status expressions are not implemented; the commit status "
+        "is named after the Kustomization, as Flux does without the expression"
+    ),
+    "spec.serviceAccountName": (
+        "workload identity is only used by the cloud provider types "
+        "(azureeventhub, azuredevops, googlepubsub), which headwater does not implement"
+    ),
+}
+# Accepted and ignored, exactly as Flux does: v1beta3 deprecated the Provider's
+# interval and no longer reads it (a Provider has nothing to reconcile).
+IGNORED_AS_IN_FLUX = ("interval",)
 
 
 def _text(data: Mapping[str, bytes], key: str) -> str:
@@ -110,6 +128,9 @@ def _load_client_pair(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
 
 async def resolve_provider(obj: Mapping[str, Any], read_secret: SecretReader) -> ProviderConfig:
     """The Provider `obj` with its Secrets read; ProviderConfigError naming what is wrong."""
+    refused = unsupported_in(obj, UNSUPPORTED_FIELDS)
+    if refused:
+        raise ProviderConfigError("; ".join(refused))
     metadata = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     namespace = str(metadata.get("namespace") or "")

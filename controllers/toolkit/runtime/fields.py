@@ -22,13 +22,22 @@ _MISSING = object()
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> Any:
-    """The value at a dotted path (`spec.kubeConfig.configMapRef`), or `_MISSING`."""
-    value: Any = obj
+    """The value at a dotted path (`spec.kubeConfig.configMapRef`), or `_MISSING`.
+
+    A list on the way stands for its items, as in the CRD schema's paths:
+    `spec.resources.filter` is the first `filter` any `spec.resources[]` item sets.
+    """
+    values: list[Any] = [obj]
     for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
+        found: list[Any] = []
+        for value in values:
+            items = value if isinstance(value, list) else [value]
+            found.extend(item[part] for item in items if isinstance(item, Mapping) and part in item)
+        values = found
+    set_values = [value for value in values if value is not None]
+    if set_values:
+        return set_values[0]
+    return None if values else _MISSING
 
 
 def unsupported_in(obj: Mapping[str, Any], unsupported: Mapping[str, str]) -> list[str]:

@@ -166,3 +166,19 @@ async def test_proxy_credentials_in_a_url_are_split_out() -> None:
     assert config.proxy == "http://proxy.example:3128"
     assert (config.proxy_username, config.proxy_password) == ("user", "pw-secret")
     assert "pw-secret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("commitStatusExpr", "event.metadata.revision"), ("serviceAccountName", "notifier")],
+)
+async def test_fields_headwater_does_not_implement_are_refused_by_name(
+    field: str, value: str
+) -> None:
+    with pytest.raises(ProviderConfigError, match=rf"spec\.{field} is not supported by headwater"):
+        await resolve_provider(provider(address="https://h/x", **{field: value}), secrets())
+
+
+async def test_the_deprecated_interval_is_accepted_and_ignored_as_in_flux() -> None:
+    config = await resolve_provider(provider(address="https://h/x", interval="10m"), secrets())
+    assert config.address == "https://h/x"

@@ -6,12 +6,14 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
 
 from controllers.notification.receiver import (
+    RESOURCE,
+    ReceiverReconciler,
     ReceiverSpec,
     ReceiverSpecError,
     ResourceRef,
@@ -31,7 +33,13 @@ from controllers.notification.webhooks import (
     validate,
     verify_signature,
 )
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
+from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.http import HttpServer
+from controllers.toolkit.runtime.patching import ObjectWriter
+from tests.unit.toolkit.test_frame import ListSink, RecordingWriter
 
 TOKEN = "receiver-token-0123456789"
 BODY = b'{"ref":"refs/heads/main","after":"0123456789abcdef"}'
@@ -302,3 +310,51 @@ async def test_oversized_payloads_are_refused(hooks: tuple[str, Backend]) -> Non
     backend.receivers.append(receiver("generic"))
     assert (await hook(url, b"x" * (3 * 1024 * 1024 + 1)))[0] == 413
     assert backend.requested == []
+
+
+def receiver_object(**spec_values: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": RESOURCE.api_version,
+        "kind": RESOURCE.kind,
+        "metadata": {"name": "hook", "namespace": "apps", "generation": 1},
+        "spec": {
+            "type": "github",
+            "secretRef": {"name": "webhook-token"},
+            "resources": [{"kind": "GitRepository", "name": "app"}],
+            **spec_values,
+        },
+        "status": {"webhookPath": "/hook/old"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"resourceFilter": "res.metadata.name == 'app'"}, "spec.resourceFilter"),
+        (
+            {"resources": [{"kind": "GitRepository", "name": "app", "filter": "true"}]},
+            "spec.resources.filter",
+        ),
+        ({"oidcProviders": [{"issuerURL": "https://issuer.example"}]}, "spec.oidcProviders"),
+    ],
+)
+async def test_unsupported_fields_stall_the_receiver_and_withdraw_its_path(
+    values: dict[str, Any], field: str
+) -> None:
+    obj = receiver_object(**values)
+    writer = RecordingWriter(obj["status"])
+    sink = ListSink()
+    frame = ReconcileFrame(RESOURCE, cast(ObjectWriter, writer), EventRecorder("test", [sink]))
+
+    async def read_secret(namespace: str, name: str) -> Mapping[str, bytes] | None:
+        return {"token": TOKEN.encode()}
+
+    reconciler = ReceiverReconciler(frame=frame, read_secret=read_secret)
+    outcome = await reconciler.reconcile(obj)
+
+    assert outcome.requeue_after is None  # stalled: retrying cannot help
+    assert "webhookPath" not in writer.live
+    stalled = cond.get_condition(writer.live, cond.STALLED)
+    assert stalled is not None and stalled["reason"] == UNSUPPORTED_FIELD
+    assert f"{field} is not supported by headwater" in stalled["message"]
+    assert [event.reason for event in sink.events] == [UNSUPPORTED_FIELD]

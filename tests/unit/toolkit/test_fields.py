@@ -22,3 +22,13 @@ def test_unset_and_null_fields_pass() -> None:
     assert unsupported_in({"spec": {"decryption": {}}}, UNSUPPORTED) == []
     assert unsupported_in({"spec": {"sops": None}}, UNSUPPORTED) == []
     refuse_unsupported({"spec": {}}, UNSUPPORTED)
+
+
+def test_a_field_of_list_items_is_found_in_any_item() -> None:
+    refused = {"spec.resources.filter": "no CEL"}
+    obj = {"spec": {"resources": [{"name": "a"}, {"name": "b", "filter": "true"}]}}
+    assert unsupported_in(obj, refused) == [
+        "spec.resources.filter is not supported by headwater: no CEL"
+    ]
+    assert unsupported_in({"spec": {"resources": [{"filter": None}]}}, refused) == []
+    assert unsupported_in({"spec": {"resources": []}}, refused) == []
