@@ -12,26 +12,14 @@ from collections.abc import Mapping
 
 import pytest
 
-from tests.helpers import (
-    TestCluster,
-    applied,
-    apply_manifests,
-    git_repository,
-    kustomization,
-    wait_for,
-    wait_for_kustomization,
-)
+from tests.support.builders import git_repository, kustomization, receiver, secret
+from tests.support.cluster import TestCluster, apply, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.metrics import sample_value, scrape
-from tests.support.notification import (
-    FILES,
-    RECEIVER_TOKEN,
-    ready_receiver,
-    receiver,
-    secret,
-)
+from tests.support.notification import FILES, RECEIVER_TOKEN
+from tests.support.status import applied, wait_for_kustomization, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -61,14 +49,14 @@ def test_a_sync_shows_durations_and_ready_conditions_with_fluxs_labels(
 ) -> None:
     repo = git_repos.create()
     head = repo.commit(FILES, "first")
-    apply_manifests(
+    apply(
         cluster,
         secret(namespace, "hook-token", {"token": RECEIVER_TOKEN}),
         receiver(namespace, "hook", "generic", "hook-token"),
         git_repository(namespace, "app", git_http_server.url(repo.name)),
         kustomization(namespace, "app", "app", path="./deploy", targetNamespace=namespace),
     )
-    ready_receiver(cluster, namespace, "hook")
+    wait_ready(cluster, namespace, "receiver", "hook")
     wait_for_kustomization(cluster, namespace, "app", applied(head), what="the first sync")
 
     objects = [
@@ -90,12 +78,12 @@ def test_a_sync_shows_durations_and_ready_conditions_with_fluxs_labels(
 def test_suspending_an_object_shows_in_its_suspend_status(
     cluster: TestCluster, namespace: str, controllers: RunningControllers
 ) -> None:
-    apply_manifests(
+    apply(
         cluster,
         secret(namespace, "hook-token", {"token": RECEIVER_TOKEN}),
         receiver(namespace, "hook", "generic", "hook-token"),
     )
-    ready_receiver(cluster, namespace, "hook")
+    wait_ready(cluster, namespace, "receiver", "hook")
     labels = {"kind": "Receiver", "name": "hook", "namespace": namespace}
     assert sample_value(scrape(controllers.metrics_url), SUSPEND, labels) == 0
 

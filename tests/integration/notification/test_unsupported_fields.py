@@ -10,20 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import TestCluster, condition, wait_for
+from tests.support.builders import alert, provider, receiver, secret
+from tests.support.cluster import TestCluster, apply, wait_for
 from tests.support.controllers import RunningControllers
-from tests.support.notification import (
-    RECEIVER_TOKEN,
-    alert,
-    alert_events,
-    apply,
-    get,
-    post_until,
-    provider,
-    receiver,
-    secret,
-    wire_event,
-)
+from tests.support.notification import RECEIVER_TOKEN, post_until, wire_event
+from tests.support.status import condition, events_for, get_object
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +35,14 @@ def test_a_receiver_with_a_cel_filter_stalls_naming_the_field(
     )
 
     def stalled() -> dict[str, object] | None:
-        obj = get(cluster, "receiver", namespace, "filtered")
+        obj = get_object(cluster, namespace, "receiver", "filtered")
         found = condition(obj, "Stalled")
         return found if found and found["status"] == "True" else None
 
     found = wait_for(stalled, timeout=60, what="Receiver Stalled")
     assert found["reason"] == "UnsupportedField"
     assert "spec.resourceFilter is not supported by headwater" in str(found["message"])
-    obj = get(cluster, "receiver", namespace, "filtered")
+    obj = get_object(cluster, namespace, "receiver", "filtered")
     assert "webhookPath" not in (obj.get("status") or {})
     ready = condition(obj, "Ready")
     assert ready is not None and ready["status"] == "False"
@@ -77,7 +68,7 @@ def test_a_provider_with_a_commit_status_expression_is_refused_on_its_alert(
     [warning, *_] = post_until(
         controllers,
         wire_event(namespace, "health check failed", severity="error"),
-        lambda: alert_events(cluster, namespace, "expr", "NotificationDispatchFailed"),
+        lambda: events_for(cluster, namespace, "Alert", "expr", "NotificationDispatchFailed"),
         "the refusal event",
     )
     assert warning["type"] == "Warning"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from controllers.sealing import keys as sealing_keys
-from tests.helpers import TestCluster, kubectl_json, wait_for
+from tests.support.cluster import TestCluster, kubectl_json, wait_for
 from tests.support.controllers import run_controllers
 from tests.support.sealing import run_headwater
 

@@ -91,15 +91,16 @@ def test_chart_from_repository_follows_the_newest_matching_version(
     apply(cluster, helm_repository(namespace, "charts", **{"url": server.url, "interval": "1h"}))
     apply(
         cluster,
-        namespace,
-        "HelmChart",
-        "app",
-        {
-            "chart": "app",
-            "version": "1.x",
-            "interval": "1h",
-            "sourceRef": {"kind": "HelmRepository", "name": "charts"},
-        },
+        helm_chart(
+            namespace,
+            "app",
+            **{
+                "chart": "app",
+                "version": "1.x",
+                "interval": "1h",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+            },
+        ),
     )
     chart = wait_ready(cluster, namespace, "HelmChart", "app")
     artifact = chart["status"]["artifact"]
@@ -212,14 +213,15 @@ def test_basic_auth_and_tls_repository_and_credentials_stay_secret(
         wait_ready(cluster, namespace, "HelmRepository", "private")
         apply(
             cluster,
-            namespace,
-            "HelmChart",
-            "app",
-            {
-                "chart": "app",
-                "interval": "1h",
-                "sourceRef": {"kind": "HelmRepository", "name": "private"},
-            },
+            helm_chart(
+                namespace,
+                "app",
+                **{
+                    "chart": "app",
+                    "interval": "1h",
+                    "sourceRef": {"kind": "HelmRepository", "name": "private"},
+                },
+            ),
         )
         chart = wait_ready(cluster, namespace, "HelmChart", "app")
         assert chart["status"]["artifact"]["revision"] == "0.3.0"
@@ -235,10 +237,7 @@ def test_basic_auth_and_tls_repository_and_credentials_stay_secret(
         apply(cluster, secret(namespace, "bad-creds", {"username": HTTP_USER, "password": wrong}))
         apply(
             cluster,
-            namespace,
-            "HelmRepository",
-            "denied",
-            {**spec, "secretRef": {"name": "bad-creds"}},
+            helm_repository(namespace, "denied", **{**spec, "secretRef": {"name": "bad-creds"}}),
         )
         denied = wait_ready(cluster, namespace, "HelmRepository", "denied", "False", "Failed")
         assert "401" in condition(denied, "Ready")["message"]  # type: ignore[index]
@@ -330,7 +329,7 @@ def test_chart_from_git_is_packaged_with_dependencies_and_values(
 
     # A values file path climbing out of the source is refused by name.
     apply(
-        cluster, namespace, "HelmChart", "app", {**chart_spec, "valuesFiles": ["../../etc/passwd"]}
+        cluster, helm_chart(namespace, "app", **{**chart_spec, "valuesFiles": ["../../etc/passwd"]})
     )
     escaped = wait_ready(cluster, namespace, "HelmChart", "app", "False", "ValuesFilesError")
     assert "must stay inside" in condition(escaped, "Ready")["message"]  # type: ignore[index]
@@ -369,10 +368,11 @@ def test_unsupported_fields_are_refused_by_name(
 ) -> None:
     apply(
         cluster,
-        namespace,
-        "HelmRepository",
-        "aws",
-        {"url": "https://charts.invalid", "interval": "1h", "provider": "aws"},
+        helm_repository(
+            namespace,
+            "aws",
+            **{"url": "https://charts.invalid", "interval": "1h", "provider": "aws"},
+        ),
     )
     refused = wait_ready(cluster, namespace, "HelmRepository", "aws", "False", "UnsupportedField")
     assert "spec.provider: provider 'aws'" in condition(refused, "Ready")["message"]  # type: ignore[index]
