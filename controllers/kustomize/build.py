@@ -76,7 +76,7 @@ _GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
 class PathNotFoundError(BuildError):
     """spec.path is not a directory inside the artifact (Flux reports ArtifactFailed)."""
 
-    reason: ClassVar[str] = ARTIFACT_FAILED
+    REASON: ClassVar[str] = ARTIFACT_FAILED
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import yaml
 
 from controllers.toolkit.runtime.conditions import BUILD_FAILED
+from controllers.toolkit.runtime.frame import ReconcileError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
@@ -56,17 +57,13 @@ _SELECTOR_FIELDS = (
 )
 
 
-class BuildError(Exception):
+class BuildError(ReconcileError):
     """The manifests could not be built; `reason` is Flux's ``BuildFailed``."""
 
-    reason: ClassVar[str] = BUILD_FAILED
+    REASON: ClassVar[str] = BUILD_FAILED
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(self.REASON, message)
 
 
 # --- YAML ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ ASCII. Error messages name the variable and the object, never a value.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import yaml
 
 from controllers.kustomize.build import BuildError, Manifest
 from controllers.kustomize.generate import YamlLoader, yaml_problem
+from controllers.toolkit.apply.resources import ResourceClient, ResourceInfo
 
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"
@@ -45,6 +47,37 @@ _DEFAULT_OPS = frozenset({"-", "+", "=", "?", ":-", ":+", ":=", ":?"})
 Reader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 """Reads ``(kind, name)`` in the Kustomization's namespace: the data (Secret values
 decoded), or None when the object does not exist."""
+
+
+# The kinds substituteFrom reads, both core/v1.
+_SOURCE_INFO = {
+    "ConfigMap": ResourceInfo("", "v1", "ConfigMap", "configmaps", True),
+    "Secret": ResourceInfo("", "v1", "Secret", "secrets", True),
+}
+
+
+async def read_as(
+    client: ResourceClient, namespace: str, kind: str, name: str
+) -> Mapping[str, str] | None:
+    """A substituteFrom source's data as text, read with `client`, None when it does not exist.
+
+    `client` is the Kustomization's identity (its service account or remote
+    kubeconfig), as in Flux: a tenant substitutes only what its account may
+    read. A refused read raises the API error, naming the object and verb.
+    """
+    info = _SOURCE_INFO.get(kind)
+    if info is None:
+        raise SubstitutionError(f"substituteFrom kind {kind!r} is not one of ConfigMap, Secret")
+    obj = await client.get(info, namespace, name)
+    if obj is None:
+        return None
+    data = obj.get("data") or {}
+    if kind == "Secret":
+        return {
+            str(key): base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in data.items()
+        }
+    return {str(key): str(value) for key, value in data.items()}
 
 
 class SubstitutionError(BuildError):
