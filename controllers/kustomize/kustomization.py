@@ -42,7 +42,7 @@ from controllers.kustomize.spec import (
 )
 from controllers.toolkit.apply import health, ssa
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
-from controllers.toolkit.apply.prune import PruneOptions, delete_all, prune
+from controllers.toolkit.apply.prune import PruneOptions, PruneResult, delete_all, prune
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.runtime import conditions as cond
@@ -70,6 +70,14 @@ KeyLoader = Callable[[str, str | None], Awaitable[Sequence[Any]]]
 ObserveKinds = Callable[[Inventory], None]
 # Announces objects about to be pruned, so their deletion is not taken for drift.
 ExpectDeletions = Callable[[Iterable[ObjectId]], None]
+# The apply wing's steps (ssa.apply_all, prune.prune, health.wait_for_health).
+ApplyAll = Callable[
+    [ResourceClient, Sequence[Mapping[str, Any]], ssa.ApplyOptions], Awaitable[ssa.ChangeSet]
+]
+PruneStale = Callable[
+    [ResourceClient, Sequence[InventoryEntry], PruneOptions], Awaitable[PruneResult]
+]
+HealthWait = Callable[..., Awaitable[health.HealthResult]]
 
 
 class IdentityGone(ReconcileError):
@@ -144,6 +152,10 @@ class KustomizationReconciler:
     client_for: ClientFactory
     observe_kinds: ObserveKinds
     expect_deletions: ExpectDeletions
+    # Injected so the reconcile can be tested without a cluster.
+    apply_all: ApplyAll = ssa.apply_all
+    prune_stale: PruneStale = prune
+    wait_for_health: HealthWait = health.wait_for_health
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
     _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
 
@@ -384,7 +396,7 @@ class KustomizationReconciler:
             wait_timeout=ctx.spec.timeout,
         )
         try:
-            changeset = await ssa.apply_all(ctx.client, ctx.built.objects, options)
+            changeset = await self.apply_all(ctx.client, ctx.built.objects, options)
         except ssa.ApplyError as exc:
             await self._report_changes(ctx, exc.changeset, drift=False)
             raise ReconcileError(cond.RECONCILIATION_FAILED, str(exc)) from None
@@ -411,7 +423,7 @@ class KustomizationReconciler:
         prune_failure = ""
         if ctx.spec.prune and stale:
             self.expect_deletions(entry.id for entry in stale)
-            pruned = await prune(ctx.client, stale, _prune_options(ctx.owner))
+            pruned = await self.prune_stale(ctx.client, stale, _prune_options(ctx.owner))
             deleted = [e for e in pruned.changeset if e.action is ssa.Action.DELETED]
             if deleted:
                 await self.frame.recorder.normal(
@@ -435,7 +447,7 @@ class KustomizationReconciler:
         if not checks:
             run.status = cond.remove_condition(run.status, HEALTHY)
             return
-        result = await health.wait_for_health(
+        result = await self.wait_for_health(
             ctx.client,
             checks,
             timeout=spec.timeout,
