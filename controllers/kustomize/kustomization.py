@@ -37,7 +37,6 @@ from controllers.kustomize.spec import (
     DEPENDENCY_REQUEUE_SECONDS,
     GROUP,
     KustomizationSpec,
-    SpecError,
     expression_status,
 )
 from controllers.toolkit.apply import health, ssa
@@ -254,8 +253,8 @@ class KustomizationReconciler:
             return True
         try:
             spec = KustomizationSpec.parse(spec_raw, ref.namespace)
-        except SpecError:
-            return True
+        except ReconcileError:
+            return True  # a spec that cannot be read: delete nothing, keep nothing waiting
         try:
             client = await self.client_for(spec, ref.namespace, account_must_exist=True)
         except IdentityGone as exc:
@@ -339,7 +338,7 @@ class KustomizationReconciler:
             return reads[(kind, name)]
 
         # The substitution inputs are part of the key: read them first (cached for the build).
-        for source in spec.substitute_from:
+        for source in spec.post_build.substitute_from if spec.post_build else ():
             await read(source.kind, source.name)
         key = _digest(
             {
@@ -352,10 +351,10 @@ class KustomizationReconciler:
         if previous is not None and previous.key == key:
             return previous, False
         async with self.artifacts.checkout(artifact) as tree:
-            manifests = await build_step.build(tree, spec.path, raw_spec, timeout=spec.timeout)
-        manifests = await substitute.substitute(manifests, raw_spec.get("postBuild"), read)
+            manifests = await build_step.build(tree, spec.path, spec.build, timeout=spec.timeout)
+        manifests = await substitute.substitute(manifests, spec.post_build, read)
         objects = build_step.apply_common_metadata(
-            [m.object for m in manifests], raw_spec.get("commonMetadata")
+            [m.object for m in manifests], spec.common_metadata
         )
         objects = await self._decrypt(spec, objects, ref.namespace)
         built = BuiltRevision(
@@ -383,7 +382,7 @@ class KustomizationReconciler:
             decrypt.unseal_objects,
             objects,
             keys,
-            default_namespace=spec.target_namespace or namespace,
+            default_namespace=spec.build.target_namespace or namespace,
         )
 
     async def _apply(self, ctx: ApplyContext) -> ssa.ChangeSet:

@@ -8,9 +8,12 @@ SpecError naming the field, which stalls the object until its spec changes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.kustomize.build import CommonMetadata
+from controllers.kustomize.generate import BuildOptions
+from controllers.kustomize.substitute import PostBuild
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
@@ -155,12 +158,6 @@ def expression_status(exprs: Sequence[HealthCheckExpr]) -> CustomStatus | None:
 
 
 @dataclass(frozen=True)
-class SubstituteFrom:
-    kind: str  # ConfigMap | Secret
-    name: str
-
-
-@dataclass(frozen=True)
 class KustomizationSpec:
     source: SourceRef
     path: str
@@ -174,12 +171,13 @@ class KustomizationSpec:
     depends_on: tuple[Dependency, ...]
     health_checks: tuple[HealthCheckRef, ...]
     health_check_exprs: tuple[HealthCheckExpr, ...]
-    target_namespace: str | None
     service_account_name: str | None
     kubeconfig_secret: tuple[str, str] | None  # (secret name, key)
     decryption_provider: str | None
     decryption_secret: str | None
-    substitute_from: tuple[SubstituteFrom, ...] = ()
+    build: BuildOptions = field(default_factory=BuildOptions)
+    post_build: PostBuild | None = None
+    common_metadata: CommonMetadata | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], namespace: str) -> KustomizationSpec:
@@ -192,7 +190,6 @@ class KustomizationSpec:
         source = SourceRef.of(spec, namespace)
         if not source.name:
             raise SpecError("spec.sourceRef.name is required")
-        post_build = spec.get("postBuild") or {}
         decryption = spec.get("decryption") or {}
         provider = decryption.get("provider")
         if provider is not None and provider not in DECRYPTION_PROVIDERS:
@@ -230,7 +227,6 @@ class KustomizationSpec:
                 for item in spec.get("healthChecks") or []
             ),
             health_check_exprs=tuple(_health_exprs(spec.get("healthCheckExprs") or [])),
-            target_namespace=spec.get("targetNamespace") or None,
             service_account_name=spec.get("serviceAccountName") or None,
             kubeconfig_secret=(
                 (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value"))
@@ -239,13 +235,9 @@ class KustomizationSpec:
             ),
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
-            substitute_from=tuple(
-                SubstituteFrom(
-                    kind=str(item.get("kind")),
-                    name=str(item.get("name")),
-                )
-                for item in post_build.get("substituteFrom") or []
-            ),
+            build=BuildOptions.parse(spec),
+            post_build=PostBuild.parse(spec.get("postBuild")),
+            common_metadata=CommonMetadata.parse(spec.get("commonMetadata")),
         )
 
 
