@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.helpers import (
     TestCluster,
@@ -23,17 +22,12 @@ from tests.helpers import (
     request_reconcile,
     wait_for_kustomization,
 )
+from tests.integration.kustomize.test_apply_options import configmap, configmaps_only
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 
 pytestmark = pytest.mark.integration
-
-
-def configmap(name: str, **data: str) -> str:
-    return yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
-    )
 
 
 def ready(obj: dict[str, Any]) -> dict[str, Any]:
@@ -137,27 +131,11 @@ def test_a_refused_read_of_substitute_from_is_reported_and_retried(
     account = "tenant"
     repo = git_repos.create()
     first = repo.commit({"settings.yaml": configmap("settings", greeting="${greeting}")})
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": account, "namespace": namespace},
-        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
-    }
+    tenancy = configmaps_only(namespace, account)
+    [role] = [item for item in tenancy if item["kind"] == "Role"]
     apply_manifests(
         cluster,
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": account, "namespace": namespace},
-        },
-        role,
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": account, "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
+        *tenancy,
         {
             "apiVersion": "v1",
             "kind": "Secret",
