@@ -84,7 +84,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     read_config_map = kube.config_map_reader(api)
 
     async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
-        """A ConfigMap's or Secret's data as text (postBuild and kubeConfig read both)."""
+        """A ConfigMap's or Secret's data as text, read as the controller (kubeConfig).
+
+        postBuild.substituteFrom is not read here: it is read as the
+        Kustomization's own identity (substitute.read_as).
+        """
         if kind != "Secret":
             return await read_config_map(namespace, name)
         data = await read_secret(namespace, name)
