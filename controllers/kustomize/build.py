@@ -34,6 +34,7 @@ import yaml
 
 from controllers.kustomize.generate import (
     BuildError,
+    BuildOptions,
     YamlLoader,
     find_kustomization,
     is_local_relative,
@@ -76,7 +77,7 @@ _GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
 class PathNotFoundError(BuildError):
     """spec.path is not a directory inside the artifact (Flux reports ArtifactFailed)."""
 
-    reason: ClassVar[str] = ARTIFACT_FAILED
+    REASON: ClassVar[str] = ARTIFACT_FAILED
 
 
 @dataclass(frozen=True, eq=False)
@@ -406,13 +407,13 @@ def _manifest(text: str, document: Any, where: str) -> Manifest:
 # --- the step -----------------------------------------------------------------------------
 
 
-def _prepare(tree: Path, copy_root: Path, rel: str, spec: Mapping[str, Any]) -> Path:
+def _prepare(tree: Path, copy_root: Path, rel: str, options: BuildOptions) -> Path:
     try:
         copy_tree(tree, copy_root)
     except OSError as exc:
         raise BuildError(f"copying the artifact failed: {exc.strerror or exc}") from None
     directory = copy_root / rel if rel else copy_root
-    write_kustomization(directory, spec, copy_root)
+    write_kustomization(directory, options, copy_root)
     check_references(copy_root, directory)
     return directory
 
@@ -420,7 +421,7 @@ def _prepare(tree: Path, copy_root: Path, rel: str, spec: Mapping[str, Any]) -> 
 async def build(
     tree: Path,
     path: str | None,
-    overlays: Mapping[str, Any],
+    options: BuildOptions,
     *,
     kustomize: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
@@ -429,9 +430,9 @@ async def build(
 ) -> list[Manifest]:
     """Build the manifests at `path` of the extracted artifact `tree`.
 
-    `overlays` holds the Kustomization spec's build fields (the whole spec will do):
-    targetNamespace, namePrefix, nameSuffix, patches, images, components,
-    ignoreMissingComponents, buildMetadata. `tree` is only read. Raises PathNotFoundError
+    `options` are the Kustomization spec's build fields (targetNamespace,
+    namePrefix, nameSuffix, patches, images, components, ignoreMissingComponents,
+    buildMetadata), parsed. `tree` is only read. Raises PathNotFoundError
     (ArtifactFailed) for a bad path and BuildError (BuildFailed) for everything else, naming
     the file and the problem.
     """
@@ -440,23 +441,42 @@ async def build(
     # Resolved, so kustomize's messages (it resolves symlinks) show the prefix we strip.
     work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root)).resolve()
     try:
-        directory = await asyncio.to_thread(_prepare, tree, work / "tree", rel, overlays)
+        directory = await asyncio.to_thread(_prepare, tree, work / "tree", rel, options)
         text = await run_kustomize(binary, directory, work, timeout=timeout, max_output=max_output)
         return await asyncio.to_thread(parse_output, text)
     finally:
         await asyncio.to_thread(remove_tree, work)
 
 
+@dataclass(frozen=True)
+class CommonMetadata:
+    """``spec.commonMetadata``: labels and annotations for every applied object."""
+
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def parse(cls, common_metadata: Mapping[str, Any] | None) -> CommonMetadata | None:
+        if not common_metadata:
+            return None
+        return cls(
+            labels={str(k): str(v) for k, v in (common_metadata.get("labels") or {}).items()},
+            annotations={
+                str(k): str(v) for k, v in (common_metadata.get("annotations") or {}).items()
+            },
+        )
+
+
 def apply_common_metadata(
-    objects: Sequence[Mapping[str, Any]], common_metadata: Mapping[str, Any] | None
+    objects: Sequence[Mapping[str, Any]], common_metadata: CommonMetadata | None
 ) -> list[dict[str, Any]]:
     """``spec.commonMetadata`` set on every object's own labels and annotations.
 
     Flux applies it after the build and substitution, to ``metadata`` only (not to
     selectors or templates, unlike kustomize's commonLabels); its values win.
     """
-    labels = dict((common_metadata or {}).get("labels") or {})
-    annotations = dict((common_metadata or {}).get("annotations") or {})
+    labels = dict(common_metadata.labels) if common_metadata else {}
+    annotations = dict(common_metadata.annotations) if common_metadata else {}
     result: list[dict[str, Any]] = []
     for obj in objects:
         updated = dict(obj)

@@ -21,6 +21,7 @@ from typing import Any
 
 from controllers.sealing import format as sealing
 from controllers.sealing.keys import SealingKey, private_keys
+from controllers.toolkit.runtime.frame import ReconcileError
 
 PROVIDER = "sealedsecrets"
 # Flux's reason for a build whose secrets cannot be decrypted.
@@ -29,17 +30,15 @@ DECRYPTION_FAILED = "DecryptionFailed"
 MAX_NAMED = 10
 
 
-class DecryptionError(Exception):
+class DecryptionError(ReconcileError):
     """SealedSecrets that could not be opened; `reason` is the condition reason.
 
     The message names each SealedSecret (namespace/name), its data keys that
     failed and the sealing keys tried, never a value or ciphertext.
     """
 
-    reason = DECRYPTION_FAILED
-
     def __init__(self, message: str, failures: Sequence[str] = ()) -> None:
-        super().__init__(message)
+        super().__init__(DECRYPTION_FAILED, message)
         self.failures = tuple(failures)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controllers.kustomize.spec import Dependency, KustomizationSpec, SourceRef
+from controllers.kustomize.spec import Dependency, KustomizationSpec, SourceRef, dependency_refs
 from controllers.toolkit.cel import ExpressionError
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef
@@ -21,13 +21,7 @@ Lookup = Callable[[ObjectRef], Object | None]
 
 
 def _source_of(obj: Mapping[str, Any]) -> SourceRef:
-    namespace = obj["metadata"].get("namespace") or ""
-    ref = (obj.get("spec") or {}).get("sourceRef") or {}
-    return SourceRef(
-        kind=str(ref.get("kind") or "GitRepository"),
-        name=str(ref.get("name") or ""),
-        namespace=str(ref.get("namespace") or namespace),
-    )
+    return SourceRef.of(obj.get("spec") or {}, obj["metadata"].get("namespace") or "")
 
 
 def find_cycle(start: ObjectRef, lookup: Lookup) -> list[ObjectRef] | None:
@@ -38,8 +32,8 @@ def find_cycle(start: ObjectRef, lookup: Lookup) -> list[ObjectRef] | None:
         if obj is None:
             return []
         return [
-            ObjectRef(str(item.get("namespace") or ref.namespace), str(item.get("name")))
-            for item in (obj.get("spec") or {}).get("dependsOn") or []
+            ObjectRef(namespace, name)
+            for namespace, name in dependency_refs(obj.get("spec") or {}, ref.namespace)
         ]
 
     path: list[ObjectRef] = [start]

@@ -22,12 +22,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
 
 from controllers.toolkit.runtime.conditions import BUILD_FAILED
+from controllers.toolkit.runtime.frame import ReconcileError
 
 KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 KUSTOMIZE_API_VERSION = "kustomize.config.k8s.io/v1beta1"
@@ -56,17 +58,13 @@ _SELECTOR_FIELDS = (
 )
 
 
-class BuildError(Exception):
+class BuildError(ReconcileError):
     """The manifests could not be built; `reason` is Flux's ``BuildFailed``."""
 
-    reason: ClassVar[str] = BUILD_FAILED
+    REASON: ClassVar[str] = BUILD_FAILED
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(self.REASON, message)
 
 
 # --- YAML ---------------------------------------------------------------------------------
@@ -273,34 +271,110 @@ def _spec_list(spec: Mapping[str, Any], key: str) -> list[Any]:
     return value
 
 
-def _patch(index: int, item: Any) -> dict[str, Any]:
-    if not isinstance(item, Mapping) or not isinstance(item.get("patch"), str):
-        raise BuildError(f"spec.patches[{index}] must have a 'patch' string")
-    patch: dict[str, Any] = {"patch": item["patch"]}
-    target = item.get("target")
-    if target is not None:
+@dataclass(frozen=True)
+class Patch:
+    """One `spec.patches[]` entry: the patch text and its target selector (if any)."""
+
+    patch: str
+    target: Mapping[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, index: int, item: Any) -> Patch:
+        if not isinstance(item, Mapping) or not isinstance(item.get("patch"), str):
+            raise BuildError(f"spec.patches[{index}] must have a 'patch' string")
+        target = item.get("target")
+        if target is None:
+            return cls(item["patch"])
         if not isinstance(target, Mapping):
             raise BuildError(f"spec.patches[{index}].target must be a mapping")
-        patch["target"] = {k: target[k] for k in _SELECTOR_FIELDS if target.get(k)}
-    return patch
+        return cls(item["patch"], {k: target[k] for k in _SELECTOR_FIELDS if target.get(k)})
+
+    def to_kustomize(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"patch": self.patch}
+        if self.target is not None:
+            entry["target"] = dict(self.target)
+        return entry
 
 
-def _merge_images(existing: Any, overrides: Sequence[Any]) -> list[Any]:
-    images = [dict(i) if isinstance(i, Mapping) else i for i in (existing or [])]
-    for index, override in enumerate(overrides):
-        if not isinstance(override, Mapping) or not isinstance(override.get("name"), str):
+@dataclass(frozen=True)
+class Image:
+    """One `spec.images[]` override; empty strings are fields left out."""
+
+    name: str
+    new_name: str = ""
+    new_tag: str = ""
+    digest: str = ""
+
+    @classmethod
+    def parse(cls, index: int, item: Any) -> Image:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             raise BuildError(f"spec.images[{index}] must have a 'name'")
-        name = override["name"]
-        new_name = override.get("newName") or ""
-        new_tag = override.get("newTag") or ""
-        digest = override.get("digest") or ""
+        return cls(
+            name=item["name"],
+            new_name=str(item.get("newName") or ""),
+            new_tag=str(item.get("newTag") or ""),
+            digest=str(item.get("digest") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """The Kustomization spec's build fields, checked: what `merge_overlays` merges in."""
+
+    target_namespace: str | None = None
+    name_prefix: str | None = None
+    name_suffix: str | None = None
+    patches: tuple[Patch, ...] = ()
+    images: tuple[Image, ...] = ()
+    components: tuple[str, ...] = ()
+    ignore_missing_components: bool = False
+    build_metadata: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> BuildOptions:
+        """From the Kustomization spec; BuildError (BuildFailed) names a malformed field."""
+        components = []
+        for index, component in enumerate(_spec_list(spec, "components")):
+            if not isinstance(component, str) or not component:
+                raise BuildError(f"spec.components[{index}] must be a path")
+            if not is_local_relative(component):
+                raise BuildError(f"component path '{component}' must be local and relative")
+            components.append(component)
+        return cls(
+            target_namespace=_spec_string(spec, "targetNamespace"),
+            name_prefix=_spec_string(spec, "namePrefix"),
+            name_suffix=_spec_string(spec, "nameSuffix"),
+            patches=tuple(Patch.parse(i, p) for i, p in enumerate(_spec_list(spec, "patches"))),
+            images=tuple(Image.parse(i, m) for i, m in enumerate(_spec_list(spec, "images"))),
+            components=tuple(components),
+            ignore_missing_components=spec.get("ignoreMissingComponents") is True,
+            build_metadata=tuple(str(item) for item in _spec_list(spec, "buildMetadata")),
+        )
+
+    def any(self) -> bool:
+        """Is there anything to merge into the kustomization?"""
+        return (
+            self.target_namespace is not None
+            or self.name_prefix is not None
+            or self.name_suffix is not None
+            or bool(self.patches or self.components or self.images or self.build_metadata)
+        )
+
+
+def _merge_images(existing: Any, overrides: Sequence[Image]) -> list[Any]:
+    images = [dict(i) if isinstance(i, Mapping) else i for i in (existing or [])]
+    for override in overrides:
         match = next(
-            (i for i in images if isinstance(i, dict) and i.get("name") == name),
+            (i for i in images if isinstance(i, dict) and i.get("name") == override.name),
             None,
         )
         if match is None:
-            image = {"name": name}
-            for key, value in (("newName", new_name), ("newTag", new_tag), ("digest", digest)):
+            image = {"name": override.name}
+            for key, value in (
+                ("newName", override.new_name),
+                ("newTag", override.new_tag),
+                ("digest", override.digest),
+            ):
                 if value:
                     image[key] = value
             images.append(image)
@@ -308,21 +382,21 @@ def _merge_images(existing: Any, overrides: Sequence[Any]) -> list[Any]:
         # Fields the Kustomization leaves out keep the kustomization file's values; tag and
         # digest both pick the version, so setting either replaces both (Flux, and
         # kustomize's own image transformer).
-        if new_name:
-            match["newName"] = new_name
-        if new_tag or digest:
+        if override.new_name:
+            match["newName"] = override.new_name
+        if override.new_tag or override.digest:
             match.pop("newTag", None)
             match.pop("digest", None)
-            if new_tag:
-                match["newTag"] = new_tag
-            if digest:
-                match["digest"] = digest
+            if override.new_tag:
+                match["newTag"] = override.new_tag
+            if override.digest:
+                match["digest"] = override.digest
     return images
 
 
 def merge_overlays(
     kustomization: Mapping[str, Any],
-    spec: Mapping[str, Any],
+    options: BuildOptions,
     directory: Path,
     *,
     generated: bool,
@@ -337,48 +411,33 @@ def merge_overlays(
         # Flux's guard against kustomize's "kustomization is empty" error.
         result["buildMetadata"] = ["originAnnotations"]
 
-    target_namespace = _spec_string(spec, "targetNamespace")
-    if target_namespace is not None:
-        result["namespace"] = target_namespace
-    for key in ("namePrefix", "nameSuffix"):
-        value = _spec_string(spec, key)
+    if options.target_namespace is not None:
+        result["namespace"] = options.target_namespace
+    for key, value in (("namePrefix", options.name_prefix), ("nameSuffix", options.name_suffix)):
         if value is not None:
             result[key] = value
 
-    patches = [_patch(i, p) for i, p in enumerate(_spec_list(spec, "patches"))]
-    if patches:
+    if options.patches:
+        patches = [patch.to_kustomize() for patch in options.patches]
         result["patches"] = [*(result.get("patches") or []), *patches]
 
-    ignore_missing = spec.get("ignoreMissingComponents") is True
-    components: list[str] = []
-    for index, component in enumerate(_spec_list(spec, "components")):
-        if not isinstance(component, str) or not component:
-            raise BuildError(f"spec.components[{index}] must be a path")
-        if not is_local_relative(component):
-            raise BuildError(f"component path '{component}' must be local and relative")
-        if ignore_missing and not (directory / component).exists():
-            continue
-        components.append(component)
+    components = [
+        component
+        for component in options.components
+        if not (options.ignore_missing_components and not (directory / component).exists())
+    ]
     if components:
         result["components"] = [*(result.get("components") or []), *components]
 
-    images = _spec_list(spec, "images")
-    if images:
-        result["images"] = _merge_images(result.get("images"), images)
+    if options.images:
+        result["images"] = _merge_images(result.get("images"), options.images)
 
-    build_metadata = _spec_list(spec, "buildMetadata")
-    if build_metadata:
-        result["buildMetadata"] = list(build_metadata)
+    if options.build_metadata:
+        result["buildMetadata"] = list(options.build_metadata)
     return result
 
 
-def has_overlays(spec: Mapping[str, Any]) -> bool:
-    return any(
-        spec.get(key) is not None for key in ("targetNamespace", "namePrefix", "nameSuffix")
-    ) or any(spec.get(key) for key in ("patches", "components", "images", "buildMetadata"))
-
-
-def write_kustomization(directory: Path, spec: Mapping[str, Any], root: Path) -> Path:
+def write_kustomization(directory: Path, options: BuildOptions, root: Path) -> Path:
     """Find or generate the kustomization of `directory`, merge the overlays, write it.
 
     `directory` must be inside the private copy `root`. Returns the file written (or the
@@ -389,13 +448,13 @@ def write_kustomization(directory: Path, spec: Mapping[str, Any], root: Path) ->
         current = read_kustomization(existing, root)
         generated = False
         target = existing
-        if current.get("resources") and not has_overlays(spec):
+        if current.get("resources") and not options.any():
             return existing
     else:
         current = generated_kustomization(directory, root)
         generated = True
         target = directory / KUSTOMIZATION_FILES[0]
-    merged = merge_overlays(current, spec, directory, generated=generated)
+    merged = merge_overlays(current, options, directory, generated=generated)
     text = dump_yaml(merged)
     try:
         # A new inode: the copy may share files with the cache, which must not change.

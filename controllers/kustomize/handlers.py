@@ -24,9 +24,15 @@ from controllers.kustomize.kustomization import (
     RESOURCE,
     IdentityGone,
     KustomizationReconciler,
-    StepFailed,
 )
-from controllers.kustomize.spec import GROUP, SOURCE_GROUP, KustomizationSpec
+from controllers.kustomize.spec import (
+    GROUP,
+    SOURCE_GROUP,
+    KustomizationSpec,
+    SourceRef,
+    dependency_refs,
+)
+from controllers.kustomize.substitute import read_as
 from controllers.sealing import keys as sealing_keys
 from controllers.toolkit.apply.inventory import Inventory
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
@@ -36,6 +42,7 @@ from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import (
     Object,
@@ -54,6 +61,9 @@ NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
 # How long the client of a rotated kubeconfig is kept for reconciles still using it.
 RETIRED_CLIENT_SECONDS = 3600.0
+# Index names on the Kustomization cache.
+BY_SOURCE = "sourceRef"
+BY_DEPENDENCY = "dependsOn"
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -74,7 +84,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     read_config_map = kube.config_map_reader(api)
 
     async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
-        """A ConfigMap's or Secret's data as text (postBuild and kubeConfig read both)."""
+        """A ConfigMap's or Secret's data as text, read as the controller (kubeConfig).
+
+        postBuild.substituteFrom is not read here: it is read as the
+        Kustomization's own identity (substitute.read_as).
+        """
         if kind != "Secret":
             return await read_config_map(namespace, name)
         data = await read_secret(namespace, name)
@@ -109,7 +123,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
                     configuration = kube.configuration_from_text(data[key])
                 except kube.KubeConfigError as exc:
                     where = f"key '{key}' of Secret '{namespace}/{name}'"
-                    raise StepFailed(
+                    raise ReconcileError(
                         cond.RECONCILIATION_FAILED, f"spec.kubeConfig.secretRef: {where}: {exc}"
                     ) from None
                 replaced = clients.get(cache_key)
@@ -138,12 +152,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         watcher.ensure({WatchedKind(entry.api_version, entry.id.kind) for entry in inventory})
 
     kustomizations = KustomizationReconciler(
-        writer=writer,
-        recorder=make_recorder(CONTROLLER, api, settings),
+        frame=ReconcileFrame(RESOURCE, writer, make_recorder(CONTROLLER, api, settings)),
         artifacts=artifacts,
         sources={"GitRepository": git_repositories},
         kustomizations=lambda ref: queue.peek(ref),
-        read_config=read_config,
+        read_config=read_as,
         load_keys=load_keys,
         client_for=client_for,
         observe_kinds=observe_kinds,
@@ -177,21 +190,18 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         on_change=heal,
     )
 
+    # Flux's field indexes: who uses a source, who depends on a Kustomization.
+    queue.add_index(BY_SOURCE, _source_key)
+    queue.add_index(BY_DEPENDENCY, _dependency_keys)
+
     def on_source_change(old: Object | None, new: Object | None) -> None:
         if _artifact_revision(old) == _artifact_revision(new) or new is None:
             return
         source = ObjectRef.of(new)
-        for ks in queue.view():
-            spec = ks.get("spec") or {}
+        for ks in queue.indexed(BY_SOURCE, ("GitRepository", source.namespace, source.name)):
             ref = ObjectRef.of(ks)
-            source_ref = spec.get("sourceRef") or {}
-            if (
-                source_ref.get("kind", "GitRepository") == "GitRepository"
-                and source_ref.get("name") == source.name
-                and (source_ref.get("namespace") or ref.namespace) == source.namespace
-            ):
-                kustomizations.cancel_health_wait(ref, _artifact_revision(new))
-                queue.request(ref)
+            kustomizations.cancel_health_wait(ref, _artifact_revision(new))
+            queue.request(ref)
 
     def on_kustomization_change(old: Object | None, new: Object | None) -> None:
         if new is None:
@@ -201,11 +211,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         if _readiness(old) == _readiness(new):
             return
         changed = ObjectRef.of(new)
-        for ks in queue.view():
-            ref = ObjectRef.of(ks)
-            for dep in (ks.get("spec") or {}).get("dependsOn") or []:
-                if ObjectRef(dep.get("namespace") or ref.namespace, dep.get("name")) == changed:
-                    queue.request(ref)
+        for ks in queue.indexed(BY_DEPENDENCY, (changed.namespace, changed.name)):
+            queue.request(ObjectRef.of(ks))
 
     git_repositories.add_observer(on_source_change)
     queue.add_observer(on_kustomization_change)
@@ -241,6 +248,15 @@ async def _require_service_account(
         if exc.status == 404:
             raise IdentityGone(f"ServiceAccount '{namespace}/{name}' not found") from None
         raise
+
+
+def _source_key(obj: Object) -> list[tuple[str, str, str]]:
+    source = SourceRef.of(obj.get("spec") or {}, ObjectRef.of(obj).namespace)
+    return [(source.kind, source.namespace, source.name)]
+
+
+def _dependency_keys(obj: Object) -> list[tuple[str, str]]:
+    return dependency_refs(obj.get("spec") or {}, ObjectRef.of(obj).namespace)
 
 
 def _artifact_revision(obj: Object | None) -> str | None:

@@ -3,9 +3,11 @@
 source → dependencies → fetch → build → substitute → decrypt → apply → prune → health → report
 
 Each step is a plain function in its own module (toolkit.artifacts,
-kustomize.build/substitute/decrypt, toolkit.ssa/prune/health); this module
-composes them and turns their outcome into conditions, inventory, history
-and events. Two things it adds on top:
+kustomize.build/substitute/decrypt, toolkit.apply ssa/prune/health); this
+module composes them inside the reconcile frame (toolkit.runtime.frame),
+which turns their outcome, or any error they raise, into conditions, the one
+status write and events. The apply, prune and health steps share one
+`ApplyContext`. Two things it adds on top:
 
 - Skip unchanged work: the build output is kept per object, keyed by the
   artifact digest, the spec and the substitution inputs, so a periodic
@@ -31,23 +33,21 @@ from typing import Any, Protocol
 from controllers.kustomize import build as build_step
 from controllers.kustomize import decrypt, substitute
 from controllers.kustomize.dependencies import dependency_not_ready
-from controllers.kustomize.generate import BuildError
 from controllers.kustomize.spec import (
     DEPENDENCY_REQUEUE_SECONDS,
     GROUP,
     KustomizationSpec,
-    SpecError,
     expression_status,
 )
 from controllers.toolkit.apply import health, ssa
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
-from controllers.toolkit.apply.prune import PruneOptions, delete_all, prune
+from controllers.toolkit.apply.prune import PruneOptions, PruneResult, delete_all, prune
 from controllers.toolkit.apply.resources import ResourceClient
-from controllers.toolkit.artifacts import Artifact, ArtifactCache, ArtifactError
+from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import format_duration, jittered
-from controllers.toolkit.runtime.events import EventRecorder
-from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.events import NORMAL
+from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource, WatchCache
 
 log = logging.getLogger(__name__)
@@ -61,38 +61,25 @@ HISTORY_LIMIT = 5
 # How often a health wait polls; Flux uses 5s, shorter here so syncs feel prompt.
 HEALTH_POLL_SECONDS = 2.0
 
-# (namespace, kind, name) -> decoded data, None when missing.
-ConfigReader = Callable[[str, str, str], Awaitable[Mapping[str, str] | None]]
+# (the client reading as the Kustomization's identity, namespace, kind, name)
+# -> decoded data, None when missing.
+ConfigReader = Callable[[ResourceClient, str, str, str], Awaitable[Mapping[str, str] | None]]
 # (the Kustomization's namespace, spec.decryption.secretRef name or None) -> keys.
 KeyLoader = Callable[[str, str | None], Awaitable[Sequence[Any]]]
 ObserveKinds = Callable[[Inventory], None]
 # Announces objects about to be pruned, so their deletion is not taken for drift.
 ExpectDeletions = Callable[[Iterable[ObjectId]], None]
+# The apply wing's steps (ssa.apply_all, prune.prune, health.wait_for_health).
+ApplyAll = Callable[
+    [ResourceClient, Sequence[Mapping[str, Any]], ssa.ApplyOptions], Awaitable[ssa.ChangeSet]
+]
+PruneStale = Callable[
+    [ResourceClient, Sequence[InventoryEntry], PruneOptions], Awaitable[PruneResult]
+]
+HealthWait = Callable[..., Awaitable[health.HealthResult]]
 
 
-class StepFailed(Exception):
-    """A step failed with a Flux reason.
-
-    `requeue` overrides retryInterval; `status` carries what the steps before
-    the failure recorded (e.g. the inventory after an apply whose health
-    check then failed), so it is not lost.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        message: str,
-        requeue: float | None = None,
-        status: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-        self.requeue = requeue
-        self.status = status
-
-
-class IdentityGone(StepFailed):
+class IdentityGone(ReconcileError):
     """The ServiceAccount or kubeconfig Secret a Kustomization applies as does not exist."""
 
     def __init__(self, message: str) -> None:
@@ -115,7 +102,11 @@ class ClientFactory(Protocol):
 
 @dataclass
 class BuiltRevision:
-    """What one build produced, kept to skip the next identical build."""
+    """What one build produced, kept to skip the next identical build.
+
+    `revision` is the last source revision this output was built or reused
+    for: a commit that leaves the output as it was reuses it.
+    """
 
     key: str
     revision: str
@@ -132,10 +123,26 @@ class _Attempt:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True)
+class ApplyContext:
+    """What the apply, prune and health steps of one reconcile share."""
+
+    run: ReconcileRun
+    spec: KustomizationSpec
+    client: ResourceClient
+    built: BuiltRevision
+    rebuilt: bool
+    # The revision this reconcile works on (the build may be one reused from an older one).
+    revision: str
+    # Applied before, unchanged since (set from the status the reconcile started from).
+    applied_before: bool
+    owner: Mapping[str, str]
+    cancel: asyncio.Event
+
+
 @dataclass
 class KustomizationReconciler:
-    writer: ObjectWriter
-    recorder: EventRecorder
+    frame: ReconcileFrame
     artifacts: ArtifactCache
     sources: Mapping[str, WatchCache]  # by source kind
     kustomizations: Callable[[ObjectRef], Object | None]
@@ -144,6 +151,10 @@ class KustomizationReconciler:
     client_for: ClientFactory
     observe_kinds: ObserveKinds
     expect_deletions: ExpectDeletions
+    # Injected so the reconcile can be tested without a cluster.
+    apply_all: ApplyAll = ssa.apply_all
+    prune_stale: PruneStale = prune
+    wait_for_health: HealthWait = health.wait_for_health
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
     _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
 
@@ -167,77 +178,69 @@ class KustomizationReconciler:
         ref = ObjectRef.of(obj)
         attempt = self._attempts[ref] = _Attempt()
         try:
-            return await self._reconcile(obj, attempt)
+            return await self.frame.run(obj, lambda run: self._steps(run, attempt))
         finally:
             self._attempts.pop(ref, None)
 
-    async def _reconcile(self, obj: Object, attempt: _Attempt) -> Outcome:
+    async def _steps(self, run: ReconcileRun, attempt: _Attempt) -> None:
         started = time.monotonic()
-        metadata = obj["metadata"]
-        ref = ObjectRef.of(obj)
-        generation = int(metadata.get("generation") or 0)
-        old_status: dict[str, Any] = dict(obj.get("status") or {})
-        if (obj.get("spec") or {}).get("suspend"):
-            return Outcome(requeue_after=None)
-        try:
-            spec = KustomizationSpec.parse(obj.get("spec") or {}, ref.namespace)
-        except SpecError as exc:
-            status = cond.mark_stalled(old_status, exc.reason, str(exc), generation=generation)
-            await self._finish(obj, old_status, status)
-            await self.recorder.warning(obj, exc.reason, str(exc))
-            return Outcome(requeue_after=None)
+        ref = run.ref
+        before: Mapping[str, Any] = run.obj.get("status") or {}
+        if before.get("lastAttemptedRevision"):
+            run.event_metadata["revision"] = str(before["lastAttemptedRevision"])
+        spec = KustomizationSpec.parse(run.spec, ref.namespace)
+        run.retry_after = spec.retry_interval
 
-        status = old_status
-        try:
-            artifact, source_revision = self._source_artifact(spec)
-            attempt.revision = source_revision
-            blocked = dependency_not_ready(obj, spec, source_revision, self.kustomizations)
-            if blocked:
-                raise StepFailed(cond.DEPENDENCY_NOT_READY, blocked, DEPENDENCY_REQUEUE_SECONDS)
-            if self._is_new_work(old_status, generation, obj, source_revision):
-                message = (
-                    f"Fetching manifests for revision '{source_revision}' "
-                    f"with a timeout of {format_duration(spec.timeout)}"
-                )
-                status = cond.mark_progressing(status, message, generation=generation)
-                status["lastAttemptedRevision"] = source_revision
-                await self.writer.patch_status(ref, old_status, status)
-                old_status = status
-            status = dict(status, lastAttemptedRevision=source_revision)
-            built, rebuilt = await self._build(obj, spec, artifact, source_revision)
-            client = await self.client_for(spec, ref.namespace)
-            status = await self._apply_prune_and_wait(
-                obj, spec, client, built, rebuilt, status, generation, attempt.cancel
+        artifact, revision = self._source_artifact(spec)
+        attempt.revision = revision
+        run.event_metadata["revision"] = revision
+        blocked = dependency_not_ready(run.obj, spec, revision, self.kustomizations)
+        if blocked:
+            # Waiting for a dependency is normal operation, not worth a Warning.
+            raise ReconcileError(
+                cond.DEPENDENCY_NOT_READY,
+                blocked,
+                requeue_after=DEPENDENCY_REQUEUE_SECONDS,
+                event=NORMAL,
             )
-        except StepFailed as exc:
-            if exc.status is not None:
-                status = exc.status
-            status = cond.mark_failed(status, exc.reason, exc.message, generation=generation)
-            await self._finish(obj, old_status, status)
-            if exc.reason == cond.DEPENDENCY_NOT_READY:
-                await self.recorder.normal(obj, exc.reason, exc.message)
-            else:
-                await self.recorder.warning(
-                    obj, exc.reason, exc.message, self._revision_metadata(status)
-                )
-            return Outcome(requeue_after=exc.requeue or spec.retry_interval)
+        await run.progressing(
+            f"Fetching manifests for revision '{revision}' "
+            f"with a timeout of {format_duration(spec.timeout)}",
+            revision=revision,
+        )
+        # Flux's order: the client first, so the build reads its inputs
+        # (postBuild.substituteFrom) as the Kustomization's identity.
+        client = await self.client_for(spec, ref.namespace)
+        built, rebuilt = await self._build(run, spec, client, artifact, revision)
+        ctx = ApplyContext(
+            run=run,
+            spec=spec,
+            client=client,
+            built=built,
+            rebuilt=rebuilt,
+            revision=revision,
+            applied_before=before.get("lastAppliedRevision") == built.revision,
+            owner=ssa.owner_labels(GROUP, ref.name, ref.namespace),
+            cancel=attempt.cancel,
+        )
+        built.revision = revision  # the reused output is this revision's output too
+        changeset = await self._apply(ctx)
+        await self._prune(ctx, changeset)
+        await self._check_health(ctx, changeset)
 
-        message = f"Applied revision: {built.revision}"
-        status = cond.mark_ready(status, message, generation=generation)
-        status["lastAppliedRevision"] = built.revision
-        status = self._record_history(status, built, time.monotonic() - started)
-        await self._finish(obj, old_status, status)
-        if old_status.get("lastAppliedRevision") != built.revision or not cond.is_true(
-            old_status, cond.READY
-        ):
-            await self.recorder.normal(
-                obj,
+        # The revision just reconciled, even when its build was reused (Flux's rule).
+        run.ready(f"Applied revision: {revision}")
+        run.status["lastAppliedRevision"] = revision
+        run.status = self._record_history(run.status, built, time.monotonic() - started)
+        if before.get("lastAppliedRevision") != revision or not cond.is_true(before, cond.READY):
+            run.notify(
+                NORMAL,
                 cond.RECONCILIATION_SUCCEEDED,
                 f"Reconciliation finished in {format_duration(time.monotonic() - started)}, "
                 f"next run in {format_duration(spec.interval)}",
-                {"revision": built.revision, "commit_status": "update"},
+                {"revision": revision, "commit_status": "update"},
             )
-        return Outcome(requeue_after=jittered(spec.interval))
+        run.requeue_after = jittered(spec.interval)
 
     async def finalize(self, obj: Object) -> bool:
         """Apply the deletion policy to everything in the inventory."""
@@ -250,8 +253,8 @@ class KustomizationReconciler:
             return True
         try:
             spec = KustomizationSpec.parse(spec_raw, ref.namespace)
-        except SpecError:
-            return True
+        except ReconcileError:
+            return True  # a spec that cannot be read: delete nothing, keep nothing waiting
         try:
             client = await self.client_for(spec, ref.namespace, account_must_exist=True)
         except IdentityGone as exc:
@@ -265,13 +268,13 @@ class KustomizationReconciler:
                 + (", ..." if len(inventory) > 10 else "")
             )
             log.warning("deleting the objects of %s skipped: %s", ref, message)
-            await self.recorder.warning(obj, cond.PRUNE_FAILED, message)
+            await self.frame.recorder.warning(obj, cond.PRUNE_FAILED, message)
             return True
         result = await delete_all(
             client,
             list(inventory),
             spec.deletion_policy,
-            PruneOptions(owner_labels=ssa.owner_labels(GROUP, ref.name, ref.namespace)),
+            _prune_options(ssa.owner_labels(GROUP, ref.name, ref.namespace)),
             prune_enabled=spec.prune,
             timeout=spec.timeout,
         )
@@ -285,66 +288,57 @@ class KustomizationReconciler:
     def _source_artifact(self, spec: KustomizationSpec) -> tuple[Artifact, str]:
         cache = self.sources.get(spec.source.kind)
         if cache is None:
-            raise StepFailed(
+            raise ReconcileError(
                 cond.ARTIFACT_FAILED,
                 f"spec.sourceRef.kind '{spec.source.kind}' is not supported "
                 f"(supported: {', '.join(sorted(self.sources))})",
             )
         source = cache.get(ObjectRef(spec.source.namespace, spec.source.name))
+        # A source not created or not fetched yet is a wait, not an error to
+        # page anyone for (Flux records no event): Ready=False and retry.
         if source is None:
-            raise StepFailed(
+            raise ReconcileError(
                 cond.ARTIFACT_FAILED,
                 f"Source '{spec.source}' not found",
-                DEPENDENCY_REQUEUE_SECONDS,
+                requeue_after=DEPENDENCY_REQUEUE_SECONDS,
+                event=None,
             )
         raw = (source.get("status") or {}).get("artifact")
         if not raw:
-            raise StepFailed(
+            raise ReconcileError(
                 cond.ARTIFACT_FAILED,
                 f"Source '{spec.source}' is not ready, artifact not found",
-                DEPENDENCY_REQUEUE_SECONDS,
+                requeue_after=DEPENDENCY_REQUEUE_SECONDS,
+                event=None,
             )
-        try:
-            artifact = Artifact.from_status(raw)
-        except ArtifactError as exc:
-            raise StepFailed(cond.ARTIFACT_FAILED, str(exc)) from None
+        artifact = Artifact.from_status(raw)  # ArtifactError (ArtifactFailed) if malformed
         return artifact, artifact.revision
 
-    @staticmethod
-    def _is_new_work(
-        status: Mapping[str, Any], generation: int, obj: Object, revision: str
-    ) -> bool:
-        """A revision, generation or request not attempted yet: report Progressing first.
-
-        A retry of work that already failed writes no Progressing status: until
-        this generation first succeeds, every status write wakes the queue
-        again (observedGeneration lags), so flipping Ready between Unknown and
-        False on each attempt would retry in a tight loop, not every
-        retryInterval.
-        """
-        ready = cond.get_condition(status, cond.READY)
-        return (
-            cond.reconcile_requested(status, obj["metadata"].get("annotations"))
-            or status.get("lastAttemptedRevision") != revision
-            or ready is None
-            or ready.get("observedGeneration") != generation
-        )
-
     async def _build(
-        self, obj: Object, spec: KustomizationSpec, artifact: Artifact, revision: str
+        self,
+        run: ReconcileRun,
+        spec: KustomizationSpec,
+        client: ResourceClient,
+        artifact: Artifact,
+        revision: str,
     ) -> tuple[BuiltRevision, bool]:
-        """The objects to apply, built now or reused; True when built now."""
-        ref = ObjectRef.of(obj)
-        raw_spec = obj.get("spec") or {}
+        """The objects to apply, built now or reused; True when built now.
+
+        Raises the step's own errors: ArtifactError (ArtifactFailed, a missing
+        path too), BuildError (BuildFailed), DecryptionError (DecryptionFailed).
+        """
+        ref = run.ref
+        raw_spec = run.spec
         reads: dict[tuple[str, str], Mapping[str, str] | None] = {}
 
         async def read(kind: str, name: str) -> Mapping[str, str] | None:
+            # As the Kustomization's identity: a tenant reads only what its account may.
             if (kind, name) not in reads:
-                reads[(kind, name)] = await self.read_config(ref.namespace, kind, name)
+                reads[(kind, name)] = await self.read_config(client, ref.namespace, kind, name)
             return reads[(kind, name)]
 
         # The substitution inputs are part of the key: read them first (cached for the build).
-        for source in spec.substitute_from:
+        for source in spec.post_build.substitute_from if spec.post_build else ():
             await read(source.kind, source.name)
         key = _digest(
             {
@@ -356,15 +350,11 @@ class KustomizationReconciler:
         previous = self._builds.get(ref)
         if previous is not None and previous.key == key:
             return previous, False
-        try:
-            async with self.artifacts.checkout(artifact) as tree:
-                manifests = await build_step.build(tree, spec.path, raw_spec, timeout=spec.timeout)
-            manifests = await substitute.substitute(manifests, raw_spec.get("postBuild"), read)
-        except (ArtifactError, BuildError) as exc:
-            # Each carries Flux's reason: ArtifactFailed (a missing path too) or BuildFailed.
-            raise StepFailed(exc.reason, str(exc)) from None
+        async with self.artifacts.checkout(artifact) as tree:
+            manifests = await build_step.build(tree, spec.path, spec.build, timeout=spec.timeout)
+        manifests = await substitute.substitute(manifests, spec.post_build, read)
         objects = build_step.apply_common_metadata(
-            [m.object for m in manifests], raw_spec.get("commonMetadata")
+            [m.object for m in manifests], spec.common_metadata
         )
         objects = await self._decrypt(spec, objects, ref.namespace)
         built = BuiltRevision(
@@ -383,121 +373,119 @@ class KustomizationReconciler:
             return objects
         keys = await self.load_keys(namespace, spec.decryption_secret)
         if not keys:
-            raise StepFailed(
-                decrypt.DECRYPTION_FAILED,
+            raise decrypt.DecryptionError(
                 "no sealing keys found: the controller creates one at startup, "
-                "or spec.decryption.secretRef names a missing Secret",
+                "or spec.decryption.secretRef names a missing Secret"
             )
-        try:
-            # RSA with every key for every value: CPU-bound, so off the event loop.
-            return await asyncio.to_thread(
-                decrypt.unseal_objects,
-                objects,
-                keys,
-                default_namespace=spec.target_namespace or namespace,
-            )
-        except decrypt.DecryptionError as exc:
-            raise StepFailed(exc.reason, str(exc)) from None
+        # RSA with every key for every value: CPU-bound, so off the event loop.
+        return await asyncio.to_thread(
+            decrypt.unseal_objects,
+            objects,
+            keys,
+            default_namespace=spec.build.target_namespace or namespace,
+        )
 
-    async def _apply_prune_and_wait(
-        self,
-        obj: Object,
-        spec: KustomizationSpec,
-        client: ResourceClient,
-        built: BuiltRevision,
-        rebuilt: bool,
-        status: dict[str, Any],
-        generation: int,
-        cancel: asyncio.Event,
-    ) -> dict[str, Any]:
-        ref = ObjectRef.of(obj)
-        owner = ssa.owner_labels(GROUP, ref.name, ref.namespace)
+    async def _apply(self, ctx: ApplyContext) -> ssa.ChangeSet:
+        """Server-side apply of the built objects; reports what changed (or drifted)."""
         options = ssa.ApplyOptions(
             field_manager=FIELD_MANAGER,
-            owner_labels=owner,
-            force=spec.force,
-            wait_timeout=spec.timeout,
+            owner_group=GROUP,
+            owner_labels=ctx.owner,
+            force=ctx.spec.force,
+            wait_timeout=ctx.spec.timeout,
         )
         try:
-            changeset = await ssa.apply_all(client, built.objects, options)
+            changeset = await self.apply_all(ctx.client, ctx.built.objects, options)
         except ssa.ApplyError as exc:
-            await self._report_changes(obj, exc.changeset, built, drift=False)
-            raise StepFailed(cond.RECONCILIATION_FAILED, str(exc)) from None
-        applied_before = (obj.get("status") or {}).get("lastAppliedRevision") == built.revision
+            await self._report_changes(ctx, exc.changeset, drift=False)
+            raise ReconcileError(cond.RECONCILIATION_FAILED, str(exc)) from None
         log.info(
             "server-side apply of %s: %s",
-            ref,
+            ctx.run.ref,
             ", ".join(f"{len(ids)} {action}" for action, ids in changeset.by_action().items())
             or "nothing to apply",
-            extra={"revision": built.revision, "rebuilt": rebuilt},
+            extra={"revision": ctx.revision, "rebuilt": ctx.rebuilt},
         )
-        await self._report_changes(obj, changeset, built, drift=applied_before and not rebuilt)
+        await self._report_changes(ctx, changeset, drift=ctx.applied_before and not ctx.rebuilt)
+        return changeset
 
-        old_inventory = Inventory.from_status(status.get("inventory"))
+    async def _prune(self, ctx: ApplyContext, changeset: ssa.ChangeSet) -> None:
+        """Delete what left the build (with spec.prune) and record the inventory.
+
+        The inventory is in the status before a prune failure is raised, so it
+        names what still exists.
+        """
+        run = ctx.run
+        old_inventory = Inventory.from_status(run.status.get("inventory"))
         inventory = changeset.to_inventory()
         stale = old_inventory.stale(inventory)
         prune_failure = ""
-        if spec.prune and stale:
+        if ctx.spec.prune and stale:
             self.expect_deletions(entry.id for entry in stale)
-            pruned = await prune(client, stale, PruneOptions(owner_labels=owner))
+            pruned = await self.prune_stale(ctx.client, stale, _prune_options(ctx.owner))
             deleted = [e for e in pruned.changeset if e.action is ssa.Action.DELETED]
             if deleted:
-                await self.recorder.normal(
-                    obj,
+                await self.frame.recorder.normal(
+                    run.obj,
                     cond.PROGRESSING,
                     "\n".join(str(e) for e in deleted),
-                    {"revision": built.revision},
+                    {"revision": ctx.revision},
                 )
             if not pruned.ok:
                 inventory = inventory.merge(pruned.survivors)
                 prune_failure = pruned.message
-        status = dict(status, inventory=inventory.to_status())
+        run.status = dict(run.status, inventory=inventory.to_status())
         self.observe_kinds(inventory)
         if prune_failure:
-            raise StepFailed(cond.PRUNE_FAILED, prune_failure, status=status)
+            raise ReconcileError(cond.PRUNE_FAILED, prune_failure)
 
+    async def _check_health(self, ctx: ApplyContext, changeset: ssa.ChangeSet) -> None:
+        """Wait for what spec.wait / spec.healthChecks name; the Healthy condition says how."""
+        run, spec = ctx.run, ctx.spec
         checks = self._health_entries(spec, changeset)
         if not checks:
-            return cond.remove_condition(status, HEALTHY)
-        result = await health.wait_for_health(
-            client,
+            run.status = cond.remove_condition(run.status, HEALTHY)
+            return
+        result = await self.wait_for_health(
+            ctx.client,
             checks,
             timeout=spec.timeout,
             poll_interval=HEALTH_POLL_SECONDS,
-            cancel=cancel,
-            ttl_jobs=health.jobs_with_ttl(built.objects),
+            cancel=ctx.cancel,
+            ttl_jobs=health.jobs_with_ttl(ctx.built.objects),
             # Read our objects with a LIST per kind rather than a GET each.
-            label_selector=ssa.label_selector(owner),
+            label_selector=ssa.label_selector(ctx.owner),
             custom_status=expression_status(spec.health_check_exprs),
         )
         if result.healthy:
-            healthy = cond.get_condition(status, HEALTHY)
+            healthy = cond.get_condition(run.status, HEALTHY)
             if (
                 healthy is not None
                 and healthy.get("status") == cond.TRUE
-                and healthy.get("observedGeneration") == generation
-                and status.get("lastAppliedRevision") == built.revision
+                and healthy.get("observedGeneration") == run.generation
+                and run.status.get("lastAppliedRevision") == ctx.revision
             ):
                 # Healthy as it was: keep the message of the check that made it
                 # so, since a new elapsed time would turn a no-op into a write.
-                return status
-            return cond.set_condition(
-                status,
+                return
+            run.status = cond.set_condition(
+                run.status,
                 HEALTHY,
                 cond.TRUE,
                 cond.SUCCEEDED,
                 f"Health check passed in {format_duration(result.elapsed)}",
-                generation=generation,
+                generation=run.generation,
             )
+            return
         reason = (
             cond.HEALTH_CHECK_CANCELED
             if result.outcome is health.HealthOutcome.CANCELED
             else cond.HEALTH_CHECK_FAILED
         )
-        status = cond.set_condition(
-            status, HEALTHY, cond.FALSE, reason, result.message, generation=generation
+        run.status = cond.set_condition(
+            run.status, HEALTHY, cond.FALSE, reason, result.message, generation=run.generation
         )
-        raise StepFailed(reason, result.message, status=status)
+        raise ReconcileError(reason, result.message)
 
     @staticmethod
     def _health_entries(spec: KustomizationSpec, changeset: ssa.ChangeSet) -> list[InventoryEntry]:
@@ -514,29 +502,27 @@ class KustomizationReconciler:
         return entries
 
     async def _report_changes(
-        self, obj: Object, changeset: ssa.ChangeSet, built: BuiltRevision, *, drift: bool
+        self, ctx: ApplyContext, changeset: ssa.ChangeSet, *, drift: bool
     ) -> None:
+        """Events for what the apply changed, at once: a health wait may follow for minutes."""
         changed = changeset.changed()
         if not changed:
             return
-        metadata = {"revision": built.revision}
+        metadata = {"revision": ctx.revision}
         if drift:
             # Nothing in git changed, yet the cluster had to: someone edited it.
-            await self.recorder.warning(
-                obj,
+            await self.frame.recorder.warning(
+                ctx.run.obj,
                 DRIFT_DETECTED,
                 "Drift detected and corrected:\n" + changeset.describe(),
                 metadata,
             )
         else:
-            await self.recorder.normal(obj, cond.PROGRESSING, str(ssa.ChangeSet(changed)), metadata)
+            await self.frame.recorder.normal(
+                ctx.run.obj, cond.PROGRESSING, str(ssa.ChangeSet(changed)), metadata
+            )
 
     # -- status --------------------------------------------------------------------------
-
-    @staticmethod
-    def _revision_metadata(status: Mapping[str, Any]) -> dict[str, str]:
-        revision = status.get("lastAttemptedRevision")
-        return {"revision": str(revision)} if revision else {}
 
     @staticmethod
     def _record_history(
@@ -562,15 +548,9 @@ class KustomizationReconciler:
         }
         return dict(status, history=[entry, *history][:HISTORY_LIMIT])
 
-    async def _finish(
-        self, obj: Object, old_status: Mapping[str, Any], status: Mapping[str, Any]
-    ) -> None:
-        final = cond.summarize(
-            status,
-            generation=int(obj["metadata"].get("generation") or 0),
-            annotations=obj["metadata"].get("annotations"),
-        )
-        await self.writer.patch_status(ObjectRef.of(obj), old_status, final)
+
+def _prune_options(owner: Mapping[str, str]) -> PruneOptions:
+    return PruneOptions(owner_labels=owner, owner_group=GROUP)
 
 
 def _digest(value: Any) -> str:

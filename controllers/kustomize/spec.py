@@ -11,10 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.kustomize.build import CommonMetadata
+from controllers.kustomize.generate import BuildOptions
+from controllers.kustomize.substitute import PostBuild
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
+from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
+from controllers.toolkit.runtime.conditions import RECONCILIATION_FAILED
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.frame import ReconcileError
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
@@ -29,15 +35,14 @@ _MAX_EXPR_ERROR = 300
 # beats applying still-encrypted Secrets.
 DECRYPTION_PROVIDERS = ("sealedsecrets",)
 INVALID_CEL_EXPRESSION = "InvalidCELExpression"
-DELETION_POLICIES = ("MirrorPrune", "Delete", "WaitForTermination", "Orphan")
+DEFAULT_SOURCE_KIND = "GitRepository"
 
 
-class SpecError(ValueError):
-    """The spec cannot work as written; the message names the field."""
+class SpecError(ReconcileError):
+    """The spec cannot work as written (the message names the field): stalled until it changes."""
 
-    def __init__(self, message: str, reason: str = "ReconciliationFailed") -> None:
-        super().__init__(message)
-        self.reason = reason
+    def __init__(self, message: str, reason: str = RECONCILIATION_FAILED) -> None:
+        super().__init__(reason, message, stalled=True)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,20 @@ class SourceRef:
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
+    @classmethod
+    def of(cls, spec: Mapping[str, Any], namespace: str) -> SourceRef:
+        """`spec.sourceRef` with Flux's defaults (kind GitRepository, the object's namespace).
+
+        The one place these defaults live: the parser, the dependency check and
+        the source index all read a sourceRef through it.
+        """
+        ref = spec.get("sourceRef") or {}
+        return cls(
+            kind=str(ref.get("kind") or DEFAULT_SOURCE_KIND),
+            name=str(ref.get("name") or ""),
+            namespace=str(ref.get("namespace") or namespace),
+        )
+
 
 @dataclass(frozen=True)
 class Dependency:
@@ -58,6 +77,14 @@ class Dependency:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+def dependency_refs(spec: Mapping[str, Any], namespace: str) -> list[tuple[str, str]]:
+    """`spec.dependsOn` as (namespace, name), the namespace defaulting to the object's own."""
+    return [
+        (str(item.get("namespace") or namespace), str(item.get("name")))
+        for item in spec.get("dependsOn") or []
+    ]
 
 
 @dataclass(frozen=True)
@@ -131,12 +158,6 @@ def expression_status(exprs: Sequence[HealthCheckExpr]) -> CustomStatus | None:
 
 
 @dataclass(frozen=True)
-class SubstituteFrom:
-    kind: str  # ConfigMap | Secret
-    name: str
-
-
-@dataclass(frozen=True)
 class KustomizationSpec:
     source: SourceRef
     path: str
@@ -146,18 +167,17 @@ class KustomizationSpec:
     prune: bool
     wait: bool
     force: bool
-    deletion_policy: str
+    deletion_policy: DeletionPolicy
     depends_on: tuple[Dependency, ...]
     health_checks: tuple[HealthCheckRef, ...]
     health_check_exprs: tuple[HealthCheckExpr, ...]
-    target_namespace: str | None
     service_account_name: str | None
     kubeconfig_secret: tuple[str, str] | None  # (secret name, key)
     decryption_provider: str | None
     decryption_secret: str | None
-    substitute_from: tuple[SubstituteFrom, ...] = ()
-    # Build overlays, passed to the build step as written.
-    overlays: Mapping[str, Any] = field(default_factory=dict)
+    build: BuildOptions = field(default_factory=BuildOptions)
+    post_build: PostBuild | None = None
+    common_metadata: CommonMetadata | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], namespace: str) -> KustomizationSpec:
@@ -167,10 +187,9 @@ class KustomizationSpec:
             if spec.get("timeout")
             else max(interval - 30.0, MIN_TIMEOUT_SECONDS)
         )
-        source = spec.get("sourceRef") or {}
-        if not source.get("name"):
+        source = SourceRef.of(spec, namespace)
+        if not source.name:
             raise SpecError("spec.sourceRef.name is required")
-        post_build = spec.get("postBuild") or {}
         decryption = spec.get("decryption") or {}
         provider = decryption.get("provider")
         if provider is not None and provider not in DECRYPTION_PROVIDERS:
@@ -179,18 +198,14 @@ class KustomizationSpec:
                 f"spec.decryption.provider: {provider!r} is not supported by headwater "
                 f"(supported: {choices})"
             )
-        policy = spec.get("deletionPolicy") or "MirrorPrune"
-        if policy not in DELETION_POLICIES:
+        policy = spec.get("deletionPolicy") or DeletionPolicy.MIRROR_PRUNE
+        if policy not in set(DeletionPolicy):
             raise SpecError(
-                f"spec.deletionPolicy: {policy!r} is not one of {', '.join(DELETION_POLICIES)}"
+                f"spec.deletionPolicy: {policy!r} is not one of {', '.join(DeletionPolicy)}"
             )
         kubeconfig = ((spec.get("kubeConfig") or {}).get("secretRef")) or None
         return cls(
-            source=SourceRef(
-                kind=str(source.get("kind") or "GitRepository"),
-                name=str(source["name"]),
-                namespace=str(source.get("namespace") or namespace),
-            ),
+            source=source,
             path=str(spec.get("path") or ""),
             interval=interval,
             retry_interval=_duration(spec, "retryInterval")
@@ -200,8 +215,8 @@ class KustomizationSpec:
             prune=bool(spec.get("prune")),
             wait=bool(spec.get("wait")),
             force=bool(spec.get("force")),
-            deletion_policy=str(policy),
-            depends_on=tuple(_dependencies(spec.get("dependsOn") or [], namespace)),
+            deletion_policy=DeletionPolicy(policy),
+            depends_on=tuple(_dependencies(spec, namespace)),
             health_checks=tuple(
                 HealthCheckRef(
                     api_version=str(item.get("apiVersion") or ""),
@@ -212,7 +227,6 @@ class KustomizationSpec:
                 for item in spec.get("healthChecks") or []
             ),
             health_check_exprs=tuple(_health_exprs(spec.get("healthCheckExprs") or [])),
-            target_namespace=spec.get("targetNamespace") or None,
             service_account_name=spec.get("serviceAccountName") or None,
             kubeconfig_secret=(
                 (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value"))
@@ -221,27 +235,9 @@ class KustomizationSpec:
             ),
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
-            substitute_from=tuple(
-                SubstituteFrom(
-                    kind=str(item.get("kind")),
-                    name=str(item.get("name")),
-                )
-                for item in post_build.get("substituteFrom") or []
-            ),
-            overlays={
-                key: spec[key]
-                for key in (
-                    "targetNamespace",
-                    "namePrefix",
-                    "nameSuffix",
-                    "patches",
-                    "images",
-                    "components",
-                    "ignoreMissingComponents",
-                    "commonMetadata",
-                )
-                if spec.get(key) is not None
-            },
+            build=BuildOptions.parse(spec),
+            post_build=PostBuild.parse(spec.get("postBuild")),
+            common_metadata=CommonMetadata.parse(spec.get("commonMetadata")),
         )
 
 
@@ -266,14 +262,17 @@ def _expression(source: str | None, field_path: str) -> Expression | None:
         raise SpecError(str(exc), INVALID_CEL_EXPRESSION) from None
 
 
-def _dependencies(items: list[Mapping[str, Any]], namespace: str) -> list[Dependency]:
+def _dependencies(spec: Mapping[str, Any], namespace: str) -> list[Dependency]:
+    items = spec.get("dependsOn") or []
     return [
         Dependency(
-            name=str(item.get("name")),
-            namespace=str(item.get("namespace") or namespace),
+            name=name,
+            namespace=dep_namespace,
             ready_expr=_expression(item.get("readyExpr"), f"spec.dependsOn[{index}].readyExpr"),
         )
-        for index, item in enumerate(items)
+        for index, (item, (dep_namespace, name)) in enumerate(
+            zip(items, dependency_refs(spec, namespace), strict=True)
+        )
     ]
 
 

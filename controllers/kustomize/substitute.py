@@ -24,6 +24,7 @@ ASCII. Error messages name the variable and the object, never a value.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import yaml
 
 from controllers.kustomize.build import BuildError, Manifest
 from controllers.kustomize.generate import YamlLoader, yaml_problem
+from controllers.toolkit.apply.resources import ResourceClient, ResourceInfo
 
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"
@@ -45,6 +47,37 @@ _DEFAULT_OPS = frozenset({"-", "+", "=", "?", ":-", ":+", ":=", ":?"})
 Reader = Callable[[str, str], Awaitable[Mapping[str, str] | None]]
 """Reads ``(kind, name)`` in the Kustomization's namespace: the data (Secret values
 decoded), or None when the object does not exist."""
+
+
+# The kinds substituteFrom reads, both core/v1.
+_SOURCE_INFO = {
+    "ConfigMap": ResourceInfo("", "v1", "ConfigMap", "configmaps", True),
+    "Secret": ResourceInfo("", "v1", "Secret", "secrets", True),
+}
+
+
+async def read_as(
+    client: ResourceClient, namespace: str, kind: str, name: str
+) -> Mapping[str, str] | None:
+    """A substituteFrom source's data as text, read with `client`, None when it does not exist.
+
+    `client` is the Kustomization's identity (its service account or remote
+    kubeconfig), as in Flux: a tenant substitutes only what its account may
+    read. A refused read raises the API error, naming the object and verb.
+    """
+    info = _SOURCE_INFO.get(kind)
+    if info is None:
+        raise SubstitutionError(f"substituteFrom kind {kind!r} is not one of ConfigMap, Secret")
+    obj = await client.get(info, namespace, name)
+    if obj is None:
+        return None
+    data = obj.get("data") or {}
+    if kind == "Secret":
+        return {
+            str(key): base64.b64decode(value).decode("utf-8", "replace")
+            for key, value in data.items()
+        }
+    return {str(key): str(value) for key, value in data.items()}
 
 
 class SubstitutionError(BuildError):
@@ -66,42 +99,75 @@ class Variables:
         return [self.values[k] for k in self.secret if self.values.get(k)]
 
 
-async def load_variables(post_build: Mapping[str, Any], read: Reader) -> Variables:
+@dataclass(frozen=True)
+class SubstituteSource:
+    """One `spec.postBuild.substituteFrom[]` entry."""
+
+    kind: str  # ConfigMap | Secret
+    name: str
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class PostBuild:
+    """``spec.postBuild``, checked: inline values, sources in order, and the strategy."""
+
+    substitute: Mapping[str, str] = field(default_factory=dict)
+    substitute_from: tuple[SubstituteSource, ...] = ()
+    always: bool = False  # substituteStrategy: Always
+
+    @classmethod
+    def parse(cls, post_build: Mapping[str, Any] | None) -> PostBuild | None:
+        """None when the spec has no postBuild; SubstitutionError names a malformed field."""
+        if post_build is None:
+            return None
+        sources = post_build.get("substituteFrom") or []
+        if not isinstance(sources, list):
+            raise SubstitutionError("spec.postBuild.substituteFrom must be a list")
+        refs = []
+        for index, ref in enumerate(sources):
+            where = f"spec.postBuild.substituteFrom[{index}]"
+            if not isinstance(ref, Mapping):
+                raise SubstitutionError(f"{where} must be a mapping")
+            kind, name = ref.get("kind"), ref.get("name")
+            if kind not in _SOURCE_KINDS:
+                raise SubstitutionError(f"{where}: kind must be ConfigMap or Secret, not '{kind}'")
+            if not isinstance(name, str) or not name:
+                raise SubstitutionError(f"{where}: name is required")
+            refs.append(SubstituteSource(str(kind), name, optional=ref.get("optional") is True))
+        inline = post_build.get("substitute") or {}
+        if not isinstance(inline, Mapping):
+            raise SubstitutionError("spec.postBuild.substitute must be a map of strings")
+        return cls(
+            substitute={str(key): str(value) for key, value in inline.items()},
+            substitute_from=tuple(refs),
+            always=post_build.get("substituteStrategy") == "Always",
+        )
+
+
+async def load_variables(post_build: PostBuild, read: Reader) -> Variables:
     """Variables from ``substituteFrom`` in order, then ``substitute``, which wins."""
     variables = Variables()
-    sources = post_build.get("substituteFrom") or []
-    if not isinstance(sources, list):
-        raise SubstitutionError("spec.postBuild.substituteFrom must be a list")
-    for index, ref in enumerate(sources):
-        where = f"spec.postBuild.substituteFrom[{index}]"
-        if not isinstance(ref, Mapping):
-            raise SubstitutionError(f"{where} must be a mapping")
-        kind, name = ref.get("kind"), ref.get("name")
-        if kind not in _SOURCE_KINDS:
-            raise SubstitutionError(f"{where}: kind must be ConfigMap or Secret, not '{kind}'")
-        if not isinstance(name, str) or not name:
-            raise SubstitutionError(f"{where}: name is required")
-        data = await read(kind, name)
+    for ref in post_build.substitute_from:
+        data = await read(ref.kind, ref.name)
         if data is None:
-            if ref.get("optional") is True:
+            if ref.optional:
                 continue
             raise SubstitutionError(
-                f"substituteFrom {kind}/{name} not found (set optional: true if it may be absent)"
+                f"substituteFrom {ref.kind}/{ref.name} not found "
+                "(set optional: true if it may be absent)"
             )
         for key, value in data.items():
             variables.values[key] = str(value).replace("\n", "")
-            variables.origins[key] = f"{kind}/{name}"
-            if kind == "Secret":
+            variables.origins[key] = f"{ref.kind}/{ref.name}"
+            if ref.kind == "Secret":
                 variables.secret.add(key)
             else:
                 variables.secret.discard(key)
-    inline = post_build.get("substitute") or {}
-    if not isinstance(inline, Mapping):
-        raise SubstitutionError("spec.postBuild.substitute must be a map of strings")
-    for key, value in inline.items():
-        variables.values[str(key)] = str(value).replace("\n", "")
-        variables.origins[str(key)] = "spec.postBuild.substitute"
-        variables.secret.discard(str(key))
+    for key, value in post_build.substitute.items():
+        variables.values[key] = value.replace("\n", "")
+        variables.origins[key] = "spec.postBuild.substitute"
+        variables.secret.discard(key)
     return variables
 
 
@@ -578,7 +644,7 @@ def substitute_manifest(
 
 async def substitute(
     manifests: Sequence[Manifest],
-    post_build: Mapping[str, Any] | None,
+    post_build: PostBuild | None,
     read: Reader,
     *,
     strict: bool = True,
@@ -589,7 +655,7 @@ async def substitute(
     """
     if post_build is None:
         return list(manifests)
-    always = post_build.get("substituteStrategy") == "Always"
+    always = post_build.always
     variables: Variables | None = None
     result: list[Manifest] = []
     for manifest in manifests:

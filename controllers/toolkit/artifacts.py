@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from controllers.toolkit.runtime.conditions import ARTIFACT_FAILED
+from controllers.toolkit.runtime.frame import ReconcileError
 
 _CHUNK = 1 << 16
 
@@ -51,17 +52,13 @@ _OWN_NAME = re.compile(r"^(sha256|sha384|sha512)-[0-9a-f]+$|^\.(download|extract
 # --- errors -------------------------------------------------------------------------------
 
 
-class ArtifactError(Exception):
+class ArtifactError(ReconcileError):
     """An artifact could not be fetched, verified or unpacked; `reason` is Flux's."""
 
-    reason: ClassVar[str] = ARTIFACT_FAILED
+    REASON: ClassVar[str] = ARTIFACT_FAILED
 
     def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
+        super().__init__(self.REASON, message)
 
 
 class ArtifactNotFoundError(ArtifactError):

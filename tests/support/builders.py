@@ -12,6 +12,8 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 
 def _object(
     api_version: str,
@@ -261,3 +263,37 @@ def custom_resource_definition(
         ],
     }
     return obj
+
+
+def configmap_file(name: str, annotations: dict[str, str] | None = None, **data: str) -> str:
+    """A ConfigMap as the YAML text of a file in git (no namespace)."""
+    metadata = {"annotations": annotations} if annotations else None
+    return yaml.safe_dump(configmap(None, name, data, metadata=metadata))
+
+
+def configmaps_only(namespace: str, account: str) -> list[dict[str, Any]]:
+    """A ServiceAccount allowed to manage ConfigMaps in `namespace`, and nothing else."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": account, "namespace": namespace},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": account, "namespace": namespace},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": account, "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": account,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+        },
+    ]

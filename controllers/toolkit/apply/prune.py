@@ -25,7 +25,6 @@ from controllers.toolkit.apply.inventory import InventoryEntry, ObjectId, by_kin
 from controllers.toolkit.apply.resources import ApiError, NoMatchError, ResourceClient
 from controllers.toolkit.apply.ssa import (
     DISABLED,
-    KUSTOMIZE_GROUP,
     SSA_IGNORE,
     Action,
     ChangeSet,
@@ -46,7 +45,8 @@ class DeletionPolicy(enum.StrEnum):
 @dataclasses.dataclass(frozen=True)
 class PruneOptions:
     owner_labels: Mapping[str, str]
-    owner_group: str = KUSTOMIZE_GROUP
+    # The owner's annotation group (`<group>/prune: disabled`); the caller's, no default.
+    owner_group: str
     propagation: str = "Background"
 
     def excluded(self, live: Mapping[str, Any]) -> bool:

@@ -54,8 +54,6 @@ from controllers.toolkit.apply.resources import (
 
 log = logging.getLogger(__name__)
 
-KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
-
 # Annotation (or label) values, compared case-insensitively as Flux does.
 DISABLED = "disabled"
 ENABLED = "enabled"
@@ -120,8 +118,10 @@ def default_takeover(field_manager: str) -> tuple[ManagerMatch, ...]:
 class ApplyOptions:
     """How `apply_all` applies: who we are, what we own, and what force allows."""
 
+    # Who applies: the caller's own, never a default (the toolkit serves any controller).
     field_manager: str
-    owner_group: str = KUSTOMIZE_GROUP
+    # The API group of the owner's annotations (`<group>/ssa`, `<group>/force`, ...).
+    owner_group: str
     # Added to every object; also how live objects are found with a LIST.
     owner_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # Recreate objects whose immutable fields changed.

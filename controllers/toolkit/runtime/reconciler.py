@@ -25,7 +25,7 @@ import copy
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,8 @@ FinalizeFn = Callable[[Object], Awaitable[bool]]
 FinalizerPatchFn = Callable[[ObjectRef, list[str]], Awaitable[None]]
 # Told of every change seen on the watch: (previous version or None, new version or None).
 ObserverFn = Callable[[Object | None, Object | None], None]
+# The index keys an object is found under (e.g. the source it points at).
+IndexKeyFn = Callable[[Object], Iterable[Hashable]]
 
 # Flux's finalizer, so objects moved between Flux and headwater keep working.
 FINALIZER = "finalizers.fluxcd.io"
@@ -120,7 +122,9 @@ class WatchCache:
 
     Observers hear of every change, which is how objects that depend on
     others (a Kustomization on its source, a repository on its includes)
-    get requeued without polling.
+    get requeued without polling. Declared indexes (Flux's field indexes)
+    find those dependents by key instead of a scan over every object; they
+    are up to date before observers run.
     """
 
     # Kopf handler ids must be unique per registry, and `run all` may watch
@@ -133,6 +137,11 @@ class WatchCache:
         self.handler_id = f"watch-{resource.plural}-{next(WatchCache._ids)}"
         self._objects: dict[ObjectRef, Object] = {}
         self._observers: list[ObserverFn] = []
+        self._index_keys: dict[str, IndexKeyFn] = {}
+        # index name -> key -> the refs of the objects under that key
+        self._indexes: dict[str, dict[Hashable, set[ObjectRef]]] = {}
+        # index name -> ref -> the keys the object is under now
+        self._indexed_keys: dict[str, dict[ObjectRef, frozenset[Hashable]]] = {}
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         resource = self.resource
@@ -150,6 +159,42 @@ class WatchCache:
     def add_observer(self, observer: ObserverFn) -> None:
         self._observers.append(observer)
 
+    def add_index(self, name: str, key_fn: IndexKeyFn) -> None:
+        """Keep objects findable by the keys `key_fn` gives them (see `indexed`)."""
+        if name in self._index_keys:
+            raise ValueError(f"index {name!r} is already declared")
+        self._index_keys[name] = key_fn
+        self._indexes[name] = {}
+        self._indexed_keys[name] = {}
+        for ref, obj in self._objects.items():
+            self._reindex(name, ref, obj)
+
+    def indexed(self, name: str, key: Hashable) -> list[Object]:
+        """The cached objects under `key` in index `name`, read-only like `view`."""
+        if name not in self._indexes:
+            raise KeyError(f"no index {name!r} is declared")
+        refs = self._indexes[name].get(key) or ()
+        return [self._objects[ref] for ref in sorted(refs, key=str) if ref in self._objects]
+
+    def _reindex(self, name: str, ref: ObjectRef, obj: Object | None) -> None:
+        keys = frozenset(self._index_keys[name](obj)) if obj is not None else frozenset()
+        index, indexed = self._indexes[name], self._indexed_keys[name]
+        old = indexed.get(ref, frozenset())
+        if keys == old:
+            return
+        for key in old - keys:
+            members = index.get(key)
+            if members is not None:
+                members.discard(ref)
+                if not members:
+                    del index[key]
+        for key in keys - old:
+            index.setdefault(key, set()).add(ref)
+        if keys:
+            indexed[ref] = keys
+        else:
+            indexed.pop(ref, None)
+
     def observe(self, event_type: str | None, obj: Mapping[str, Any]) -> None:
         ref = ObjectRef.of(obj)
         previous = self._objects.get(ref)
@@ -158,6 +203,8 @@ class WatchCache:
             self._objects.pop(ref, None)
         else:
             current = self._objects[ref] = copy.deepcopy(dict(obj))
+        for name in self._index_keys:
+            self._reindex(name, ref, current)
         for observer in self._observers:
             observer(previous, current)
 
@@ -185,6 +232,8 @@ class WatchCache:
         cached = self._objects.get(ref)
         if cached is not None:
             change(cached)
+            for name in self._index_keys:
+                self._reindex(name, ref, cached)
 
 
 @dataclass
@@ -266,6 +315,14 @@ class Reconciler:
     def view(self) -> list[Object]:
         """Read-only, uncopied objects (see WatchCache.view)."""
         return self.cache.view()
+
+    def add_index(self, name: str, key_fn: IndexKeyFn) -> None:
+        """Declare an index on the queue's cache (see WatchCache.add_index)."""
+        self.cache.add_index(name, key_fn)
+
+    def indexed(self, name: str, key: Hashable) -> list[Object]:
+        """Read-only objects under `key` (see WatchCache.indexed)."""
+        return self.cache.indexed(name, key)
 
     def request(self, ref: ObjectRef, after: float = 0.0) -> None:
         """Reconcile `ref` in `after` seconds (earlier requests win)."""

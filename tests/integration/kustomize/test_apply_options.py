@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.support import builders
-from tests.support.builders import git_repository, kustomization
+from tests.support.builders import configmap_file as configmap
+from tests.support.builders import configmaps_only, git_repository, kustomization
 from tests.support.cluster import (
     TestCluster,
     apply,
@@ -35,11 +36,6 @@ from tests.support.status import (
 pytestmark = pytest.mark.integration
 
 GROUP = "kustomize.toolkit.fluxcd.io"
-
-
-def configmap(name: str, annotations: dict[str, str] | None = None, **data: str) -> str:
-    metadata = {"annotations": annotations} if annotations else None
-    return yaml.safe_dump(builders.configmap(None, name, data, metadata=metadata))
 
 
 def job(image: str) -> str:
@@ -209,34 +205,6 @@ def service_account_kubeconfig(cluster: TestCluster, namespace: str, account: st
         "create", "token", account, "-n", namespace, "--duration=1h"
     ).stdout.strip()
     return kubeconfig_yaml(server.pop("server"), {"token": token}, **server)
-
-
-def configmaps_only(namespace: str, account: str) -> list[dict[str, Any]]:
-    """A ServiceAccount allowed to manage ConfigMaps in `namespace`, and nothing else."""
-    return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": account, "namespace": namespace},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": {"name": account, "namespace": namespace},
-            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": {"name": account, "namespace": namespace},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": account,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
-        },
-    ]
 
 
 def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(

@@ -24,7 +24,8 @@ import yaml
 from aiohttp import web
 
 from controllers.kustomize.build import BuildError, PathNotFoundError, build
-from controllers.kustomize.substitute import substitute
+from controllers.kustomize.generate import BuildOptions
+from controllers.kustomize.substitute import PostBuild, substitute
 from controllers.source.server import make_app
 from controllers.source.storage import ObjectKey, Storage
 from controllers.toolkit.artifacts import (
@@ -412,7 +413,7 @@ async def test_a_plain_directory_is_built_as_flux_generates_it(tmp_path: Path) -
             "other/z.yaml": cm("z"),
         },
     )
-    manifests = await build(tree, "./deploy", {})
+    manifests = await build(tree, "./deploy", BuildOptions())
     assert sorted(refs(manifests)) == [
         "ConfigMap/a",
         "ConfigMap/b",
@@ -469,7 +470,7 @@ async def test_overlays_are_applied(tmp_path: Path) -> None:
         "components": ["../components/debug", "../components/missing"],
         "ignoreMissingComponents": True,
     }
-    manifests = await build(tree, "app", overlays)
+    manifests = await build(tree, "app", BuildOptions.parse(overlays))
     by_kind = {m.kind: m.object for m in manifests}
     assert refs(manifests) == ["ConfigMap/team-a/p-settings-s", "Deployment/team-a/p-web-s"]
     deploy = by_kind["Deployment"]
@@ -481,11 +482,13 @@ async def test_overlays_are_applied(tmp_path: Path) -> None:
 async def test_a_missing_component_fails_unless_ignored(tmp_path: Path) -> None:
     tree = write(tmp_path / "tree", {"a.yaml": cm("a")})
     with pytest.raises(BuildError) as info:
-        await build(tree, "", {"components": ["components/absent"]})
+        await build(tree, "", BuildOptions.parse({"components": ["components/absent"]}))
     assert "components/absent" in str(info.value)
-    assert refs(await build(tree, "", {"components": ["x"], "ignoreMissingComponents": True})) == [
-        "ConfigMap/a"
-    ]
+    assert refs(
+        await build(
+            tree, "", BuildOptions.parse({"components": ["x"], "ignoreMissingComponents": True})
+        )
+    ) == ["ConfigMap/a"]
 
 
 async def test_an_invalid_file_fails_naming_it(tmp_path: Path) -> None:
@@ -497,7 +500,7 @@ async def test_an_invalid_file_fails_naming_it(tmp_path: Path) -> None:
         },
     )
     with pytest.raises(BuildError) as info:
-        await build(tree, "deploy", {})
+        await build(tree, "deploy", BuildOptions())
     assert str(info.value).startswith("invalid YAML in 'deploy/broken.yaml': line ")
     assert info.value.reason == "BuildFailed"
 
@@ -511,7 +514,7 @@ async def test_a_kustomize_error_carries_kustomizes_message(tmp_path: Path) -> N
         },
     )
     with pytest.raises(BuildError) as info:
-        await build(tree, "app", {})
+        await build(tree, "app", BuildOptions())
     message = str(info.value)
     assert message.startswith("kustomize build failed: ")
     assert "absent.yaml" in message
@@ -529,7 +532,7 @@ async def test_invalid_yaml_under_a_users_kustomization_is_named_by_kustomize(
         },
     )
     with pytest.raises(BuildError) as info:
-        await build(tree, "app", {})
+        await build(tree, "app", BuildOptions())
     assert "bad.yaml" in str(info.value)
 
 
@@ -546,7 +549,7 @@ async def test_files_outside_a_kustomizations_root_are_refused_by_kustomize(
         },
     )
     with pytest.raises(BuildError) as info:
-        await build(tree, "app", {})
+        await build(tree, "app", BuildOptions())
     assert "is not in or below" in str(info.value)
 
 
@@ -556,7 +559,7 @@ async def test_remote_bases_are_refused_before_kustomize_runs(tmp_path: Path) ->
         {"app/kustomization.yaml": "resources:\n- https://github.com/org/repo//deploy?ref=v1\n"},
     )
     with pytest.raises(BuildError) as info:
-        await build(tree, "app", {})
+        await build(tree, "app", BuildOptions())
     assert "'app/kustomization.yaml': resources entry" in str(info.value)
     assert "is remote" in str(info.value)
 
@@ -565,14 +568,14 @@ async def test_a_path_outside_the_artifact_is_refused(tmp_path: Path) -> None:
     tree = write(tmp_path / "tree", {"a.yaml": cm("a")})
     for path, message in (("../..", "must stay inside"), ("nope", "'nope' is not in the artifact")):
         with pytest.raises(PathNotFoundError) as info:
-            await build(tree, path, {})
+            await build(tree, path, BuildOptions())
         assert message in str(info.value)
 
 
 async def test_output_is_bounded(tmp_path: Path) -> None:
     tree = write(tmp_path / "tree", {"a.yaml": cm("a", blob="x" * 10_000)})
     with pytest.raises(BuildError) as info:
-        await build(tree, "", {}, max_output=1000)
+        await build(tree, "", BuildOptions(), max_output=1000)
     assert "larger than 1000 bytes" in str(info.value)
 
 
@@ -585,7 +588,7 @@ async def test_a_build_that_hangs_is_killed_at_its_timeout(tmp_path: Path) -> No
     tree = write(tmp_path / "tree", {"a.yaml": cm("a")})
     with pytest.raises(BuildError) as info:
         # The guard: if only the shell died, its child would hold the pipes open.
-        await asyncio.wait_for(build(tree, "", {}, kustomize=str(hang), timeout=1), 60)
+        await asyncio.wait_for(build(tree, "", BuildOptions(), kustomize=str(hang), timeout=1), 60)
     assert "kustomize build timed out after 1s" in str(info.value)
     for pid in pid_file.read_text().split():
         assert not running(int(pid))
@@ -607,9 +610,9 @@ async def test_build_leaves_no_scratch_behind(tmp_path: Path) -> None:
     tree = write(
         tmp_path / "tree", {"ok/a.yaml": cm("a"), "bad/kustomization.yaml": "resources: [x"}
     )
-    await build(tree, "ok", {"targetNamespace": "x"}, work_root=work_root)
+    await build(tree, "ok", BuildOptions.parse({"targetNamespace": "x"}), work_root=work_root)
     with pytest.raises(BuildError):
-        await build(tree, "bad", {}, work_root=work_root)
+        await build(tree, "bad", BuildOptions(), work_root=work_root)
     assert list(work_root.iterdir()) == []
 
 
@@ -627,9 +630,9 @@ async def test_fetch_build_and_substitute_end_to_end(served: Served, cache: Arti
         return secrets.get((kind, name))
 
     async with cache.checkout(Artifact.from_status(status)) as tree:
-        built = await build(tree, "clusters/prod", {"targetNamespace": "prod"})
+        built = await build(tree, "clusters/prod", BuildOptions.parse({"targetNamespace": "prod"}))
     post_build = {"substituteFrom": [{"kind": "Secret", "name": "vars"}]}
-    [web_deploy] = await substitute(built, post_build, read)
+    [web_deploy] = await substitute(built, PostBuild.parse(post_build), read)
     assert web_deploy.ref == "Deployment/prod/web"
     assert web_deploy.object["spec"]["replicas"] == 4
     assert web_deploy.object["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"

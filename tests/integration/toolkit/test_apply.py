@@ -449,7 +449,7 @@ async def test_without_owner_labels_objects_are_read_one_by_one(
     resources: ResourceClient, namespace: str
 ) -> None:
     objects = [configmap(namespace, f"c{i}", {"i": str(i)}) for i in range(5)]
-    bare = ApplyOptions(field_manager=FIELD_MANAGER)
+    bare = ApplyOptions(field_manager=FIELD_MANAGER, owner_group=GROUP)
     assert set(actions(await apply_all(resources, objects, bare)).values()) == {"created"}
     before = resources.counter.snapshot()
     again = await apply_all(resources, objects, bare)

@@ -24,6 +24,7 @@ from tests.support.cluster import TestCluster
 pytestmark = pytest.mark.integration
 
 OWNER = owner_labels(GROUP, "app", "flux-system")
+PRUNE = PruneOptions(OWNER, GROUP)
 
 
 def exists(cluster: TestCluster, kind: str, name: str, namespace: str) -> bool:
@@ -48,7 +49,7 @@ async def test_stale_objects_are_pruned_only_when_still_ours(
     stale = old.stale(new)
     assert [e.id.name for e in stale] == ["gone", "other", "protected", "taken"]
 
-    result = await prune(resources, stale, PruneOptions(owner_labels=OWNER))
+    result = await prune(resources, stale, PRUNE)
     assert result.ok and result.survivors == []
     assert {e.subject: str(e.action) for e in result.changeset} == {
         f"ConfigMap/{namespace}/gone": "deleted",
@@ -66,7 +67,7 @@ async def test_already_deleted_objects_are_fine(resources: ResourceClient, names
         *entries(namespace, "never-existed"),
         InventoryEntry(ObjectId("gone.example.com", "Thing", namespace, "t"), "v1"),
     ]
-    result = await prune(resources, stale, PruneOptions(owner_labels=OWNER))
+    result = await prune(resources, stale, PRUNE)
     assert result.ok
     assert {str(e.action) for e in result.changeset} == {"deleted"}
 
@@ -78,7 +79,7 @@ async def test_objects_that_fail_to_delete_survive_in_the_inventory(
     # A service account allowed to read config maps but not to delete them.
     with limited_client(cluster, namespace, "reader", "get,list", "configmaps") as limited:
         stale = entries(namespace, "c")
-        result = await prune(limited, stale, PruneOptions(owner_labels=OWNER))
+        result = await prune(limited, stale, PRUNE)
     assert not result.ok
     assert result.survivors == stale
     assert result.failures[0].startswith(f"ConfigMap/{namespace}/c delete failed: ")
@@ -109,14 +110,18 @@ async def test_delete_all_follows_the_policy(
         resources, [configmap(namespace, n, {"a": "1"}) for n in ("a", "b")], options()
     )
     inventory = list(applied.to_inventory())
-    orphan = await delete_all(resources, inventory, DeletionPolicy.ORPHAN, PruneOptions(OWNER))
+    orphan = await delete_all(resources, inventory, DeletionPolicy.ORPHAN, PRUNE)
     assert len(orphan.changeset) == 0
     assert exists(cluster, "cm", "a", namespace)
     mirror = await delete_all(
-        resources, inventory, DeletionPolicy.MIRROR_PRUNE, PruneOptions(OWNER), prune_enabled=False
+        resources,
+        inventory,
+        DeletionPolicy.MIRROR_PRUNE,
+        PRUNE,
+        prune_enabled=False,
     )
     assert len(mirror.changeset) == 0
-    deleted = await delete_all(resources, inventory, DeletionPolicy.DELETE, PruneOptions(OWNER))
+    deleted = await delete_all(resources, inventory, DeletionPolicy.DELETE, PRUNE)
     assert [str(e.action) for e in deleted.changeset] == ["deleted", "deleted"]
     assert not exists(cluster, "cm", "a", namespace)
 
@@ -133,7 +138,7 @@ async def test_wait_for_termination_waits_and_reports_what_stays(
         resources,
         list(applied.to_inventory()),
         DeletionPolicy.WAIT_FOR_TERMINATION,
-        PruneOptions(OWNER),
+        PRUNE,
         timeout=1.5,
         poll_interval=0.2,
     )
@@ -162,7 +167,7 @@ async def test_wait_for_termination_waits_and_reports_what_stays(
         resources,
         entries(namespace, "held"),
         DeletionPolicy.WAIT_FOR_TERMINATION,
-        PruneOptions(OWNER),
+        PRUNE,
         timeout=60,
         poll_interval=0.2,
     )

@@ -10,6 +10,7 @@ import pytest
 
 from controllers.kustomize.build import (
     BuildError,
+    CommonMetadata,
     Manifest,
     PathNotFoundError,
     apply_common_metadata,
@@ -241,7 +242,8 @@ def test_common_metadata_sets_labels_and_annotations_on_metadata_only() -> None:
         {"kind": "ConfigMap", "metadata": {"name": "c"}},
     ]
     result = apply_common_metadata(
-        objects, {"labels": {"team": "platform"}, "annotations": {"owner": "ops"}}
+        objects,
+        CommonMetadata.parse({"labels": {"team": "platform"}, "annotations": {"owner": "ops"}}),
     )
     assert result[0]["metadata"]["labels"] == {"app": "web", "team": "platform"}
     assert result[0]["metadata"]["annotations"] == {"owner": "ops"}

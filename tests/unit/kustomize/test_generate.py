@@ -10,6 +10,7 @@ import yaml
 
 from controllers.kustomize.generate import (
     BuildError,
+    BuildOptions,
     check_manifest_file,
     generated_kustomization,
     is_local_relative,
@@ -145,7 +146,9 @@ def test_timestamps_stay_strings() -> None:
 
 
 def merged(kustomization: dict[str, Any], spec: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    return merge_overlays(kustomization, spec, kw.pop("directory", Path("/nonexistent")), **kw)
+    return merge_overlays(
+        kustomization, BuildOptions.parse(spec), kw.pop("directory", Path("/nonexistent")), **kw
+    )
 
 
 def test_overlays_replace_namespace_prefix_and_suffix() -> None:
@@ -320,7 +323,7 @@ def test_malformed_overlays_are_named(spec: dict[str, Any], message: str) -> Non
 
 def test_write_generates_kustomization_yaml_with_overlays(tmp_path: Path) -> None:
     root = tree(tmp_path, {"app/a.yaml": cm("a")})
-    written = write_kustomization(root / "app", {"targetNamespace": "ns"}, root)
+    written = write_kustomization(root / "app", BuildOptions.parse({"targetNamespace": "ns"}), root)
     assert written == root / "app" / "kustomization.yaml"
     assert yaml.safe_load(written.read_text()) == {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -332,7 +335,7 @@ def test_write_generates_kustomization_yaml_with_overlays(tmp_path: Path) -> Non
 
 def test_write_merges_into_the_users_file_under_its_own_name(tmp_path: Path) -> None:
     root = tree(tmp_path, {"kustomization.yml": "resources:\n- a.yaml\n", "a.yaml": cm("a")})
-    written = write_kustomization(root, {"namePrefix": "p-"}, root)
+    written = write_kustomization(root, BuildOptions.parse({"namePrefix": "p-"}), root)
     assert written == root / "kustomization.yml"
     assert not (root / "kustomization.yaml").exists()
     assert yaml.safe_load(written.read_text())["namePrefix"] == "p-"
@@ -341,7 +344,9 @@ def test_write_merges_into_the_users_file_under_its_own_name(tmp_path: Path) -> 
 def test_write_leaves_the_users_file_alone_when_nothing_is_merged(tmp_path: Path) -> None:
     text = "# comments survive\nresources: [a.yaml]\nfuture: field\n"
     root = tree(tmp_path, {"kustomization.yaml": text, "a.yaml": cm("a")})
-    write_kustomization(root, {"ignoreMissingComponents": True, "patches": []}, root)
+    write_kustomization(
+        root, BuildOptions.parse({"ignoreMissingComponents": True, "patches": []}), root
+    )
     assert (root / "kustomization.yaml").read_text() == text
 
 
@@ -351,7 +356,7 @@ def test_write_replaces_the_file_rather_than_writing_through_it(tmp_path: Path) 
     shared.write_text("resources: [a.yaml]\n")
     root = tree(tmp_path / "copy", {"a.yaml": cm("a")})
     (root / "kustomization.yaml").hardlink_to(shared)
-    write_kustomization(root, {"targetNamespace": "ns"}, root)
+    write_kustomization(root, BuildOptions.parse({"targetNamespace": "ns"}), root)
     assert shared.read_text() == "resources: [a.yaml]\n"
 
 
@@ -365,5 +370,5 @@ def test_write_replaces_the_file_rather_than_writing_through_it(tmp_path: Path) 
 def test_a_broken_users_kustomization_is_named(tmp_path: Path, text: str, message: str) -> None:
     root = tree(tmp_path, {"kustomization.yaml": text})
     with pytest.raises(BuildError) as info:
-        write_kustomization(root, {"targetNamespace": "ns"}, root)
+        write_kustomization(root, BuildOptions.parse({"targetNamespace": "ns"}), root)
     assert message in str(info.value)

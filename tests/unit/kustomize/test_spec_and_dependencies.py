@@ -37,7 +37,6 @@ def test_defaults_follow_flux() -> None:
     assert spec.timeout == 570  # interval less 30s
     assert KustomizationSpec.parse({**BASE, "interval": "40s"}, "apps").timeout == 30
     assert spec.deletion_policy == "MirrorPrune"
-    assert spec.overlays == {}
 
 
 def test_bad_fields_are_named() -> None:

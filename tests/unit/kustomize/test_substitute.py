@@ -7,18 +7,36 @@ from typing import Any
 
 import pytest
 
+from controllers.kustomize import substitute as substitution
 from controllers.kustomize.build import Manifest, parse_output
 from controllers.kustomize.substitute import (
     ExpansionError,
+    PostBuild,
     SubstitutionError,
     Variables,
     expand,
     lenient_lookup,
-    load_variables,
     strict_lookup,
-    substitute,
     substitute_manifest,
 )
+
+
+async def load_variables(post_build: Mapping[str, Any], read: substitution.Reader) -> Variables:
+    """The step, given ``spec.postBuild`` as written (parsed as the spec parser does)."""
+    parsed = PostBuild.parse(post_build)
+    assert parsed is not None
+    return await substitution.load_variables(parsed, read)
+
+
+async def substitute(
+    manifests: list[Manifest],
+    post_build: Mapping[str, Any] | None,
+    read: substitution.Reader,
+    **options: Any,
+) -> list[Manifest]:
+    """The step, given ``spec.postBuild`` as written (parsed as the spec parser does)."""
+    return await substitution.substitute(manifests, PostBuild.parse(post_build), read, **options)
+
 
 VALUES = {
     "name": "web",

@@ -39,7 +39,7 @@ from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
 from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.http import HttpServer
 from controllers.toolkit.runtime.patching import ObjectWriter
-from tests.unit.toolkit.test_frame import ListSink, RecordingWriter
+from tests.support.fakes import ListSink, RecordingWriter
 
 TOKEN = "receiver-token-0123456789"
 BODY = b'{"ref":"refs/heads/main","after":"0123456789abcdef"}'

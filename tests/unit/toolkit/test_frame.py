@@ -10,38 +10,13 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.events import Event, EventRecorder
+from controllers.toolkit.runtime.events import EventRecorder
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
-from controllers.toolkit.runtime.patching import ObjectWriter, merge_patch
-from controllers.toolkit.runtime.reconciler import ObjectRef, Resource
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Resource
+from tests.support.fakes import ListSink, RecordingWriter
 
 RESOURCE = Resource("example.toolkit.fluxcd.io", "v1", "widgets", "Widget")
-
-
-class RecordingWriter:
-    """Applies status patches to a dict, as the API server would."""
-
-    def __init__(self, live: Mapping[str, Any]) -> None:
-        self.live = dict(live)
-        self.patches: list[dict[str, Any]] = []
-
-    async def patch_status(
-        self, ref: ObjectRef, old: Mapping[str, Any], new: Mapping[str, Any]
-    ) -> bool:
-        patch = merge_patch(old, new)
-        if not patch:
-            return False
-        self.patches.append(patch)
-        self.live = dict(new)
-        return True
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def emit(self, event: Event) -> None:
-        self.events.append(event)
 
 
 def _frame(
