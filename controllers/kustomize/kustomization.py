@@ -75,7 +75,8 @@ class StepFailed(Exception):
 
     `requeue` overrides retryInterval; `status` carries what the steps before
     the failure recorded (e.g. the inventory after an apply whose health
-    check then failed), so it is not lost.
+    check then failed), so it is not lost; `stalled`: retrying cannot help
+    until the object changes.
     """
 
     def __init__(
@@ -84,12 +85,15 @@ class StepFailed(Exception):
         message: str,
         requeue: float | None = None,
         status: dict[str, Any] | None = None,
+        *,
+        stalled: bool = False,
     ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.requeue = requeue
         self.status = status
+        self.stalled = stalled
 
 
 class IdentityGone(StepFailed):
@@ -212,7 +216,10 @@ class KustomizationReconciler:
         except StepFailed as exc:
             if exc.status is not None:
                 status = exc.status
-            status = cond.mark_failed(status, exc.reason, exc.message, generation=generation)
+            if exc.stalled:
+                status = cond.mark_stalled(status, exc.reason, exc.message, generation=generation)
+            else:
+                status = cond.mark_failed(status, exc.reason, exc.message, generation=generation)
             await self._finish(obj, old_status, status)
             if exc.reason == cond.DEPENDENCY_NOT_READY:
                 await self.recorder.normal(obj, exc.reason, exc.message)
@@ -220,6 +227,8 @@ class KustomizationReconciler:
                 await self.recorder.warning(
                     obj, exc.reason, exc.message, self._revision_metadata(status)
                 )
+            if exc.stalled:
+                return Outcome(requeue_after=None)
             return Outcome(requeue_after=exc.requeue or spec.retry_interval)
 
         message = f"Applied revision: {built.revision}"

@@ -156,6 +156,8 @@ class KustomizationSpec:
     decryption_provider: str | None
     decryption_secret: str | None
     substitute_from: tuple[SubstituteFrom, ...] = ()
+    # kubeConfig.configMapRef: the ConfigMap describing the remote cluster.
+    kubeconfig_config_map: str | None = None
     # Build overlays, passed to the build step as written.
     overlays: Mapping[str, Any] = field(default_factory=dict)
 
@@ -185,6 +187,7 @@ class KustomizationSpec:
                 f"spec.deletionPolicy: {policy!r} is not one of {', '.join(DELETION_POLICIES)}"
             )
         kubeconfig = ((spec.get("kubeConfig") or {}).get("secretRef")) or None
+        cluster_config = ((spec.get("kubeConfig") or {}).get("configMapRef")) or None
         return cls(
             source=SourceRef(
                 kind=str(source.get("kind") or "GitRepository"),
@@ -219,6 +222,7 @@ class KustomizationSpec:
                 if kubeconfig
                 else None
             ),
+            kubeconfig_config_map=str(cluster_config["name"]) if cluster_config else None,
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
             substitute_from=tuple(
