@@ -426,6 +426,7 @@ class KustomizationReconciler:
             owner_labels=owner,
             force=spec.force,
             wait_timeout=spec.timeout,
+            ignore=spec.ignore,
         )
         try:
             changeset = await ssa.apply_all(client, built.objects, options)

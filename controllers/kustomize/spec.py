@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
+from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, parse_pointer
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
@@ -158,6 +159,8 @@ class KustomizationSpec:
     substitute_from: tuple[SubstituteFrom, ...] = ()
     # kubeConfig.configMapRef: the ConfigMap describing the remote cluster.
     kubeconfig_config_map: str | None = None
+    # spec.ignore: paths left out of drift detection and apply.
+    ignore: tuple[IgnoreRule, ...] = ()
     # Build overlays, passed to the build step as written.
     overlays: Mapping[str, Any] = field(default_factory=dict)
 
@@ -223,6 +226,7 @@ class KustomizationSpec:
                 else None
             ),
             kubeconfig_config_map=str(cluster_config["name"]) if cluster_config else None,
+            ignore=parse_ignore_rules(spec.get("ignore") or []),
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
             substitute_from=tuple(
@@ -247,6 +251,40 @@ class KustomizationSpec:
                 if spec.get(key) is not None
             },
         )
+
+
+def parse_ignore_rules(items: Sequence[Mapping[str, Any]]) -> tuple[IgnoreRule, ...]:
+    """spec.ignore as toolkit rules; a bad pointer or selector names its field."""
+    rules = []
+    for index, item in enumerate(items):
+        where = f"spec.ignore[{index}]"
+        paths = []
+        for number, path in enumerate(item.get("paths") or []):
+            try:
+                paths.append(parse_pointer(str(path)))
+            except IgnoreError as exc:
+                raise SpecError(f"{where}.paths[{number}]: {exc}") from None
+        if not paths:
+            raise SpecError(f"{where}.paths: at least one JSON pointer is required")
+        target = item.get("target")
+        try:
+            selector = (
+                Selector.parse(
+                    group=target.get("group"),
+                    version=target.get("version"),
+                    kind=target.get("kind"),
+                    name=target.get("name"),
+                    namespace=target.get("namespace"),
+                    label_selector=target.get("labelSelector"),
+                    annotation_selector=target.get("annotationSelector"),
+                )
+                if target
+                else None
+            )
+        except IgnoreError as exc:
+            raise SpecError(f"{where}.target.{exc}") from None
+        rules.append(IgnoreRule(tuple(paths), selector))
+    return tuple(rules)
 
 
 def _duration(spec: Mapping[str, Any], name: str, *, required: bool = False) -> float:

@@ -41,6 +41,7 @@ from typing import Any
 from cryptography import x509
 
 from controllers.toolkit.apply import diff
+from controllers.toolkit.apply import ignore as ignoring
 from controllers.toolkit.apply.health import Status, wait_for_health
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId, by_kind
 from controllers.toolkit.apply.resources import (
@@ -135,6 +136,8 @@ class ApplyOptions:
     remove_labels: tuple[str, ...] = ("fluxcd.io/sync-gc-mark",)
     # Plan only: dry-run and diff, never write.
     dry_run: bool = False
+    # Paths left out of drift detection and kept at their live value (see ignore.py).
+    ignore: tuple[ignoring.IgnoreRule, ...] = ()
 
     def annotation(self, name: str) -> str:
         return f"{self.owner_group}/{name}"
@@ -756,9 +759,16 @@ class _Stage:
                 options.remove_labels,
             )
             item.previous_owners = _taken_over(live, options.takeover_managers)
-        if diff.has_drifted(live, merged):
+        ignored = ignoring.ignored_paths(item.desired, options.ignore)
+        if ignored:
+            live_view = ignoring.without_paths(live, ignored)
+            merged_view = ignoring.without_paths(merged, ignored)
+            item.desired = ignoring.keep_live(item.desired, live, ignored)
+        else:
+            live_view, merged_view = live, merged
+        if diff.has_drifted(live_view, merged_view):
             item.action = Action.CONFIGURED
-            item.changes = tuple(diff.field_changes(live, merged))
+            item.changes = tuple(diff.field_changes(live_view, merged_view))
         elif item.takeover:
             item.action = Action.CONFIGURED
             item.note = _takeover_note(item.previous_owners)
