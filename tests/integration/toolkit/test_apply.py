@@ -175,6 +175,14 @@ async def test_ignored_paths_are_neither_drift_nor_applied(
     assert actions(result)[f"Deployment/{namespace}/web"] == "unchanged"
     assert actions(result)[f"ConfigMap/{namespace}/settings"] == "configured"
     assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 3
+    # A kubectl patch (a field manager whose fields are otherwise taken over)
+    # of only the ignored field is not taken over either.
+    cluster.kubectl(
+        "patch", "deployment", "web", "-n", namespace, "-p", '{"spec":{"replicas":4}}'
+    )  # fmt: skip
+    result = await apply_all(resources, app(namespace), options(ignore=rules))
+    assert actions(result)[f"Deployment/{namespace}/web"] == "unchanged"
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 4
 
     # Another field of the same object still applies, and the ignored one stays.
     objects = app(namespace)
@@ -186,7 +194,7 @@ async def test_ignored_paths_are_neither_drift_nor_applied(
         'spec.template.spec.containers[name=app].image: "nginx:1" → "nginx:2"'
     ]
     deployed = live(cluster, "deployment", "web", namespace)["spec"]
-    assert deployed["replicas"] == 3
+    assert deployed["replicas"] == 4
     assert deployed["template"]["spec"]["containers"][0]["image"] == "nginx:2"
 
 
