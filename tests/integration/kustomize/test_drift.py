@@ -24,7 +24,7 @@ from tests.helpers import (
     wait_for_kustomization,
 )
 from tests.support.controllers import RunningControllers
-from tests.support.gitrepos import RepoFactory
+from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
 
 pytestmark = pytest.mark.integration
@@ -122,6 +122,24 @@ def drift_message_with(cluster: TestCluster, namespace: str, text: str) -> str:
     return wait_for(find, timeout=30, what=f"a DriftDetected event with {text!r}")
 
 
+def deploy(
+    cluster: TestCluster,
+    namespace: str,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+    **spec: Any,
+) -> tuple[Repo, str]:
+    """MANIFESTS in a new repository, applied by Kustomization "app"; returns the commit."""
+    repo = git_repos.create()
+    commit = repo.commit(MANIFESTS)
+    apply_manifests(
+        cluster,
+        git_repository(namespace, "repo", git_http_server.url(repo.name)),
+        kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace, **spec),
+    )
+    return repo, commit
+
+
 def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     cluster: TestCluster,
     namespace: str,
@@ -129,13 +147,7 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> None:
-    repo = git_repos.create()
-    commit = repo.commit(MANIFESTS)
-    apply_manifests(
-        cluster,
-        git_repository(namespace, "repo", git_http_server.url(repo.name)),
-        kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace),
-    )
+    repo, commit = deploy(cluster, namespace, git_repos, git_http_server)
     ks = wait_for_kustomization(cluster, namespace, "app", applied(commit))
     history = ks["status"]["history"]
     # The rollout writes the Deployment's status (and resourceVersion) until done.
@@ -240,19 +252,12 @@ def test_ignored_paths_are_left_to_the_cluster_and_other_drift_is_healed(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> None:
-    repo = git_repos.create()
-    commit = repo.commit(MANIFESTS)
-    apply_manifests(
+    _, commit = deploy(
         cluster,
-        git_repository(namespace, "repo", git_http_server.url(repo.name)),
-        kustomization(
-            namespace,
-            "app",
-            "repo",
-            "./deploy",
-            targetNamespace=namespace,
-            ignore=[{"paths": ["/spec/replicas"], "target": {"kind": "Deployment"}}],
-        ),
+        namespace,
+        git_repos,
+        git_http_server,
+        ignore=[{"paths": ["/spec/replicas"], "target": {"kind": "Deployment"}}],
     )
     wait_for_kustomization(cluster, namespace, "app", applied(commit))
     web = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)
