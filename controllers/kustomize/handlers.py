@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import kopf
-import kubernetes.client
-import kubernetes.config
 
 from controllers.kustomize.kustomization import (
     FIELD_MANAGER,
@@ -40,9 +38,14 @@ from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactCache
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.clients import (
+    ClientPool,
+    IdentityNotFound,
+    SecretKeyRef,
+)
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
-from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame
+from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import (
     Object,
@@ -59,8 +62,6 @@ CONTROLLER = "kustomize"
 GIT_REPOSITORY = Resource(SOURCE_GROUP, "v1", "gitrepositories", "GitRepository")
 NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
-# How long the client of a rotated kubeconfig is kept for reconciles still using it.
-RETIRED_CLIENT_SECONDS = 3600.0
 # Index names on the Kustomization cache.
 BY_SOURCE = "sourceRef"
 BY_DEPENDENCY = "dependsOn"
@@ -69,10 +70,6 @@ BY_DEPENDENCY = "dependsOn"
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Add the kustomize controller's handlers to `registry`."""
     api = kube.api_client()
-    default_client = ResourceClient(api, concurrency=settings.concurrent * 4)
-    clients: dict[tuple[str, ...], ResourceClient] = {}
-    # Per kubeConfig Secret: the kubeconfig text its client was built from.
-    kubeconfig_texts: dict[tuple[str, ...], str] = {}
     artifacts = ArtifactCache(
         Path(tempfile.mkdtemp(prefix="headwater-kustomize-artifacts-")),
         max_size=settings.artifact_max_size,
@@ -83,19 +80,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     read_secret = kube.secret_reader(api)
     read_config_map = kube.config_map_reader(api)
 
-    async def read_config(namespace: str, kind: str, name: str) -> Mapping[str, str] | None:
-        """A ConfigMap's or Secret's data as text, read as the controller (kubeConfig).
-
-        postBuild.substituteFrom is not read here: it is read as the
-        Kustomization's own identity (substitute.read_as).
-        """
-        if kind != "Secret":
-            return await read_config_map(namespace, name)
-        data = await read_secret(namespace, name)
-        if data is None:
-            return None
-        return {key: value.decode("utf-8", "replace") for key, value in data.items()}
-
     async def load_keys(namespace: str, secret_name: str | None) -> Sequence[Any]:
         # A named key Secret is the Kustomization's own (Flux's secretRef meaning);
         # otherwise every key the controller keeps in its namespace.
@@ -103,48 +87,29 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             return await sealing_keys.load_keys(api, namespace, secret_name)
         return await sealing_keys.load_keys(api, settings.namespace)
 
-    core = kubernetes.client.CoreV1Api(api)
+    pool = ClientPool(
+        api,
+        read_secret=read_secret,
+        read_config_map=read_config_map,
+        concurrency=settings.concurrent * 4,
+    )
 
     async def client_for(
         spec: KustomizationSpec, namespace: str, *, account_must_exist: bool = False
     ) -> ResourceClient:
         """The client to apply with: ours, impersonating a service account, or remote."""
-        if spec.kubeconfig_secret is not None:
-            name, key = spec.kubeconfig_secret
-            data = await read_config(namespace, "Secret", name)
-            if data is None or key not in data:
-                raise IdentityGone(
-                    f"spec.kubeConfig.secretRef: key '{key}' of Secret '{namespace}/{name}' "
-                    "not found"
-                )
-            cache_key: tuple[str, ...] = ("kubeconfig", namespace, name, key)
-            if kubeconfig_texts.get(cache_key) != data[key]:
-                try:
-                    configuration = kube.configuration_from_text(data[key])
-                except kube.KubeConfigError as exc:
-                    where = f"key '{key}' of Secret '{namespace}/{name}'"
-                    raise ReconcileError(
-                        cond.RECONCILIATION_FAILED, f"spec.kubeConfig.secretRef: {where}: {exc}"
-                    ) from None
-                replaced = clients.get(cache_key)
-                if replaced is not None:
-                    # The Secret was rotated. A reconcile may still be using the old
-                    # client, so it is closed later rather than now.
-                    asyncio.get_running_loop().call_later(RETIRED_CLIENT_SECONDS, replaced.close)
-                clients[cache_key] = ResourceClient(kubernetes.client.ApiClient(configuration))
-                kubeconfig_texts[cache_key] = data[key]
-            return clients[cache_key]
-        if spec.service_account_name:
-            if account_must_exist:
-                await _require_service_account(core, namespace, spec.service_account_name)
-            user = f"system:serviceaccount:{namespace}:{spec.service_account_name}"
-            cache_key = ("impersonate", user)
-            if cache_key not in clients:
-                impersonating = kubernetes.client.ApiClient(api.configuration)
-                impersonating.set_default_header("Impersonate-User", user)
-                clients[cache_key] = ResourceClient(impersonating)
-            return clients[cache_key]
-        return default_client
+        secret = spec.kubeconfig_secret
+        try:
+            return await pool.client(
+                namespace,
+                service_account=spec.service_account_name,
+                kubeconfig_secret=SecretKeyRef(*secret) if secret else None,
+                cluster_config_map=spec.kubeconfig_config_map,
+                account_must_exist=account_must_exist,
+            )
+        except IdentityNotFound as exc:
+            # Finalize tells a gone identity from a refused one by this type.
+            raise IdentityGone(exc.message) from None
 
     queue: Reconciler
 
@@ -235,19 +200,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
             task.cancel()
         watcher.close()
         await artifacts.close()
-        for client in [default_client, *clients.values()]:
-            client.close()
-
-
-async def _require_service_account(
-    core: kubernetes.client.CoreV1Api, namespace: str, name: str
-) -> None:
-    try:
-        await asyncio.to_thread(core.read_namespaced_service_account, name, namespace)
-    except kubernetes.client.ApiException as exc:
-        if exc.status == 404:
-            raise IdentityGone(f"ServiceAccount '{namespace}/{name}' not found") from None
-        raise
+        pool.close()
 
 
 def _source_key(obj: Object) -> list[tuple[str, str, str]]:

@@ -393,6 +393,7 @@ class KustomizationReconciler:
             owner_labels=ctx.owner,
             force=ctx.spec.force,
             wait_timeout=ctx.spec.timeout,
+            ignore=ctx.spec.ignore,
         )
         try:
             changeset = await self.apply_all(ctx.client, ctx.built.objects, options)

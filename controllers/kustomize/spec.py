@@ -15,6 +15,7 @@ from controllers.kustomize.build import CommonMetadata
 from controllers.kustomize.generate import BuildOptions
 from controllers.kustomize.substitute import PostBuild
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
+from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, parse_pointer
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
@@ -178,6 +179,10 @@ class KustomizationSpec:
     build: BuildOptions = field(default_factory=BuildOptions)
     post_build: PostBuild | None = None
     common_metadata: CommonMetadata | None = None
+    # kubeConfig.configMapRef: the ConfigMap describing the remote cluster.
+    kubeconfig_config_map: str | None = None
+    # spec.ignore: paths left out of drift detection and apply.
+    ignore: tuple[IgnoreRule, ...] = ()
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any], namespace: str) -> KustomizationSpec:
@@ -204,6 +209,7 @@ class KustomizationSpec:
                 f"spec.deletionPolicy: {policy!r} is not one of {', '.join(DeletionPolicy)}"
             )
         kubeconfig = ((spec.get("kubeConfig") or {}).get("secretRef")) or None
+        cluster_config = ((spec.get("kubeConfig") or {}).get("configMapRef")) or None
         return cls(
             source=source,
             path=str(spec.get("path") or ""),
@@ -233,12 +239,48 @@ class KustomizationSpec:
                 if kubeconfig
                 else None
             ),
+            kubeconfig_config_map=str(cluster_config["name"]) if cluster_config else None,
+            ignore=parse_ignore_rules(spec.get("ignore") or []),
             decryption_provider=provider,
             decryption_secret=((decryption.get("secretRef") or {}).get("name")) or None,
             build=BuildOptions.parse(spec),
             post_build=PostBuild.parse(spec.get("postBuild")),
             common_metadata=CommonMetadata.parse(spec.get("commonMetadata")),
         )
+
+
+def parse_ignore_rules(items: Sequence[Mapping[str, Any]]) -> tuple[IgnoreRule, ...]:
+    """spec.ignore as toolkit rules; a bad pointer or selector names its field."""
+    rules = []
+    for index, item in enumerate(items):
+        where = f"spec.ignore[{index}]"
+        paths = []
+        for number, path in enumerate(item.get("paths") or []):
+            try:
+                paths.append(parse_pointer(str(path)))
+            except IgnoreError as exc:
+                raise SpecError(f"{where}.paths[{number}]: {exc}") from None
+        if not paths:
+            raise SpecError(f"{where}.paths: at least one JSON pointer is required")
+        target = item.get("target")
+        try:
+            selector = (
+                Selector.parse(
+                    group=target.get("group"),
+                    version=target.get("version"),
+                    kind=target.get("kind"),
+                    name=target.get("name"),
+                    namespace=target.get("namespace"),
+                    label_selector=target.get("labelSelector"),
+                    annotation_selector=target.get("annotationSelector"),
+                )
+                if target
+                else None
+            )
+        except IgnoreError as exc:
+            raise SpecError(f"{where}.target.{exc}") from None
+        rules.append(IgnoreRule(tuple(paths), selector))
+    return tuple(rules)
 
 
 def _duration(spec: Mapping[str, Any], name: str, *, required: bool = False) -> float:

@@ -160,3 +160,14 @@ def failed_on(revision: str) -> Check:
         )
 
     return check
+
+
+def ready_message(obj: Mapping[str, Any]) -> str:
+    """The Ready condition's message, empty when there is none."""
+    return str((condition(obj, "Ready") or {}).get("message", ""))
+
+
+def configmap_data(cluster: TestCluster, namespace: str, name: str) -> dict[str, str] | None:
+    """A ConfigMap's data, None while it does not exist."""
+    found = get_json(cluster, "configmap", name, "-n", namespace)
+    return None if found is None else dict(found.get("data") or {})

@@ -4,6 +4,7 @@
 - `inventory`: object identity and Flux's inventory format;
 - `ssa`: server-side apply of a set, in stages, with drift-aware dry-runs;
 - `diff`: field-level changes, secret values masked;
+- `ignore`: JSON-pointer paths left out of drift detection and apply;
 - `prune`: deleting what left the set, and the deletion policies;
 - `health`: kstatus health and a bounded, cancellable wait;
 - `inventory_watch`: watches on applied kinds that report foreign changes.
@@ -22,6 +23,7 @@ from controllers.toolkit.apply.health import (
     Status,
     wait_for_health,
 )
+from controllers.toolkit.apply.ignore import IgnoreRule, Selector
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId, by_kind
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
 from controllers.toolkit.apply.prune import (
@@ -61,6 +63,7 @@ __all__ = [
     "ForeignChange",
     "HealthOutcome",
     "HealthResult",
+    "IgnoreRule",
     "Inventory",
     "InventoryEntry",
     "InventoryWatcher",
@@ -71,6 +74,7 @@ __all__ = [
     "PruneResult",
     "ResourceClient",
     "ResourceInfo",
+    "Selector",
     "Status",
     "WatchedKind",
     "apply_all",

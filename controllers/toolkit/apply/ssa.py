@@ -41,6 +41,7 @@ from typing import Any
 from cryptography import x509
 
 from controllers.toolkit.apply import diff
+from controllers.toolkit.apply import ignore as ignoring
 from controllers.toolkit.apply.health import Status, wait_for_health
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId, by_kind
 from controllers.toolkit.apply.resources import (
@@ -135,6 +136,8 @@ class ApplyOptions:
     remove_labels: tuple[str, ...] = ("fluxcd.io/sync-gc-mark",)
     # Plan only: dry-run and diff, never write.
     dry_run: bool = False
+    # Paths left out of drift detection and kept at their live value (see ignore.py).
+    ignore: tuple[ignoring.IgnoreRule, ...] = ()
 
     def annotation(self, name: str) -> str:
         return f"{self.owner_group}/{name}"
@@ -396,22 +399,81 @@ def _pointer(*parts: str) -> str:
     return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+def without_fields(fields: Any, paths: Sequence[Sequence[str]]) -> Any:
+    """A managedFields `fieldsV1` set without the fields at `paths` (map keys only).
+
+    Parents left empty by a removal go too (an empty entry would mean "owns
+    this whole field"). A path through a list index has no `f:` name and is kept.
+    """
+    if not isinstance(fields, dict):
+        return fields
+    out = dict(fields)
+    for path in paths:
+        if path:
+            out = _without_field(out, list(path))
+    return out
+
+
+def _without_field(fields: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    key = f"f:{path[0]}"
+    if key not in fields:
+        return fields
+    out = dict(fields)
+    if len(path) == 1:
+        del out[key]
+        return out
+    child = fields[key]
+    if not isinstance(child, dict) or not child:
+        return out
+    rest = _without_field(child, path[1:])
+    if rest:
+        out[key] = rest
+    else:
+        del out[key]
+    return out
+
+
+def _takeover_entries(
+    entries: Sequence[Mapping[str, Any]],
+    managers: Sequence[ManagerMatch],
+    ignored: Sequence[Sequence[str]],
+) -> dict[int, dict[str, Any]]:
+    """index -> the entry to take over, less the ignored fields; fully ignored ones stay."""
+    found: dict[int, dict[str, Any]] = {}
+    for index, entry in enumerate(entries):
+        if not any(match.matches(entry) for match in managers):
+            continue
+        fields = (
+            without_fields(entry.get("fieldsV1"), ignored) if ignored else entry.get("fieldsV1")
+        )
+        if ignored and not fields:
+            # Everything it set is ignored: theirs to keep.
+            continue
+        found[index] = {**entry, "fieldsV1": fields}
+    return found
+
+
 def takeover_patch(
     live: Mapping[str, Any],
     field_manager: str,
     managers: Sequence[ManagerMatch],
     remove_annotations: Sequence[str] = (),
     remove_labels: Sequence[str] = (),
+    *,
+    ignored: Sequence[Sequence[str]] = (),
 ) -> list[dict[str, Any]]:
     """A JSON patch giving `field_manager` the fields of `managers` (Flux's cleanup).
 
     Matching managedFields entries are folded into our own Apply entry (the
     first one is renamed when we have none), so the next apply owns those
-    fields and removes the ones the manifest no longer has. Also removes the
-    given annotations and labels. Empty when there is nothing to change.
+    fields and removes the ones the manifest no longer has. Fields at
+    `ignored` paths are not taken over (an entry with nothing else stays as
+    it is). Also removes the given annotations and labels. Empty when there
+    is nothing to change.
     """
     meta = live.get("metadata") or {}
     entries = [e for e in meta.get("managedFields") or () if isinstance(e, Mapping)]
+    taken = _takeover_entries(entries, managers, ignored)
     ours: dict[str, Any] | None = None
     ours_index = -1
     for index, entry in enumerate(entries):
@@ -426,12 +488,12 @@ def takeover_patch(
     for index, entry in enumerate(entries):
         if index == ours_index:
             continue
-        if any(match.matches(entry) for match in managers):
+        if index in taken:
             edited = True
             if ours is None:
-                ours = {**entry, "manager": field_manager, "operation": "Apply"}
+                ours = {**taken[index], "manager": field_manager, "operation": "Apply"}
             else:
-                ours["fieldsV1"] = merge_fields(ours.get("fieldsV1"), entry.get("fieldsV1"))
+                ours["fieldsV1"] = merge_fields(ours.get("fieldsV1"), taken[index]["fieldsV1"])
             continue
         kept.append(entry)
     ops: list[dict[str, Any]] = []
@@ -456,9 +518,14 @@ def takeover_patch(
     return ops
 
 
-def _taken_over(live: Mapping[str, Any], managers: Sequence[ManagerMatch]) -> list[str]:
-    entries = (live.get("metadata") or {}).get("managedFields") or ()
-    return sorted({str(e.get("manager")) for e in entries if any(m.matches(e) for m in managers)})
+def _taken_over(
+    live: Mapping[str, Any], managers: Sequence[ManagerMatch], ignored: Sequence[Sequence[str]]
+) -> list[str]:
+    entries = [
+        e for e in (live.get("metadata") or {}).get("managedFields") or () if isinstance(e, Mapping)
+    ]
+    taken = _takeover_entries(entries, managers, ignored)
+    return sorted({str(entry.get("manager")) for entry in taken.values()})
 
 
 def stage_of(obj: Mapping[str, Any]) -> int:
@@ -747,6 +814,7 @@ class _Stage:
         if self._excluded(live) or if_not_present:
             item.action = Action.SKIPPED
             return
+        ignored = ignoring.ignored_paths(item.desired, options.ignore)
         if not (marked(item.desired, self._ssa, SSA_MERGE) or marked(live, self._ssa, SSA_MERGE)):
             item.takeover = takeover_patch(
                 live,
@@ -754,11 +822,18 @@ class _Stage:
                 options.takeover_managers,
                 options.stripped_annotations,
                 options.remove_labels,
+                ignored=ignored,
             )
-            item.previous_owners = _taken_over(live, options.takeover_managers)
-        if diff.has_drifted(live, merged):
+            item.previous_owners = _taken_over(live, options.takeover_managers, ignored)
+        if ignored:
+            live_view = ignoring.without_paths(live, ignored)
+            merged_view = ignoring.without_paths(merged, ignored)
+            item.desired = ignoring.keep_live(item.desired, live, ignored)
+        else:
+            live_view, merged_view = live, merged
+        if diff.has_drifted(live_view, merged_view):
             item.action = Action.CONFIGURED
-            item.changes = tuple(diff.field_changes(live, merged))
+            item.changes = tuple(diff.field_changes(live_view, merged_view))
         elif item.takeover:
             item.action = Action.CONFIGURED
             item.note = _takeover_note(item.previous_owners)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import yaml
@@ -29,9 +28,11 @@ from tests.support.status import (
     condition,
     events_for,
     failed_on,
+    ready_message,
     request_reconcile,
     wait_for_kustomization,
 )
+from tests.support.status import configmap_data as data_of
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +45,6 @@ def job(image: str) -> str:
 
 def deployment(name: str) -> str:
     return yaml.safe_dump(builders.deployment(None, name, replicas=None))
-
-
-def data_of(cluster: TestCluster, namespace: str, name: str) -> dict[str, str] | None:
-    found = get_json(cluster, "configmap", name, "-n", namespace)
-    return None if found is None else dict(found.get("data") or {})
-
-
-def ready_message(obj: dict[str, Any]) -> str:
-    return str((condition(obj, "Ready") or {}).get("message", ""))
 
 
 def test_force_recreates_an_object_whose_immutable_field_changed(

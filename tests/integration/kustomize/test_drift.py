@@ -20,7 +20,7 @@ from tests.support.builders import (
 )
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
-from tests.support.gitrepos import RepoFactory
+from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.status import applied, events_for, request_reconcile, wait_for_kustomization
 
@@ -91,6 +91,24 @@ def drift_message_with(cluster: TestCluster, namespace: str, text: str) -> str:
     return wait_for(find, timeout=30, what=f"a DriftDetected event with {text!r}")
 
 
+def deploy(
+    cluster: TestCluster,
+    namespace: str,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+    **spec: Any,
+) -> tuple[Repo, str]:
+    """MANIFESTS in a new repository, applied by Kustomization "app"; returns the commit."""
+    repo = git_repos.create()
+    commit = repo.commit(MANIFESTS)
+    apply(
+        cluster,
+        git_repository(namespace, "repo", git_http_server.url(repo.name)),
+        kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace, **spec),
+    )
+    return repo, commit
+
+
 def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     cluster: TestCluster,
     namespace: str,
@@ -98,13 +116,7 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> None:
-    repo = git_repos.create()
-    commit = repo.commit(MANIFESTS)
-    apply(
-        cluster,
-        git_repository(namespace, "repo", git_http_server.url(repo.name)),
-        kustomization(namespace, "app", "repo", "./deploy", targetNamespace=namespace),
-    )
+    repo, commit = deploy(cluster, namespace, git_repos, git_http_server)
     ks = wait_for_kustomization(cluster, namespace, "app", applied(commit))
     history = ks["status"]["history"]
     # The rollout writes the Deployment's status (and resourceVersion) until done.
@@ -200,3 +212,54 @@ def test_unchanged_work_is_skipped_and_drift_is_healed_by_the_watch(
     healed = f"requeue Kustomization {namespace}/app"
     woken = [line for line in controllers.logs().splitlines() if "deleted of" in line]
     assert not [line for line in woken if healed in line]
+
+
+def test_ignored_paths_are_left_to_the_cluster_and_other_drift_is_healed(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    _, commit = deploy(
+        cluster,
+        namespace,
+        git_repos,
+        git_http_server,
+        ignore=[{"paths": ["/spec/replicas"], "target": {"kind": "Deployment"}}],
+    )
+    wait_for_kustomization(cluster, namespace, "app", applied(commit))
+    web = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)
+    assert web["spec"]["replicas"] == 2, "created with the value in git"
+
+    # kubectl scale wakes a reconcile through the watch, which leaves replicas alone.
+    logged_before = len(apply_log_lines(controllers, namespace))
+    cluster.kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
+    logged = wait_for(
+        lambda: apply_log_lines(controllers, namespace)[logged_before:],
+        timeout=30,
+        what="the reconcile woken by the scale",
+    )
+    assert logged[-1]["msg"].endswith(": 3 unchanged"), logged
+    assert (
+        kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"] == 5
+    )
+    assert not drift_events(cluster, namespace)
+
+    # Another field of the same Deployment is still drift: healed and reported,
+    # and the scaled replicas stay.
+    cluster.kubectl(
+        "set", "image", "deployment/web", "web=example/web:2", "-n", namespace
+    )  # fmt: skip
+    message = drift_message_with(cluster, namespace, f"Deployment/{namespace}/web")
+    assert '"example/web:2" → "example/web:1"' in message, message
+    assert "replicas" not in message, message
+
+    def image_healed() -> bool:
+        spec = kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]
+        return bool(spec["template"]["spec"]["containers"][0]["image"] == "example/web:1")
+
+    wait_for(image_healed, timeout=30, what="the image healed")
+    assert (
+        kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"] == 5
+    )

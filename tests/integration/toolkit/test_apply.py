@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from controllers.toolkit.apply.ignore import IgnoreRule, Selector, parse_pointer
 from controllers.toolkit.apply.inventory import ObjectId
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.apply.ssa import Action, ApplyError, ApplyOptions, ChangeSet, apply_all
@@ -154,6 +155,48 @@ async def test_drift_made_outside_is_detected_and_reverted(
     assert [str(c) for c in web.changes] == ["spec.replicas: 3 → 1"]
     assert live(cluster, "configmap", "settings", namespace)["data"] == {"mode": "blue"}
     assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 1
+
+
+async def test_ignored_paths_are_neither_drift_nor_applied(
+    resources: ResourceClient, cluster: TestCluster, namespace: str
+) -> None:
+    rules = (
+        IgnoreRule((parse_pointer("/spec/replicas"),), Selector.parse(kind="Deployment")),
+        IgnoreRule((parse_pointer("/data/mode"),), Selector.parse(name="other")),
+    )
+    await apply_all(resources, app(namespace), options(ignore=rules))
+    # Created with the manifest's value.
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 1
+    cluster.kubectl("scale", "deployment/web", "--replicas=3", "-n", namespace)
+    # Not selected: the ConfigMap's drift is still corrected.
+    cluster.kubectl(
+        "patch", "configmap", "settings", "-n", namespace, "-p", '{"data":{"mode":"red"}}'
+    )
+    result = await apply_all(resources, app(namespace), options(ignore=rules))
+    assert actions(result)[f"Deployment/{namespace}/web"] == "unchanged"
+    assert actions(result)[f"ConfigMap/{namespace}/settings"] == "configured"
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 3
+    # A kubectl patch (a field manager whose fields are otherwise taken over)
+    # of only the ignored field is not taken over either.
+    cluster.kubectl(
+        "patch", "deployment", "web", "-n", namespace, "-p", '{"spec":{"replicas":4}}'
+    )  # fmt: skip
+    result = await apply_all(resources, app(namespace), options(ignore=rules))
+    assert actions(result)[f"Deployment/{namespace}/web"] == "unchanged"
+    assert live(cluster, "deployment", "web", namespace)["spec"]["replicas"] == 4
+
+    # Another field of the same object still applies, and the ignored one stays.
+    objects = app(namespace)
+    objects[3] = deployment("web", namespace, image="nginx:2")
+    result = await apply_all(resources, objects, options(ignore=rules))
+    web = result.get(ObjectId("apps", "Deployment", namespace, "web"))
+    assert web is not None and web.action is Action.CONFIGURED
+    assert [str(c) for c in web.changes] == [
+        'spec.template.spec.containers[name=app].image: "nginx:1" → "nginx:2"'
+    ]
+    deployed = live(cluster, "deployment", "web", namespace)["spec"]
+    assert deployed["replicas"] == 4
+    assert deployed["template"]["spec"]["containers"][0]["image"] == "nginx:2"
 
 
 async def test_fields_added_with_kubectl_are_taken_over_and_removed(

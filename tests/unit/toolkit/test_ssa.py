@@ -30,6 +30,7 @@ from controllers.toolkit.apply.ssa import (
     owner_labels,
     stage_of,
     takeover_patch,
+    without_fields,
 )
 
 OWNER = owner_labels("kustomize.toolkit.fluxcd.io", "app", "flux-system")
@@ -240,6 +241,30 @@ def test_takeover_merges_kubectl_fields_into_ours() -> None:
         status,  # subresource entries are not ours to take
         {**ours, "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}, "f:metadata": {}}},
     ]
+
+
+def test_takeover_leaves_ignored_fields_to_their_manager() -> None:
+    ours = entry("headwater-kustomize", "Apply", {"f:data": {"f:a": {}}})
+    scaled = entry("kubectl-patch", "Update", {"f:data": {"f:replicas": {}}})
+    edit = entry("kubectl-edit", "Update", {"f:data": {"f:b": {}, "f:replicas": {}}})
+    ignored = [("data", "replicas")]
+    ops = takeover_patch(
+        live_with(ours, scaled, edit), "headwater-kustomize", MANAGERS, ignored=ignored
+    )
+    # Only the ignored field: kubectl-patch keeps it; the rest of kubectl-edit's is ours.
+    assert ops[1]["value"] == [scaled, {**ours, "fieldsV1": {"f:data": {"f:a": {}, "f:b": {}}}}]
+    only_ignored = live_with(ours, scaled)
+    assert takeover_patch(only_ignored, "headwater-kustomize", MANAGERS, ignored=ignored) == []
+
+
+def test_without_fields_drops_emptied_parents_and_keeps_the_rest() -> None:
+    fields = {"f:spec": {"f:replicas": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}
+    assert without_fields(fields, [("spec", "replicas")]) == {
+        "f:metadata": {"f:labels": {"f:a": {}}}
+    }
+    assert without_fields(fields, [("spec", "paused"), ("nothing",)]) == fields
+    # A list index has no f: name in fieldsV1: nothing is removed for it.
+    assert without_fields(fields, [("spec", "replicas", "0")]) == fields
 
 
 def test_takeover_nothing_to_do_gives_no_patch() -> None:
