@@ -47,15 +47,6 @@ SERVED: dict[str, Served] = {
 # fields are not walked, and the README must not claim it.
 NOT_SERVED_YET = {"HelmRelease"}
 
-# Being implemented on another branch: delete at merge (each path is then
-# handled or in its kind's UNSUPPORTED_FIELDS). A listed path covers its fields.
-OTHER_BRANCH = {
-    "Kustomization": {
-        "spec.kubeConfig.configMapRef",
-        "spec.ignore",
-    },
-}
-
 
 def crd_documents() -> Iterator[Mapping[str, Any]]:
     for path in sorted(CRDS_DIR.glob("*.yaml")):
@@ -139,10 +130,9 @@ def test_every_spec_field_is_handled_or_refused() -> None:
             continue
         constants = string_constants(SERVED[kind].package)
         refused = unsupported_fields(kind)
-        elsewhere = OTHER_BRANCH.get(kind, set())
         for path in sorted(paths):
             name = path.rsplit(".", 1)[-1]
-            if name in constants or covered(path, refused) or covered(path, elsewhere):
+            if name in constants or covered(path, refused):
                 continue
             offending.append(f"{kind} {path}")
     assert not offending, "neither handled nor in UNSUPPORTED_FIELDS:\n" + "\n".join(offending)
@@ -189,11 +179,6 @@ def test_no_refusal_list_outside_the_spec_modules_the_walk_reads() -> None:
                 if "UNSUPPORTED_FIELDS" in names and module not in known:
                     unread.append(module)
     assert not unread
-
-
-def test_other_branch_allow_list_names_real_fields() -> None:
-    fields = schema_fields()
-    assert all(paths <= fields[kind] for kind, paths in OTHER_BRANCH.items())
 
 
 def readme_blocks(text: str) -> list[str]:
