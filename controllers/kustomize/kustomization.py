@@ -532,7 +532,7 @@ class KustomizationReconciler:
         """Flux's status.history, updated only when the built output changes.
 
         Flux bumps lastReconciled on every run; here a no-op reconcile writes
-        nothing (DESIGN.md), so the entry records when each output was applied.
+        nothing, so the entry records when each output was applied.
         """
         history = [dict(entry) for entry in status.get("history") or []]
         if history and history[0].get("digest") == f"sha256:{built.digest}":

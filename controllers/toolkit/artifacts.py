@@ -1,8 +1,9 @@
 """Source artifacts for consumers: download, verify the digest, extract safely, share.
 
-DESIGN.md's artifact contract: a consumer downloads ``status.artifact.url``, checks the
-tarball against ``status.artifact.digest`` before unpacking anything, and unpacks only
-regular files and directories that stay inside the target directory.
+The artifact contract (docs/architecture.md): a consumer downloads
+``status.artifact.url``, checks the tarball against ``status.artifact.digest``
+before unpacking anything, and unpacks only regular files and directories that
+stay inside the target directory.
 
 `ArtifactCache` keeps one extraction per digest and hands it to every consumer that asks
 for that digest, so a GitRepository feeding many Kustomizations is downloaded and unpacked

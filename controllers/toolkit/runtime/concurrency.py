@@ -1,6 +1,6 @@
 """Bounding how many reconciles a controller runs at once.
 
-DESIGN.md: each controller runs at most `HEADWATER_CONCURRENT` reconciles at
+The reconcile model: each controller runs at most `HEADWATER_CONCURRENT` reconciles at
 once, and never two for the same object. Kopf's own `queueing.worker_limit`
 does not express that: it bounds workers per watched resource kind (so a
 controller with three kinds would get three times the limit), and with

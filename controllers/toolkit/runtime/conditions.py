@@ -3,7 +3,7 @@
 Every function here is pure: it takes a status mapping and returns a new
 status dict, never mutating its input. So a reconcile can compute the new
 status, compare it with the old one, and skip the API write when nothing
-changed (DESIGN.md: a no-op reconcile writes nothing).
+changed (a no-op reconcile writes nothing).
 
 Rules carried over from Flux and kstatus:
 - `lastTransitionTime` changes only when a condition's status flips.

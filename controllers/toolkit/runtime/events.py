@@ -4,8 +4,8 @@ A controller builds one `EventRecorder` (with `make_recorder`) and calls
 `recorder.normal(...)` / `recorder.warning(...)` with the object's body.
 The recorder turns that into an `Event` and hands it to each of its sinks:
 `KubernetesEventSink`, which writes core/v1 Events, and `HttpEventSink`,
-which POSTs Flux's event JSON to the notification controller (DESIGN.md's
-event contract). `make_recorder` decides the sinks, so callers do not change.
+which POSTs Flux's event JSON to the notification controller (the event
+contract in docs/architecture.md). `make_recorder` decides the sinks, so callers do not change.
 
 Never put secret values in a message or in metadata: they are stored in
 the cluster's Events, shown by `kubectl describe`, and forwarded to chat

@@ -1,7 +1,7 @@
 """Kopf state kept in process memory instead of on users' objects.
 
 Kopf's defaults write `kopf.zalando.org/*` annotations (handler progress and
-the last-handled configuration) onto every object it handles. DESIGN.md
+the last-handled configuration) onto every object it handles. headwater
 forbids that: the object's Flux status is the only state. These storages
 satisfy kopf's storage interfaces without writing anything to the object.
 

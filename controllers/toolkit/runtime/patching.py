@@ -1,7 +1,7 @@
 """Writes to our own custom resources: status and finalizers.
 
 A status write happens only when the computed status differs from the live
-one (DESIGN.md: a no-op reconcile writes nothing to the API server), and it
+one (a no-op reconcile writes nothing to the API server), and it
 is a JSON merge patch of exactly what changed, with explicit nulls for
 fields that went away. Finalizer edits carry the resourceVersion they were
 computed from, so a concurrent edit makes them fail rather than clobber it.

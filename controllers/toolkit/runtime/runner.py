@@ -98,7 +98,7 @@ def build_registry(controllers: Sequence[str], settings: Settings) -> kopf.Opera
 
 
 def operator_settings(settings: Settings) -> kopf.OperatorSettings:
-    """Kopf configured as DESIGN.md asks."""
+    """Kopf configured for level-based reconciles that keep no state on objects."""
     config = kopf.OperatorSettings()
     config.persistence.finalizer = KOPF_FINALIZER
     # Nothing of kopf's on users' objects: no progress or last-handled-

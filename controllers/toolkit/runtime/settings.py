@@ -1,7 +1,7 @@
 """Runtime settings shared by every controller.
 
-Values come from `HEADWATER_*` environment variables, with DESIGN.md's
-defaults; command-line flags of `headwater run` override the environment.
+Values come from `HEADWATER_*` environment variables, with the defaults
+docs/architecture.md lists; command-line flags of `headwater run` override the environment.
 Parsing is strict: a bad value fails at startup with a message naming the
 variable or flag it came from, rather than surfacing later as a bind error.
 """
@@ -94,7 +94,7 @@ def parse_endpoint(value: str, *, source: str) -> tuple[Address, str]:
 
     Returns the address and the URL a client should POST to. The events
     address is both the notification controller's listen address and the
-    emitters' target (DESIGN.md), so it accepts either form.
+    emitters' target (docs/architecture.md), so it accepts either form.
     """
     text = value.strip()
     if "://" not in text:
@@ -182,7 +182,7 @@ class Settings:
     storage_adv_addr: Address = Address("localhost", 9090)
     storage_path: str = os.path.join(tempfile.gettempdir(), "headwater", "artifacts")
     events_addr: Address = Address("", 9091)
-    # Where emitters POST events (DESIGN.md's event contract).
+    # Where emitters POST events (the event contract, docs/architecture.md).
     events_url: str = "http://127.0.0.1:9091/"
     # How long the notification controller drops repeats of an event (Flux's
     # --rate-limit-interval); 0 forwards every repeat.
