@@ -8,12 +8,19 @@ while writing, the storage size limit applied.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from controllers.source.errors import ArtifactTooLargeError
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.events import WARNING
+from controllers.toolkit.runtime.frame import ReconcileRun
+
+ARTIFACT_IN_STORAGE = "ArtifactInStorage"
+ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
 
 _CHUNK = 1 << 20
 
@@ -73,3 +80,33 @@ def store_bytes(
         size=len(data),
         last_update_time=_now(),
     )
+
+
+def verified_artifact(
+    storage: Storage, run: ReconcileRun, key: ObjectKey, *, again: str
+) -> Mapping[str, Any] | None:
+    """The advertised artifact if storage still holds it intact, else None; GC the rest.
+
+    A missing or altered file is removed, its status dropped and a Warning queued
+    (`again` says what happens next, e.g. "fetching it again"). Blocking: call it
+    from a worker thread.
+    """
+    current = run.status.get("artifact")
+    name: str | None = None
+    if current:
+        path, digest = str(current.get("path", "")), str(current.get("digest", ""))
+        if storage.verify(path, digest):
+            name = Path(path).name
+        else:
+            run.notify(
+                WARNING,
+                ARTIFACT_VERIFICATION_FAILED,
+                f"stored artifact '{path}' is missing or does not match digest {digest}; {again}",
+            )
+            storage.remove(path)
+            current = None
+            run.status = cond.remove_condition(
+                {k: v for k, v in run.status.items() if k != "artifact"}, ARTIFACT_IN_STORAGE
+            )
+    storage.gc(key, name)
+    return current

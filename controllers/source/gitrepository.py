@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from controllers.source import errors
+from controllers.source.artifactfile import ARTIFACT_IN_STORAGE, ARTIFACT_VERIFICATION_FAILED
 from controllers.source.checkout import Checkout, Unchanged, fetch
 from controllers.source.credentials import ProxyConfig, auth_from_secret, proxy_from_secret
 from controllers.source.giturl import parse_git_url
@@ -58,7 +59,6 @@ RESOURCE = Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRep
 STORAGE_KIND = "gitrepository"
 
 # Condition types of GitRepository (Flux's source API).
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 FETCH_FAILED = "FetchFailed"
 SOURCE_VERIFIED = "SourceVerified"
 INCLUDE_UNAVAILABLE = "IncludeUnavailable"
@@ -76,7 +76,6 @@ SHAPING_FIELDS = (
 )
 
 NEW_ARTIFACT = "NewArtifact"
-ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
 
 # Which condition a step failure lands on.
 _FAILURE_CONDITION = {

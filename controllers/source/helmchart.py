@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from controllers.source import chartbuild, errors
-from controllers.source.artifactfile import store_file
+from controllers.source.artifactfile import ARTIFACT_IN_STORAGE, store_file, verified_artifact
 from controllers.source.chartbuild import ChartBuildError
 from controllers.source.chartindex import (
     ChartIndex,
@@ -46,8 +46,6 @@ from controllers.source.chartindex import (
 )
 from controllers.source.helmhttp import MAX_CHART_SIZE, FetchError
 from controllers.source.helmrepository import (
-    ARTIFACT_IN_STORAGE,
-    ARTIFACT_VERIFICATION_FAILED,
     FETCH_FAILED,
     STORAGE_OPERATION_FAILED,
     TYPE_OCI,
@@ -248,7 +246,9 @@ class HelmChartReconciler:
         run.retry_after = spec.interval
         await run.progressing("building artifact")
         key = self._key(run.ref)
-        current = await asyncio.to_thread(self._verified_artifact, run, key)
+        current = await asyncio.to_thread(
+            verified_artifact, self.storage, run, key, again="building it again"
+        )
         source = self._source(run, spec)
         source_artifact: Mapping[str, Any] = (source.get("status") or {}).get("artifact") or {}
         source_revision = str(source_artifact.get("revision") or "")
@@ -534,28 +534,6 @@ class HelmChartReconciler:
             requeue_after=requeue_after,
             event=WARNING if event else None,
         )
-
-    def _verified_artifact(self, run: ReconcileRun, key: ObjectKey) -> Mapping[str, Any] | None:
-        current = run.status.get("artifact")
-        name: str | None = None
-        if current:
-            path, digest = str(current.get("path", "")), str(current.get("digest", ""))
-            if self.storage.verify(path, digest):
-                name = Path(path).name
-            else:
-                run.notify(
-                    WARNING,
-                    ARTIFACT_VERIFICATION_FAILED,
-                    f"stored artifact '{path}' is missing or does not match digest {digest}; "
-                    "building it again",
-                )
-                self.storage.remove(path)
-                current = None
-                run.status = cond.remove_condition(
-                    {k: v for k, v in run.status.items() if k != "artifact"}, ARTIFACT_IN_STORAGE
-                )
-        self.storage.gc(key, name)
-        return current
 
 
 def _sha256_hex(path: Path) -> str:

@@ -30,7 +30,11 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from controllers.source import errors
-from controllers.source.artifactfile import store_bytes
+from controllers.source.artifactfile import (
+    ARTIFACT_IN_STORAGE,
+    store_bytes,
+    verified_artifact,
+)
 from controllers.source.chartindex import ChartIndexError, canonical_json, parse_index
 from controllers.source.helmhttp import (
     DEFAULT_TIMEOUT,
@@ -47,7 +51,7 @@ from controllers.source.redact import scrub_text
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import DurationError, jittered, parse_duration
-from controllers.toolkit.runtime.events import NORMAL, WARNING
+from controllers.toolkit.runtime.events import NORMAL
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD, refuse_unsupported
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.kube import SecretReader
@@ -69,7 +73,6 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
 SUPPORTED_PROVIDERS = ("generic",)
 
 # Condition types and reasons (Flux's source API).
-ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 FETCH_FAILED = "FetchFailed"
 STORAGE_OPERATION_FAILED = "StorageOperationFailed"
 FAILURE_CONDITIONS = (FETCH_FAILED, STORAGE_OPERATION_FAILED)
@@ -77,7 +80,6 @@ INDEXATION_FAILED = "IndexationFailed"
 URL_INVALID = "URLInvalid"
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 NEW_ARTIFACT = "NewArtifact"
-ARTIFACT_VERIFICATION_FAILED = "ArtifactVerificationFailed"
 OCI_READY_MESSAGE = "Helm repository is Ready"
 
 
@@ -239,7 +241,9 @@ class HelmRepositoryReconciler:
             return
         await run.progressing("building artifact")
         key = self._key(run.ref)
-        current = await asyncio.to_thread(self._verified_artifact, run, key)
+        current = await asyncio.to_thread(
+            verified_artifact, self.storage, run, key, again="fetching it again"
+        )
 
         client, secrets = await repository_client(self.read_secret, run.ref.namespace, spec)
         try:
@@ -293,29 +297,6 @@ class HelmRepositoryReconciler:
     def _fail(self, run: ReconcileRun, condition: str, reason: str, message: str) -> NoReturn:
         run.status = fail_on(run.status, condition, reason, message, run.generation)
         raise ReconcileError(reason, message)
-
-    def _verified_artifact(self, run: ReconcileRun, key: ObjectKey) -> Mapping[str, Any] | None:
-        """The advertised artifact if storage still holds it intact; GC the rest."""
-        current = run.status.get("artifact")
-        name: str | None = None
-        if current:
-            path, digest = str(current.get("path", "")), str(current.get("digest", ""))
-            if self.storage.verify(path, digest):
-                name = Path(path).name
-            else:
-                run.notify(
-                    WARNING,
-                    ARTIFACT_VERIFICATION_FAILED,
-                    f"stored artifact '{path}' is missing or does not match digest {digest}; "
-                    "fetching it again",
-                )
-                self.storage.remove(path)
-                current = None
-                run.status = cond.remove_condition(
-                    {k: v for k, v in run.status.items() if k != "artifact"}, ARTIFACT_IN_STORAGE
-                )
-        self.storage.gc(key, name)
-        return current
 
     async def _oci(self, run: ReconcileRun) -> None:
         """Flux keeps no artifact for an OCI HelmRepository; say it is usable."""
