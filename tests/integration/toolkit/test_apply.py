@@ -187,7 +187,7 @@ async def test_ignored_paths_are_neither_drift_nor_applied(
 
     # Another field of the same object still applies, and the ignored one stays.
     objects = app(namespace)
-    objects[3] = deployment("web", namespace, image="nginx:2")
+    objects[3] = deployment(namespace, "web", image="nginx:2", ports=(80,))
     result = await apply_all(resources, objects, options(ignore=rules))
     web = result.get(ObjectId("apps", "Deployment", namespace, "web"))
     assert web is not None and web.action is Action.CONFIGURED
