@@ -47,6 +47,7 @@ from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import format_duration, jittered
 from controllers.toolkit.runtime.events import NORMAL
+from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource, WatchCache
 
@@ -288,10 +289,13 @@ class KustomizationReconciler:
     def _source_artifact(self, spec: KustomizationSpec) -> tuple[Artifact, str]:
         cache = self.sources.get(spec.source.kind)
         if cache is None:
+            # A kind the CRD accepts but no source wired here serves: stalled,
+            # since retrying cannot make one appear.
             raise ReconcileError(
-                cond.ARTIFACT_FAILED,
-                f"spec.sourceRef.kind '{spec.source.kind}' is not supported "
+                UNSUPPORTED_FIELD,
+                f"spec.sourceRef.kind: {spec.source.kind!r} is not supported by headwater "
                 f"(supported: {', '.join(sorted(self.sources))})",
+                stalled=True,
             )
         source = cache.get(ObjectRef(spec.source.namespace, spec.source.name))
         # A source not created or not fetched yet is a wait, not an error to

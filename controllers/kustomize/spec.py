@@ -21,6 +21,7 @@ from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
 from controllers.toolkit.runtime.conditions import RECONCILIATION_FAILED
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
 from controllers.toolkit.runtime.frame import ReconcileError
 
 GROUP = "kustomize.toolkit.fluxcd.io"
@@ -201,7 +202,8 @@ class KustomizationSpec:
             choices = ", ".join(DECRYPTION_PROVIDERS)
             raise SpecError(
                 f"spec.decryption.provider: {provider!r} is not supported by headwater "
-                f"(supported: {choices})"
+                f"(supported: {choices})",
+                UNSUPPORTED_FIELD,
             )
         policy = spec.get("deletionPolicy") or DeletionPolicy.MIRROR_PRUNE
         if policy not in set(DeletionPolicy):

@@ -2,8 +2,11 @@
 
 Handlers are added by `register`, on the registry the runner passes in,
 never on kopf's global registry: that is how `headwater run all` combines
-every controller in one operator. The work lives in `gitrepository` and the
-step modules; this file only connects them to the API and to each other.
+every controller in one operator. The work lives in `gitrepository`,
+`helmrepository`, `helmchart` and their step modules; this file only connects
+them to the API and to each other: a repository that includes another, and a
+HelmChart built from a source, are found through indexes on the watch caches
+and requeued when that source's artifact moves.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ from controllers.toolkit.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 CONTROLLER = "source"
+# Index names: (namespace, name) of the GitRepositories a repository includes;
+# (source kind, namespace, name) of a HelmChart's source.
+BY_INCLUDE = "include"
+BY_CHART_SOURCE = "sourceRef"
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
@@ -61,6 +68,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         read_secret=read_secret,
         lookup=queue.get,
     )
+    queue.add_index(BY_INCLUDE, _include_keys)
     queue.add_observer(lambda old, new: _requeue_includers(queue, old, new))
     queue.register(registry)
     _register_helm(registry, settings, api, storage, read_secret, git_queue=queue)
@@ -118,6 +126,7 @@ def _register_helm(
         helm_repositories=repo_queue.get,
         git_repositories=git_queue.get,
     )
+    chart_queue.add_index(BY_CHART_SOURCE, _chart_source_key)
     repo_queue.add_observer(
         lambda old, new: _requeue_charts(chart_queue, helmchart.HELM_REPOSITORY, old, new)
     )
@@ -128,21 +137,25 @@ def _register_helm(
     chart_queue.register(registry)
 
 
+def _include_keys(obj: Object) -> list[tuple[str, str]]:
+    namespace = ObjectRef.of(obj).namespace
+    includes = (obj.get("spec") or {}).get("include") or []
+    return [(namespace, str((inc.get("repository") or {}).get("name"))) for inc in includes]
+
+
+def _chart_source_key(obj: Object) -> list[tuple[str, str, str]]:
+    source = (obj.get("spec") or {}).get("sourceRef") or {}
+    return [(str(source.get("kind")), ObjectRef.of(obj).namespace, str(source.get("name")))]
+
+
 def _requeue_charts(queue: Reconciler, kind: str, old: Object | None, new: Object | None) -> None:
     """A source's new artifact (or its arrival) makes every HelmChart built from it look again."""
     changed = new if new is not None else old
     if changed is None or _artifact_digest(old) == _artifact_digest(new):
         return
     ref = ObjectRef.of(changed)
-    for chart in queue.view():
-        source = (chart.get("spec") or {}).get("sourceRef") or {}
-        chart_ref = ObjectRef.of(chart)
-        if (
-            chart_ref.namespace == ref.namespace
-            and source.get("kind") == kind
-            and source.get("name") == ref.name
-        ):
-            queue.request(chart_ref)
+    for chart in queue.indexed(BY_CHART_SOURCE, (kind, ref.namespace, ref.name)):
+        queue.request(ObjectRef.of(chart))
 
 
 def _requeue_includers(queue: Reconciler, old: Object | None, new: Object | None) -> None:
@@ -151,13 +164,8 @@ def _requeue_includers(queue: Reconciler, old: Object | None, new: Object | None
     if changed is None or _artifact_digest(old) == _artifact_digest(new):
         return
     ref = ObjectRef.of(changed)
-    for other in queue.view():
-        includes = (other.get("spec") or {}).get("include") or []
-        other_ref = ObjectRef.of(other)
-        if other_ref.namespace == ref.namespace and any(
-            (inc.get("repository") or {}).get("name") == ref.name for inc in includes
-        ):
-            queue.request(other_ref)
+    for other in queue.indexed(BY_INCLUDE, (ref.namespace, ref.name)):
+        queue.request(ObjectRef.of(other))
 
 
 def _artifact_digest(obj: Object | None) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from kubernetes.client.rest import ApiException
 
 from controllers.kustomize.kustomization import RESOURCE, KustomizationReconciler
@@ -197,6 +198,24 @@ async def test_a_spec_error_stalls_without_retry(tmp_path: Path) -> None:
     assert "spec.interval" in message
     assert harness.events() == [("Warning", cond.RECONCILIATION_FAILED)]
     assert harness.artifacts.checkouts == 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"sourceRef": {"kind": "OCIRepository", "name": "repo"}}, "spec.sourceRef.kind"),
+        ({"decryption": {"provider": "sops"}}, "spec.decryption.provider"),
+    ],
+)
+async def test_a_value_headwater_does_not_serve_stalls_naming_the_field(
+    tmp_path: Path, spec: dict[str, Any], field: str
+) -> None:
+    harness = Harness(tmp_path)
+    assert await harness.reconcile(_kustomization(**spec)) is None
+    assert cond.is_true(harness.writer.live, cond.STALLED)
+    status, reason, message = harness.ready()
+    assert (status, reason) == ("False", "UnsupportedField")
+    assert message.startswith(f"{field}: ") and "not supported by headwater" in message
 
 
 async def test_a_missing_source_waits_without_a_warning(tmp_path: Path) -> None:
