@@ -432,6 +432,10 @@ class LeaderElector:
             return
         # Stop leading first: nothing may reconcile once the Lease is free.
         self.leadership.set(False)
+        if self._pending is not None and not self._pending.done():
+            # A renewal still in flight would race the release's write.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._pending), self.timing.retry_period)
         try:
             await asyncio.wait_for(asyncio.to_thread(self._release), self.timing.renew_deadline)
             log.info("leader election: released the Lease", extra=self._where)

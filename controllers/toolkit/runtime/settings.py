@@ -393,6 +393,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "sealing_key_renew_period": "720h (0 disables renewal)",
         "events_dedup_window": "5m",
         "enable_leader_election": "true in a cluster, false out of one",
+        "leader_election_release_on_cancel": "true",
         "leader_election_lease_duration": "35s",
         "leader_election_renew_deadline": "30s",
         "leader_election_retry_period": "5s",
