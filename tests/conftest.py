@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client, config
 
 import devcluster
+from controllers.toolkit.runtime.selectors import SHARD_KEY
 from devcluster import build
 from tests.support.cluster import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
@@ -98,7 +99,15 @@ def namespace(request: pytest.FixtureRequest, cluster: TestCluster) -> Iterator[
 def controllers(
     cluster: TestCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningControllers]:
-    """Every headwater controller, running for the whole session against the test cluster."""
+    """Every headwater controller, running for the whole session against the test cluster.
+
+    It is the "main" instance of Flux's sharding guide: objects carrying a
+    `sharding.fluxcd.io/key` label belong to the shards some tests run.
+    """
     cluster.kubectl("create", "namespace", "headwater-system", check=False)
-    with run_controllers(cluster.kubeconfig, tmp_path_factory.mktemp("controllers")) as running:
+    with run_controllers(
+        cluster.kubeconfig,
+        tmp_path_factory.mktemp("controllers"),
+        extra_env={"HEADWATER_WATCH_LABEL_SELECTOR": f"!{SHARD_KEY}"},
+    ) as running:
         yield running

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import kopf
 
+from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.settings import Settings
 
 CONTROLLER = "helm"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
     """Add this controller's handlers to `registry` (none yet)."""
-    del registry, settings
+    del registry, settings, leadership

@@ -46,6 +46,7 @@ from controllers.toolkit.runtime.clients import (
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
+from controllers.toolkit.runtime.leader import Leadership, while_leading
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import (
     Object,
@@ -67,8 +68,14 @@ BY_SOURCE = "sourceRef"
 BY_DEPENDENCY = "dependsOn"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Add the kustomize controller's handlers to `registry`."""
+def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
+    """Add the kustomize controller's handlers to `registry`.
+
+    Kustomizations reconcile only while `leadership` leads, and only those
+    matching --watch-label-selector. As in Flux, the selector filters the
+    Kustomizations alone: the GitRepository cache holds every source, so a
+    shard's Kustomization may use a source of any shard (or of none).
+    """
     api = kube.api_client()
     artifacts = ArtifactCache(
         Path(tempfile.mkdtemp(prefix="headwater-kustomize-artifacts-")),
@@ -133,6 +140,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         finalize=kustomizations.finalize,
         patch_finalizers=writer.set_finalizers,
         slots=ReconcileSlots(settings.concurrent),
+        leadership=leadership,
+        selector=settings.watch_selector,
     )
 
     def heal(change: ForeignChange) -> None:
@@ -192,7 +201,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.startup(registry=registry, id="kustomize-sealing-keys")
     async def start_key_manager(**_: Any) -> None:
         # Creates the first sealing key and renews it; never fails the startup.
-        background.append(asyncio.create_task(key_manager.run(), name="sealing keys"))
+        # Only the leader writes keys, so two replicas never add one each.
+        background.append(
+            asyncio.create_task(
+                while_leading(leadership, key_manager.run, "sealing keys"), name="sealing keys"
+            )
+        )
 
     @kopf.on.cleanup(registry=registry, id="kustomize-cleanup")
     async def close(**_: Any) -> None:

@@ -30,6 +30,7 @@ from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.http import HttpServer
+from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Reconciler
 from controllers.toolkit.runtime.settings import Settings
@@ -39,8 +40,12 @@ log = logging.getLogger(__name__)
 CONTROLLER = "notification"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Add the notification controller's handlers and servers to `registry`."""
+def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
+    """Add the notification controller's handlers and servers to `registry`.
+
+    Receivers reconcile only while `leadership` leads; the event intake and
+    the webhooks answer on every replica, from the watch caches.
+    """
     api = kube.api_client()
     recorder = make_recorder(CONTROLLER, api, settings)
     read_secret = kube.secret_reader(api)
@@ -70,6 +75,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         finalize=receivers.finalize,
         patch_finalizers=writer.set_finalizers,
         slots=ReconcileSlots(settings.concurrent),
+        leadership=leadership,
+        selector=settings.watch_selector,
     )
     queue.register(registry)
     annotator = TargetAnnotator(api)

@@ -97,6 +97,9 @@ def verified_artifact(
         path, digest = str(current.get("path", "")), str(current.get("digest", ""))
         if storage.verify(path, digest):
             name = Path(path).name
+            # As Flux does each reconcile: the URL names this replica's storage
+            # address, which after a failover is the new leader's.
+            current = {**current, "url": storage.url_for(path)}
         else:
             run.notify(
                 WARNING,

@@ -152,6 +152,10 @@ def produce_artifact(storage: Storage, inputs: FetchInputs) -> ArtifactOutcome:
             )
             storage.remove(str(current.get("path", "")))
             current, current_name = None, None
+        else:
+            # As Flux does each reconcile: the URL names this replica's storage
+            # address, which after a failover is the new leader's.
+            current = {**current, "url": storage.url_for(str(current.get("path", "")))}
     storage.gc(inputs.key, current_name)
 
     spec = inputs.spec

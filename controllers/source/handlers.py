@@ -25,6 +25,7 @@ from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
+from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler
 from controllers.toolkit.runtime.settings import Settings
@@ -38,8 +39,12 @@ BY_INCLUDE = "include"
 BY_CHART_SOURCE = "sourceRef"
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Add the source controller's handlers to `registry`."""
+def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
+    """Add the source controller's handlers to `registry`.
+
+    Every kind reconciles only while `leadership` leads and only objects
+    matching --watch-label-selector; the artifact server runs on every replica.
+    """
     api = kube.api_client()
     storage = Storage(
         Path(settings.storage_path),
@@ -60,6 +65,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         finalize=lambda obj: git.finalize(obj),
         patch_finalizers=writer.set_finalizers,
         slots=ReconcileSlots(settings.concurrent),
+        leadership=leadership,
+        selector=settings.watch_selector,
     )
     git = GitRepositoryReconciler(
         storage=storage,
@@ -71,7 +78,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     queue.add_index(BY_INCLUDE, _include_keys)
     queue.add_observer(lambda old, new: _requeue_includers(queue, old, new))
     queue.register(registry)
-    _register_helm(registry, settings, api, storage, read_secret, git_queue=queue)
+    _register_helm(
+        registry, settings, api, storage, read_secret, git_queue=queue, leadership=leadership
+    )
 
     @kopf.on.startup(registry=registry)
     async def start_artifact_server(**_: Any) -> None:
@@ -92,6 +101,7 @@ def _register_helm(
     read_secret: kube.SecretReader,
     *,
     git_queue: Reconciler,
+    leadership: Leadership,
 ) -> None:
     """HelmRepository and HelmChart; a chart is rebuilt when its source's artifact moves."""
     recorder = make_recorder(CONTROLLER, api, settings)
@@ -104,6 +114,8 @@ def _register_helm(
         finalize=lambda obj: repos.finalize(obj),
         patch_finalizers=repo_writer.set_finalizers,
         slots=slots,
+        leadership=leadership,
+        selector=settings.watch_selector,
     )
     repos = helmrepository.HelmRepositoryReconciler(
         frame=ReconcileFrame(helmrepository.RESOURCE, repo_writer, recorder),
@@ -118,6 +130,8 @@ def _register_helm(
         finalize=lambda obj: charts.finalize(obj),
         patch_finalizers=chart_writer.set_finalizers,
         slots=slots,
+        leadership=leadership,
+        selector=settings.watch_selector,
     )
     charts = helmchart.HelmChartReconciler(
         frame=ReconcileFrame(helmchart.RESOURCE, chart_writer, recorder),

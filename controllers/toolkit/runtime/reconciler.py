@@ -33,6 +33,8 @@ import kopf
 
 from controllers.toolkit.runtime import conditions, observability
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.leader import Leadership
+from controllers.toolkit.runtime.selectors import LabelSelector
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,11 @@ class WatchCache:
     # GitRepositories the source controller reconciles).
     _ids = itertools.count(1)
 
-    def __init__(self, resource: Resource) -> None:
+    def __init__(self, resource: Resource, selector: LabelSelector | None = None) -> None:
         self.resource = resource
+        # Flux's --watch-label-selector: objects that do not match are not
+        # ours, so the cache holds none of them (see `observe`).
+        self.selector = selector if selector is not None and not selector.empty else None
         self.handler_id = f"watch-{resource.plural}-{next(WatchCache._ids)}"
         self._objects: dict[ObjectRef, Object] = {}
         self._observers: list[ObserverFn] = []
@@ -199,7 +204,12 @@ class WatchCache:
         ref = ObjectRef.of(obj)
         previous = self._objects.get(ref)
         current: Object | None = None
-        if event_type == "DELETED":
+        # An object that stops matching the selector (its shard label changed)
+        # leaves the cache as if deleted: another instance owns it now.
+        outside = self.selector is not None and not self.selector.matches_object(obj)
+        if outside and previous is None:
+            return
+        if event_type == "DELETED" or outside:
             self._objects.pop(ref, None)
         else:
             current = self._objects[ref] = copy.deepcopy(dict(obj))
@@ -258,6 +268,8 @@ class Reconciler:
         patch_finalizers: FinalizerPatchFn,
         slots: ReconcileSlots,
         finalizer: str = FINALIZER,
+        leadership: Leadership | None = None,
+        selector: LabelSelector | None = None,
     ) -> None:
         self.resource = resource
         self._reconcile = reconcile
@@ -265,12 +277,17 @@ class Reconciler:
         self._patch_finalizers = patch_finalizers
         self._slots = slots
         self._finalizer = finalizer
-        self.cache = WatchCache(resource)
+        self.cache = WatchCache(resource, selector)
         self.cache.add_observer(self._enqueue_if_needed)
         self._entries: dict[ObjectRef, _Entry] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        # Only the leader reconciles. A standby keeps its cache fed by the
+        # watch, so webhooks served from it see every object and a takeover
+        # starts reconciling at once, without a fresh list.
+        self.leadership = leadership or Leadership.always()
+        self.leadership.subscribe(self._leadership_changed)
 
     # -- what handlers call --------------------------------------------------------
 
@@ -325,8 +342,8 @@ class Reconciler:
         return self.cache.indexed(name, key)
 
     def request(self, ref: ObjectRef, after: float = 0.0) -> None:
-        """Reconcile `ref` in `after` seconds (earlier requests win)."""
-        if self._closed:
+        """Reconcile `ref` in `after` seconds (earlier requests win); a no-op unless leading."""
+        if self._closed or not self.leadership.leading:
             return
         loop = self._loop or asyncio.get_running_loop()
         self._loop = loop
@@ -351,6 +368,31 @@ class Reconciler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    # -- leadership ----------------------------------------------------------------
+
+    def _leadership_changed(self, leading: bool) -> None:
+        if self._closed:
+            return
+        if leading:
+            # As controller-runtime does on start: every object gets a reconcile,
+            # which also rebuilds whatever the last leader had and we do not.
+            log.info("leading: reconciling every %s", self.resource.kind)
+            for obj in self.cache.view():
+                self.request(ObjectRef.of(obj))
+            return
+        log.info("not leading: stopped reconciling %s", self.resource.kind)
+        self._stop_all()
+
+    def _stop_all(self) -> None:
+        """Drop every scheduled run and cancel the running ones (leadership is gone)."""
+        for entry in self._entries.values():
+            if entry.timer is not None:
+                entry.timer.cancel()
+            entry.due, entry.timer, entry.again = None, None, False
+        for task in list(self._tasks):
+            task.cancel()
+        self._entries = {ref: e for ref, e in self._entries.items() if e.running}
+
     # -- the queue -----------------------------------------------------------------
 
     def _forget(self, ref: ObjectRef) -> None:
@@ -366,7 +408,7 @@ class Reconciler:
 
     def _start(self, ref: ObjectRef) -> None:
         entry = self._entries.get(ref)
-        if entry is None or self._closed:
+        if entry is None or self._closed or not self.leadership.leading:
             return
         entry.due, entry.timer = None, None
         if entry.running:

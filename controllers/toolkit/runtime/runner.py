@@ -29,6 +29,15 @@ import kopf
 from kopf._cogs.structs.references import Insights
 
 from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.leader import (
+    KubeLeaseStore,
+    LeaderElector,
+    Leadership,
+    LeaseTiming,
+    election_enabled,
+    lease_name,
+    new_identity,
+)
 from controllers.toolkit.runtime.logs import configure_logging
 from controllers.toolkit.runtime.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
 from controllers.toolkit.runtime.observability import HealthState, ObservabilityServer, heartbeat
@@ -64,10 +73,13 @@ class RegisterFn(Protocol):
 
     It adds the controller's handlers (and any startup/cleanup activities)
     to `registry` with `@kopf.on.*(..., registry=registry)`, and must not
-    touch kopf's global registry.
+    touch kopf's global registry. Its queues reconcile only while
+    `leadership` leads (always, when leader election is off).
     """
 
-    def __call__(self, registry: kopf.OperatorRegistry, settings: Settings) -> None: ...
+    def __call__(
+        self, registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership
+    ) -> None: ...
 
 
 def selected_controllers(name: str) -> list[str]:
@@ -88,13 +100,49 @@ def load_register(controller: str) -> RegisterFn:
     return cast(RegisterFn, module.register)
 
 
-def build_registry(controllers: Sequence[str], settings: Settings) -> kopf.OperatorRegistry:
+def build_registry(
+    controllers: Sequence[str],
+    settings: Settings,
+    leaderships: Mapping[str, Leadership] | None = None,
+) -> kopf.OperatorRegistry:
     """One registry with our login handler and every selected controller's handlers."""
     registry = kopf.OperatorRegistry()
     kube.register_login(registry)
     for controller in controllers:
-        load_register(controller)(registry, settings)
+        leadership = (leaderships or {}).get(controller) or Leadership.always()
+        load_register(controller)(registry, settings, leadership)
     return registry
+
+
+def leader_electors(
+    controllers: Sequence[str], settings: Settings, enabled: bool
+) -> tuple[dict[str, Leadership], list[LeaderElector]]:
+    """One Leadership per controller, and one elector (Lease) each when election is on.
+
+    A Lease per controller, not one per process, as Flux has it: `run all`
+    and a separately deployed controller then contend for the same Lease,
+    so one kind is never reconciled by two processes.
+    """
+    if not enabled:
+        return {name: Leadership.always() for name in controllers}, []
+    timing = LeaseTiming.of(settings)
+    identity = new_identity()
+    store = KubeLeaseStore(kube.api_client(), request_timeout=timing.retry_period)
+    leaderships: dict[str, Leadership] = {}
+    electors: list[LeaderElector] = []
+    for name in controllers:
+        leadership = leaderships[name] = Leadership(name=name)
+        electors.append(
+            LeaderElector(
+                store,
+                namespace=settings.namespace,
+                name=lease_name(name, settings.watch_label_selector),
+                identity=identity,
+                timing=timing,
+                leadership=leadership,
+            )
+        )
+    return leaderships, electors
 
 
 def operator_settings(settings: Settings) -> kopf.OperatorSettings:
@@ -139,7 +187,10 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
     except kube.KubeConfigError as exc:
         log.error("%s", exc)
         return EXIT_FAILED
-    registry = build_registry(controllers, settings)
+    leaderships, electors = leader_electors(
+        controllers, settings, election_enabled(settings, kube.in_cluster())
+    )
+    registry = build_registry(controllers, settings, leaderships)
     # Blocking work (git, artifact packing, status and event writes) runs on
     # the loop's default executor, whose default size (CPUs + 4) let a few slow
     # git clones starve every other controller's API writes in `run all`.
@@ -167,9 +218,19 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
         asyncio.create_task(heartbeat(state), name="headwater heartbeat"),
         asyncio.create_task(_report_started(state, started, insights), name="headwater readiness"),
     ]
+    # Elections run beside kopf: a standby keeps its watches and servers up.
+    elections = [
+        asyncio.create_task(elector.run(), name=f"leader election {elector.name}")
+        for elector in electors
+    ]
     log.info(
         "starting controllers",
-        extra={"controllers": list(controllers), "concurrent": settings.concurrent},
+        extra={
+            "controllers": list(controllers),
+            "concurrent": settings.concurrent,
+            "leader_election": bool(electors),
+            "watch_label_selector": settings.watch_label_selector,
+        },
     )
     code = EXIT_OK
     try:
@@ -189,6 +250,12 @@ async def run_operator(controllers: Sequence[str], settings: Settings) -> int:
         code = EXIT_FAILED
     finally:
         state.stopping.set()
+        for task in elections:
+            task.cancel()
+        await asyncio.gather(*elections, return_exceptions=True)
+        # Kopf's cleanup has stopped every queue by now, so the Leases can go.
+        if settings.leader_election_release_on_cancel:
+            await asyncio.gather(*(elector.release() for elector in electors))
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
@@ -213,6 +280,19 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting; unset flags stay None so the environment applies."""
     group = parser.add_argument_group("settings (flags override HEADWATER_* variables)")
     for item in flag_help():
+        if item.boolean:
+            # Like Go's bool flags: `--enable-leader-election` alone means true,
+            # `--enable-leader-election=false` turns it off.
+            group.add_argument(
+                item.flag,
+                dest=item.field,
+                default=None,
+                nargs="?",
+                const="true",
+                metavar="true|false",
+                help=f"${item.env}; default {item.default}",
+            )
+            continue
         group.add_argument(
             item.flag,
             dest=item.field,

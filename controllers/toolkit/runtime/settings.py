@@ -18,6 +18,7 @@ from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
+from controllers.toolkit.runtime.selectors import LabelSelector, SelectorError, parse_selector
 
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -163,6 +164,36 @@ def parse_window(value: str, *, source: str) -> float:
         raise SettingsError(str(exc)) from None
 
 
+def parse_positive_duration(value: str, *, source: str) -> float:
+    """A Go duration (`35s`) in seconds that must be more than zero."""
+    seconds = parse_window(value, source=source)
+    if seconds <= 0:
+        raise SettingsError(f"{source}: must be more than zero, got {value!r}")
+    return seconds
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def parse_bool(value: str, *, source: str) -> bool:
+    text = value.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise SettingsError(f"{source}: expected true or false, got {value!r}")
+
+
+def parse_label_selector(value: str, *, source: str) -> str:
+    """Check the selector now, so a typo stops the process instead of matching nothing."""
+    try:
+        parse_selector(value)
+    except SelectorError as exc:
+        raise SettingsError(f"{source}: {exc}") from None
+    return value.strip()
+
+
 def parse_path(value: str, *, source: str) -> str:
     if not value.strip():
         raise SettingsError(f"{source}: must not be empty")
@@ -198,6 +229,21 @@ class Settings:
     sealing_key_renew_period: float = 720 * 3600.0
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
+    # Leader election (Flux's flags and defaults): None means "on in a cluster,
+    # off next to one", so the demo and tests run one replica without a Lease.
+    enable_leader_election: bool | None = None
+    leader_election_release_on_cancel: bool = True
+    leader_election_lease_duration: float = 35.0
+    leader_election_renew_deadline: float = 30.0
+    leader_election_retry_period: float = 5.0
+    # Reconcile only objects whose labels match (Flux's --watch-label-selector,
+    # used with the sharding.fluxcd.io/key label); empty reconciles every object.
+    watch_label_selector: str = ""
+
+    @property
+    def watch_selector(self) -> LabelSelector:
+        """The parsed `watch_label_selector` (checked when the settings were loaded)."""
+        return parse_selector(self.watch_label_selector)
 
     @property
     def storage_base_url(self) -> str:
@@ -234,7 +280,25 @@ class Settings:
         storage = cast(Address, values.get("storage_addr", cls.storage_addr))
         if "storage_adv_addr" not in values:
             values["storage_adv_addr"] = default_advertised(storage)
-        return dataclasses.replace(cls(), **values)
+        settings = dataclasses.replace(cls(), **values)
+        settings.check_leader_election()
+        return settings
+
+    def check_leader_election(self) -> None:
+        """The order client-go requires: a leader must give up before others may take over."""
+        lease = self.leader_election_lease_duration
+        renew = self.leader_election_renew_deadline
+        retry = self.leader_election_retry_period
+        if not lease > renew:
+            raise SettingsError(
+                f"--leader-election-lease-duration ({lease:g}s) must be longer than "
+                f"--leader-election-renew-deadline ({renew:g}s)"
+            )
+        if not renew > 1.2 * retry:
+            raise SettingsError(
+                f"--leader-election-renew-deadline ({renew:g}s) must be longer than 1.2 x "
+                f"--leader-election-retry-period ({retry:g}s)"
+            )
 
 
 def default_advertised(storage: Address) -> Address:
@@ -296,7 +360,16 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("sealing_key_renew_period", parse_window),
     _spec("log_format", parse_log_format),
     _spec("log_level", parse_log_level),
+    _spec("enable_leader_election", parse_bool),
+    _spec("leader_election_release_on_cancel", parse_bool),
+    _spec("leader_election_lease_duration", parse_positive_duration),
+    _spec("leader_election_renew_deadline", parse_positive_duration),
+    _spec("leader_election_retry_period", parse_positive_duration),
+    _spec("watch_label_selector", parse_label_selector),
 )
+
+# Settings that are switches: `--enable-leader-election` alone means true.
+BOOLEAN_FIELDS = frozenset({"enable_leader_election", "leader_election_release_on_cancel"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +381,7 @@ class FlagHelp:
     env: str
     default: str
     choices: tuple[str, ...] | None
+    boolean: bool = False
 
 
 def flag_help() -> tuple[FlagHelp, ...]:
@@ -318,6 +392,12 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "storage_adv_addr": "the storage address, with this host's name for a wildcard host",
         "sealing_key_renew_period": "720h (0 disables renewal)",
         "events_dedup_window": "5m",
+        "enable_leader_election": "true in a cluster, false out of one",
+        "leader_election_release_on_cancel": "true",
+        "leader_election_lease_duration": "35s",
+        "leader_election_renew_deadline": "30s",
+        "leader_election_retry_period": "5s",
+        "watch_label_selector": "empty (every object)",
     }
     result = []
     for spec in _SPECS:
@@ -329,6 +409,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
                 env=spec.env,
                 default=default,
                 choices=choices.get(spec.field),
+                boolean=spec.field in BOOLEAN_FIELDS,
             )
         )
     return tuple(result)

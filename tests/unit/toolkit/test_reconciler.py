@@ -6,14 +6,17 @@ import asyncio
 from typing import Any
 
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.reconciler import (
     Object,
     ObjectRef,
     Outcome,
     Reconciler,
     Resource,
+    WatchCache,
     enqueue_reason,
 )
+from controllers.toolkit.runtime.selectors import SHARD_KEY, parse_selector
 
 FINALIZER = "finalizers.fluxcd.io"
 RESOURCE = Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository")
@@ -193,3 +196,79 @@ async def test_finalizer_is_added_before_the_first_reconcile_and_removed_after_f
     assert recorder.finalizer_patches[-1] == (ObjectRef("ns", "app"), ["other"])
     assert len(recorder.calls) == 1
     await reconciler.close()
+
+
+# -- leadership and sharding ----------------------------------------------------
+
+
+def _queue(recorder: Recorder, leadership: Leadership, selector: str = "") -> Reconciler:
+    return Reconciler(
+        RESOURCE,
+        reconcile=recorder.reconcile,
+        finalize=recorder.finalize,
+        patch_finalizers=recorder.patch_finalizers,
+        slots=ReconcileSlots(4),
+        finalizer=FINALIZER,
+        leadership=leadership,
+        selector=parse_selector(selector),
+    )
+
+
+async def test_a_standby_caches_but_never_reconciles_until_it_leads() -> None:
+    recorder, leadership = Recorder(), Leadership()
+    queue = _queue(recorder, leadership)
+    queue.observe("ADDED", _obj("a"))
+    queue.observe("ADDED", _obj("b", metadata={"finalizers": []}))
+    await _settle()
+    assert recorder.calls == [] and recorder.finalizer_patches == []
+    assert {o["metadata"]["name"] for o in queue.view()} == {"a", "b"}  # the cache is warm
+
+    leadership.set(True)
+    await _settle()
+    # Winning the Lease reconciles every cached object, as a fresh start would.
+    assert sorted(c["metadata"]["name"] for c in recorder.calls) == ["a", "b"]
+    await queue.close()
+
+
+async def test_losing_leadership_cancels_runs_and_drops_scheduled_ones() -> None:
+    recorder, leadership = Recorder(requeue_after=0.05), Leadership(leading=True)
+    queue = _queue(recorder, leadership)
+    recorder.release.clear()  # hold the reconcile open
+    queue.observe("ADDED", _obj("a"))
+    await _settle()
+    assert recorder.running == 1
+    leadership.set(False)
+    await _settle()
+    assert recorder.running == 0  # cancelled mid-reconcile
+    recorder.release.set()
+    calls = len(recorder.calls)
+    queue.request(ObjectRef("ns", "a"))
+    await asyncio.sleep(0.2)
+    assert len(recorder.calls) == calls  # neither the requeue nor a new request runs
+    await queue.close()
+
+
+async def test_a_shard_caches_only_objects_matching_its_selector() -> None:
+    recorder = Recorder()
+    queue = _queue(recorder, Leadership.always(), f"{SHARD_KEY} in (shard1)")
+    mine = _obj("mine", metadata={"labels": {SHARD_KEY: "shard1"}})
+    theirs = _obj("theirs", metadata={"labels": {SHARD_KEY: "shard2"}})
+    queue.observe("ADDED", mine)
+    queue.observe("ADDED", theirs)
+    queue.observe("ADDED", _obj("unlabelled"))
+    await _settle()
+    assert [o["metadata"]["name"] for o in queue.view()] == ["mine"]
+    assert [c["metadata"]["name"] for c in recorder.calls] == ["mine"]
+
+    # Relabelled to another shard: it leaves this cache, as if deleted.
+    moved = _obj("mine", metadata={"labels": {SHARD_KEY: "shard2"}})
+    queue.observe("MODIFIED", moved)
+    assert queue.view() == []
+    await queue.close()
+
+
+def test_a_plain_watch_cache_filters_too() -> None:
+    cache = WatchCache(RESOURCE, parse_selector(f"!{SHARD_KEY}"))
+    cache.observe("ADDED", _obj("main"))
+    cache.observe("ADDED", _obj("shard", metadata={"labels": {SHARD_KEY: "s1"}}))
+    assert [o["metadata"]["name"] for o in cache.view()] == ["main"]

@@ -7,6 +7,7 @@ import pytest
 
 from controllers.cli import build_parser
 from controllers.toolkit.runtime import runner
+from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.memory_storage import MemoryDiffBaseStorage, MemoryProgressStorage
 from controllers.toolkit.runtime.reconciler import FINALIZER
 from controllers.toolkit.runtime.settings import Address, Settings
@@ -33,8 +34,9 @@ def test_registry_has_our_login_handler() -> None:
 REGISTERED: list[tuple[kopf.OperatorRegistry, Settings]] = []
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
     """A controller hook for the test below, looked up by module name like the real ones."""
+    assert leadership.leading  # no election in build_registry without leaderships
     REGISTERED.append((registry, settings))
 
     @kopf.on.startup(registry=registry, id="probe-startup")
@@ -66,7 +68,7 @@ def test_every_controller_has_a_register_hook() -> None:
     for name in runner.CONTROLLERS:
         hook = runner.load_register(name)
         assert callable(hook)
-        assert list(inspect.signature(hook).parameters) == ["registry", "settings"]
+        assert list(inspect.signature(hook).parameters) == ["registry", "settings", "leadership"]
 
 
 def test_run_subcommand_parses_flags_into_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +92,36 @@ def test_bad_settings_exit_with_usage_error(
     args = build_parser().parse_args(["run", "all"])
     assert args.func(args) == 2
     assert "HEADWATER_CONCURRENT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], None),
+        (["--enable-leader-election"], True),
+        (["--enable-leader-election=false"], False),
+        (["--enable-leader-election", "false"], False),
+    ],
+)
+def test_enable_leader_election_is_a_switch_like_flux(
+    argv: list[str], expected: bool | None
+) -> None:
+    args = build_parser().parse_args(["run", "source", *argv])
+    assert runner.settings_from_args(args).enable_leader_election is expected
+
+
+def test_one_lease_per_controller_in_run_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner.kube, "api_client", lambda: None)
+    monkeypatch.setattr(runner, "KubeLeaseStore", lambda api, request_timeout: object())
+    settings = Settings(namespace="hw")
+    leaderships, electors = runner.leader_electors(runner.CONTROLLERS, settings, enabled=True)
+    assert [e.name for e in electors] == [
+        "source-controller-leader-election",
+        "kustomize-controller-leader-election",
+        "helm-controller-leader-election",
+        "notification-controller-leader-election",
+    ]
+    assert {e.namespace for e in electors} == {"hw"}
+    assert not any(ls.leading for ls in leaderships.values())  # until a Lease is won
+    off, none = runner.leader_electors(["source"], settings, enabled=False)
+    assert none == [] and off["source"].leading

@@ -143,3 +143,57 @@ def test_endpoint_accepts_a_bare_address_and_urls() -> None:
         Address("n.example", 443),
         "https://n.example:443/hook",
     )
+
+
+def test_leader_election_settings_use_flux_names_and_defaults() -> None:
+    defaults = Settings.load(environ={})
+    assert defaults.enable_leader_election is None  # decided by in-cluster detection
+    assert defaults.leader_election_release_on_cancel is True
+    assert (
+        defaults.leader_election_lease_duration,
+        defaults.leader_election_renew_deadline,
+        defaults.leader_election_retry_period,
+    ) == (35.0, 30.0, 5.0)
+    tuned = Settings.load(
+        environ={
+            "HEADWATER_ENABLE_LEADER_ELECTION": "true",
+            "HEADWATER_LEADER_ELECTION_LEASE_DURATION": "15s",
+            "HEADWATER_LEADER_ELECTION_RENEW_DEADLINE": "10s",
+            "HEADWATER_LEADER_ELECTION_RETRY_PERIOD": "2s",
+        },
+        flags={"enable_leader_election": "false"},
+    )
+    assert tuned.enable_leader_election is False
+    assert tuned.leader_election_lease_duration == 15.0
+    assert tuned.leader_election_renew_deadline == 10.0
+    assert tuned.leader_election_retry_period == 2.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "complaint"),
+    [
+        ({"HEADWATER_ENABLE_LEADER_ELECTION": "maybe"}, "HEADWATER_ENABLE_LEADER_ELECTION"),
+        ({"HEADWATER_LEADER_ELECTION_RETRY_PERIOD": "0s"}, "must be more than zero"),
+        (
+            {"HEADWATER_LEADER_ELECTION_LEASE_DURATION": "10s"},
+            "lease-duration .* must be longer than --leader-election-renew-deadline",
+        ),
+        (
+            {"HEADWATER_LEADER_ELECTION_RETRY_PERIOD": "29s"},
+            "renew-deadline .* must be longer than 1.2 x --leader-election-retry-period",
+        ),
+        ({"HEADWATER_WATCH_LABEL_SELECTOR": "a in (b"}, "HEADWATER_WATCH_LABEL_SELECTOR"),
+    ],
+)
+def test_bad_leader_election_and_selector_settings(environ: dict[str, str], complaint: str) -> None:
+    with pytest.raises(SettingsError, match=complaint):
+        Settings.load(environ=environ)
+
+
+def test_watch_label_selector_is_parsed() -> None:
+    settings = Settings.load(
+        environ={"HEADWATER_WATCH_LABEL_SELECTOR": "sharding.fluxcd.io/key in (shard1)"}
+    )
+    assert settings.watch_selector.matches({"sharding.fluxcd.io/key": "shard1"})
+    assert not settings.watch_selector.matches({})
+    assert Settings().watch_selector.empty
