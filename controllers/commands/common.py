@@ -209,7 +209,9 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]], terminal: bool)
         header_style="bold" if terminal else "",
     )
     for column in columns:
-        grid.add_column(column, overflow="fold" if terminal else "ignore", no_wrap=not terminal)
+        # On a terminal only MESSAGE wraps, so names and revisions stay whole and copyable.
+        wraps = terminal and column == "MESSAGE"
+        grid.add_column(column, overflow="fold" if wraps else "ignore", no_wrap=not wraps)
     for row in rows:
         grid.add_row(*row)
     return grid

@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from rich import progress
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
 
 from controllers.commands import common, kinds, waiting
 from controllers.commands.common import CliError, Session
@@ -30,13 +30,14 @@ DEFAULT_TIMEOUT = 300.0
 
 
 class Progress:
-    """Step lines on stdout (none with -o json), and a spinner with elapsed time on a terminal."""
+    """Step lines on stdout (none with -o json); on a terminal also a spinner with elapsed time."""
 
     def __init__(self, out: Console, quiet: bool) -> None:
         self.out = out
         self.quiet = quiet
         self.started = time.monotonic()
-        self._status: Status | None = None
+        self._live: progress.Progress | None = None
+        self._task: progress.TaskID | None = None
 
     def elapsed(self) -> str:
         return f"{time.monotonic() - self.started:.1f}s"
@@ -54,26 +55,37 @@ class Progress:
         self.line("◎", text)
         if self.quiet or not self.out.is_terminal:
             return
-        if self._status is None:
-            self._status = self.out.status(escape(text))
-            self._status.start()
+        if self._live is None:
+            self._live = progress.Progress(
+                progress.SpinnerColumn(),
+                progress.TextColumn("{task.description}"),
+                progress.TimeElapsedColumn(),
+                console=self.out,
+                transient=True,
+            )
+            self._live.start()
+            self._task = self._live.add_task(escape(text), total=None)
         else:
-            self._status.update(escape(text))
+            self._update(text)
+
+    def _update(self, text: str) -> None:
+        if self._live is not None and self._task is not None:
+            self._live.update(self._task, description=escape(text))
 
     def condition(self, type_: str, found: Mapping[str, Any]) -> None:
         message = str(found.get("message") or found.get("reason") or "")
         status = found.get("status")
-        style = "" if type_ != "Ready" else ("green" if status == "True" else "")
+        style = "green" if type_ == "Ready" and status == "True" else ""
         if type_ in ("Ready", "Healthy") and status == "False":
             style = "red"
         self.line("•", f"{type_}={status}: {message}", style)
-        if self._status is not None:
-            self._status.update(escape(f"{type_}: {message}"))
+        self._update(f"{type_}: {message}")
 
     def stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+            self._task = None
 
 
 def source_of(kind: FluxKind, obj: Mapping[str, Any]) -> tuple[FluxKind, str, str]:
