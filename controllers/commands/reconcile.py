@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich import progress
 from rich.console import Console
 from rich.markup import escape
 
-from controllers.commands import common, kinds, waiting
+from controllers.commands import common, health_progress, kinds, live, waiting
 from controllers.commands.common import CliError, Session
 from controllers.commands.kinds import FluxKind
 
 DEFAULT_TIMEOUT = 300.0
+# How often the objects of a Kustomization's health wait are read while waiting.
+HEALTH_POLL_SECONDS = 2.0
 
 
 class Progress:
@@ -137,6 +139,7 @@ def _reconcile_one(
     if not kind.has_status:
         return None, before
     progress.waiting(f"waiting for {_describe(kind, before)} to reconcile")
+    on_poll = _health_lines(session, progress) if kind is kinds.KUSTOMIZATION else None
     outcome = waiting.wait_for_reconcile(
         session,
         kind,
@@ -146,8 +149,30 @@ def _reconcile_one(
         max(0.0, deadline - time.monotonic()),
         on_change=progress.condition,
         before=before,
+        on_poll=on_poll,
     )
     return outcome, before
+
+
+def _health_lines(session: Session, progress: Progress) -> Callable[[Mapping[str, Any]], None]:
+    """Every HEALTH_POLL_SECONDS, a line per waited-on object whose health moved."""
+
+    def read(api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        resource = live.resource_for(session, api_version, kind)
+        return live.get_object(session, resource, namespace, name) if resource else None
+
+    watcher = health_progress.HealthProgress(read)
+    last = 0.0
+
+    def poll(obj: Mapping[str, Any]) -> None:
+        nonlocal last
+        if progress.quiet or time.monotonic() - last < HEALTH_POLL_SECONDS:
+            return
+        last = time.monotonic()
+        for object_id, status in watcher.look(obj):
+            progress.line("•", f"health: {object_id.subject} {status}")
+
+    return poll
 
 
 def _report(

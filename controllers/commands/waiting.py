@@ -3,8 +3,8 @@
 A request is the `reconcile.fluxcd.io/requestedAt` annotation set to a fresh
 token; it has been handled once `status.lastHandledReconcileAt` equals that
 token (the frame writes both with the final Ready in one patch). Ready=True
-is then success, Ready=False failure; Ready=Unknown or Reconciling=True means
-the controller is still at it.
+is then success, Ready=False failure (as `flux reconcile` reads it, even when
+a retry is coming); Ready=Unknown means the controller is still at it.
 
 While waiting, each change of the conditions people watch (Ready,
 Reconciling, Healthy, Stalled) is reported once through `on_change`, so the
@@ -102,10 +102,12 @@ def handled(obj: Mapping[str, Any], token: str) -> bool:
 
 
 def settled(obj: Mapping[str, Any]) -> str | None:
-    """`True`/`False` once Ready says how the last reconcile ended; None while in progress."""
+    """`True`/`False` once Ready says how the last reconcile ended; None while in progress.
+
+    Reconciling is not consulted: a failure that will be retried is Ready=False
+    with Reconciling=True (ProgressingWithRetry), and that attempt has ended.
+    """
     status = obj.get("status") or {}
-    if cond.is_true(status, cond.RECONCILING):
-        return None
     ready = cond.condition_status(status, cond.READY)
     return None if ready in (None, cond.UNKNOWN) else ready
 
@@ -119,11 +121,13 @@ def wait_for_reconcile(
     timeout: float,
     on_change: OnChange | None = None,
     before: Mapping[str, Any] | None = None,
+    on_poll: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Outcome:
     """Poll until the request `token` is handled and Ready settles, or `timeout` passes.
 
     Conditions as `before` (the object read ahead of the request) had them are
-    not reported again: only what moves after the request is news.
+    not reported again: only what moves after the request is news. `on_poll`
+    sees the object at each poll until the outcome is known.
     """
     start = time.monotonic()
     deadline = start + timeout
@@ -149,6 +153,8 @@ def wait_for_reconcile(
                 ):
                     on_change(type_, found)
         elapsed = time.monotonic() - start
+        if on_poll is not None and not (handled(obj, token) and settled(obj) is not None):
+            on_poll(obj)
         if handled(obj, token):
             result = settled(obj)
             if result is not None:

@@ -211,6 +211,26 @@ def test_reconcile_with_source_applies_a_new_commit(cluster: TestCluster, app: A
     assert "timed out" in late.stdout
 
 
+def test_reconcile_shows_the_health_wait_and_fails_with_its_reason(
+    cluster: TestCluster, app: App
+) -> None:
+    ns = app.namespace
+    stuck = builders.deployment(None, "stuck", pod={"nodeSelector": {"no-such-node": "true"}})
+    app.repo.commit({"stuck/stuck.yaml": yaml.safe_dump(stuck)}, "a Deployment that never runs")
+    headwater(cluster, "reconcile", "gitrepository", "app", "-n", ns)
+    apply(
+        cluster,
+        kustomization(ns, "stuck", "app", "./stuck", targetNamespace=ns, wait=True, timeout="8s"),
+    )
+    # The first attempt fails its health wait and keeps the inventory it applied.
+    wait_ready(cluster, ns, "kustomization", "stuck", status="False", timeout=90)
+
+    result = headwater(cluster, "reconcile", "ks", "stuck", "-n", ns, "--timeout", "90s")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"health: Deployment/{ns}/stuck InProgress" in result.stdout
+    assert f"Kustomization {ns}/stuck: timeout waiting for: [Deployment/{ns}/stuck" in result.stdout
+
+
 def test_suspend_and_resume(cluster: TestCluster, app: App) -> None:
     ns = app.namespace
     suspended = headwater(cluster, "suspend", "kustomization", "web", "-n", ns)

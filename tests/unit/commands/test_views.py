@@ -7,7 +7,8 @@ import io
 
 from rich.console import Console
 
-from controllers.commands import common, events, trace, tree, waiting
+from controllers.commands import common, events, health_progress, trace, tree, waiting
+from controllers.toolkit.apply import health
 from controllers.toolkit.apply.inventory import ObjectId
 
 NOW = datetime.datetime(2026, 1, 2, 12, 0, 0, tzinfo=datetime.UTC)
@@ -107,6 +108,8 @@ def test_a_request_is_done_once_handled_and_settled() -> None:
     assert waiting.handled(obj("new", failed), "new")
     assert waiting.settled(obj("new", failed)) == "False"
     assert waiting.settled(obj("new", unknown, working)) is None
+    # A failure to be retried (ProgressingWithRetry) has ended this attempt.
+    assert waiting.settled(obj("new", failed, working)) == "False"
     assert waiting.condition_line(obj("new", unknown, working)) == "Reconciling=True: Fetching"
 
 
@@ -124,3 +127,59 @@ def test_piped_tables_have_no_borders_and_never_wrap() -> None:
     assert lines[0].split() == ["NAME", "MESSAGE"]
     assert lines[1].split() == ["web", "x" * 300]
     assert len(lines) == 2
+
+
+def test_health_progress_reports_what_moves() -> None:
+    ks = {
+        "metadata": {"namespace": "shop"},
+        "spec": {"wait": True},
+        "status": {
+            "inventory": {
+                "entries": [
+                    {"id": "shop_web_apps_Deployment", "v": "v1"},
+                    {"id": "shop_settings__ConfigMap", "v": "v1"},
+                ]
+            }
+        },
+    }
+    replicas = {"web": 0}
+
+    def read(api_version: str, kind: str, namespace: str, name: str) -> dict[str, object] | None:
+        if kind == "ConfigMap":
+            return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+        available = replicas["web"]
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"name": name, "generation": 1},
+            "spec": {"replicas": 2},
+            "status": {
+                "observedGeneration": 1,
+                "replicas": 2,
+                "updatedReplicas": 2,
+                "readyReplicas": available,
+                "availableReplicas": available,
+                "conditions": [
+                    {"type": "Available", "status": "True" if available == 2 else "False"},
+                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+                ],
+            },
+        }
+
+    watcher = health_progress.HealthProgress(read)
+    # First look: only what is not Current yet.
+    [(first_id, first)] = watcher.look(ks)
+    assert first_id == WEB and str(first) == "InProgress: Available: 0/2"
+    assert watcher.look(ks) == []  # nothing moved
+    replicas["web"] = 2
+    [(_, done)] = watcher.look(ks)
+    assert done.status is health.Status.CURRENT
+
+
+def test_health_targets_follow_the_kustomization_spec() -> None:
+    checks = {
+        "metadata": {"namespace": "shop"},
+        "spec": {"healthChecks": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}]},
+    }
+    assert health_progress.targets(checks) == [("apps/v1", WEB)]
+    assert health_progress.targets({"metadata": {}, "spec": {}}) == []
