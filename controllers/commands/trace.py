@@ -14,6 +14,7 @@ Kustomization manages the object.
 from __future__ import annotations
 
 import argparse
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,6 +60,18 @@ def drift_lines(message: str, object_id: ObjectId) -> list[str]:
         if inside and line.strip():
             found.append(line.strip())
     return found
+
+
+def without_password(url: str) -> str:
+    """A URL with any password in it masked: trace output is pasted into chats and tickets."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def _ref(spec: Mapping[str, Any]) -> str:
@@ -119,7 +132,7 @@ def trace(session: Session, kind_text: str, name: str) -> dict[str, Any]:
         "kind": source_kind.kind,
         "namespace": source_namespace,
         "name": source_name,
-        "url": source_spec.get("url") or "",
+        "url": without_password(str(source_spec.get("url") or "")),
         "ref": _ref(source_spec),
         "revision": kinds.revision(source_kind, source),
         **_ready(source_kind, source),

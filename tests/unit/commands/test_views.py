@@ -183,3 +183,12 @@ def test_health_targets_follow_the_kustomization_spec() -> None:
     }
     assert health_progress.targets(checks) == [("apps/v1", WEB)]
     assert health_progress.targets({"metadata": {}, "spec": {}}) == []
+
+
+def test_trace_masks_a_password_in_the_source_url() -> None:
+    assert trace.without_password("https://bot:hunter2@git.example.com:8443/a.git") == (
+        "https://bot:***@git.example.com:8443/a.git"
+    )
+    assert trace.without_password("ssh://git@git.example.com/a.git") == (
+        "ssh://git@git.example.com/a.git"
+    )
