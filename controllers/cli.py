@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from controllers import commands as daily
 from controllers.sealing import cli as sealing_cli
 from controllers.toolkit.runtime import runner
 from devcluster import cli as cluster_cli
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cli.add_parser(commands)
     runner.add_parser(commands)
     sealing_cli.add_parser(commands)
+    daily.add_parsers(commands)
     return parser
 
 

@@ -52,3 +52,9 @@ def test_the_toolkit_imports_no_controller() -> None:
 def test_no_controller_imports_another(package: str) -> None:
     others = tuple(f"controllers.{name}" for name in CONTROLLER_PACKAGES if name != package)
     assert _violations(CONTROLLERS / package, others) == []
+
+
+def test_the_cli_verbs_import_no_controller() -> None:
+    # The CLI talks to the API like any user; it may use the toolkit, not a controller.
+    forbidden = tuple(f"controllers.{name}" for name in CONTROLLER_PACKAGES)
+    assert _violations(CONTROLLERS / "commands", forbidden) == []

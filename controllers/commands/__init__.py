@@ -1,0 +1,24 @@
+"""The daily verbs of the `headwater` CLI, the ones a Flux user runs: get, reconcile,
+suspend, resume, delete, events, tree and trace.
+
+They talk to the API server with the kubernetes client and the current
+kubeconfig (`--kubeconfig`, `--context`, as kubectl), like `flux` does; the
+CLI is not a controller, so it uses the toolkit's pure parts (conditions,
+health, inventory) and no controller package. One module per verb or family;
+common.py holds the connection, flags and output they share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controllers.commands import delete, events, get, reconcile, trace, tree
+
+
+def add_parsers(commands: Any) -> None:
+    get.add_parser(commands)
+    reconcile.add_parsers(commands)
+    delete.add_parser(commands)
+    events.add_parser(commands)
+    tree.add_parser(commands)
+    trace.add_parser(commands)
