@@ -169,6 +169,7 @@ def test_install_upgrade_noop_and_uninstall(
 
     # Unchanged chart and values: a reconcile starts no helm process, makes no revision.
     before = helm_commands(controllers)
+    assert before > 0  # the install above was counted
     token = request_reconcile(cluster, namespace, "helmrelease", "blog")
     wait_for_release(
         cluster,
