@@ -122,9 +122,38 @@ VALUES = {
 NOWHERE = {"headwater.test/no-such-node": "true"}
 
 
-def write_chart(root: Path, version: str, *, broken: bool = False) -> Path:
+def widget_crd(group: str, *, with_column: bool = False) -> str:
+    """A small CRD for a chart's `crds/`; `with_column` is the changed version of it."""
+    version: dict[str, Any] = {
+        "name": "v1",
+        "served": True,
+        "storage": True,
+        "schema": {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    }
+    if with_column:
+        version["additionalPrinterColumns"] = [
+            {"name": "Size", "type": "string", "jsonPath": ".spec.size"}
+        ]
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"widgets.{group}"},
+            "spec": {
+                "group": group,
+                "names": {"kind": "Widget", "plural": "widgets", "singular": "widget"},
+                "scope": "Namespaced",
+                "versions": [version],
+            },
+        }
+    )
+
+
+def write_chart(root: Path, version: str, *, broken: bool = False, crds: str | None = None) -> Path:
     """The wordpress chart source at `root/wordpress`; `broken` adds a template that
-    fails to render (a function helm does not have)."""
+    fails to render (a function helm does not have), `crds` a `crds/` file."""
     chart = root / f"wordpress-{version}-src" / "wordpress"
     (chart / "templates" / "tests").mkdir(parents=True, exist_ok=True)
     (chart / "Chart.yaml").write_text(
@@ -136,6 +165,9 @@ def write_chart(root: Path, version: str, *, broken: bool = False) -> Path:
     (chart / "templates" / "web.yaml").write_text(WEB)
     (chart / "templates" / "db.yaml").write_text(DB)
     (chart / "templates" / "tests" / "test-db.yaml").write_text(TEST_HOOK)
+    if crds is not None:
+        (chart / "crds").mkdir(exist_ok=True)
+        (chart / "crds" / "widgets.yaml").write_text(crds)
     if broken:
         (chart / "templates" / "broken.yaml").write_text(
             "kind: ConfigMap\ndata: {{ .Values.db | noSuchFunction }}\n"
@@ -156,8 +188,10 @@ def package(chart: Path, dest: Path) -> Path:
     return dest / f"{metadata['name']}-{metadata['version']}.tgz"
 
 
-def wordpress_chart(root: Path, version: str, *, broken: bool = False) -> Path:
-    return package(write_chart(root, version, broken=broken), root / "packages")
+def wordpress_chart(
+    root: Path, version: str, *, broken: bool = False, crds: str | None = None
+) -> Path:
+    return package(write_chart(root, version, broken=broken, crds=crds), root / "packages")
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
