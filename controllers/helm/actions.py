@@ -61,7 +61,8 @@ class Snapshot:
             chart_name=str(entry.get("chartName") or ""),
             chart_version=str(entry.get("chartVersion") or ""),
             config_digest=str(entry.get("configDigest") or ""),
-            tested=bool(entry.get("testHooks")),
+            # Present (even empty: a chart without test hooks) once tests ran.
+            tested="testHooks" in entry,
         )
 
     def matches(self, desired: Desired) -> bool:

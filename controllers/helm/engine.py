@@ -128,7 +128,7 @@ def history_snapshots(
             snapshot["appVersion"] = revision.app_version
         extra = made.get(revision.version) or known.get(revision.version) or {}
         for key in ("configDigest", "testHooks"):
-            if extra.get(key):
+            if key in extra:
                 snapshot[key] = extra[key]
         result.append(snapshot)
     return result
@@ -483,7 +483,7 @@ class Engine:
             failed = exc
         hooks = await self.helm.test_hooks(ref)
         if history:
-            history[0]["testHooks"] = hooks or {"none": {"phase": "Succeeded"}}
+            history[0]["testHooks"] = hooks
         if failed is None:
             message = (
                 f"Helm test succeeded for release {where}: "

@@ -424,3 +424,38 @@ def test_suspended_release_is_left_alone(
     # Deleting a suspended HelmRelease leaves its release installed, as in Flux.
     cluster.kubectl("delete", "helmrelease", "blog", "-n", namespace, "--wait=true")
     assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == ["deployed"]
+
+
+def test_a_failed_test_is_remediated_unless_ignored(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    install_chartref_release(cluster, charts, namespace, tmp_path)
+    apply_manifests(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            chartRef={"kind": "HelmChart", "name": "wordpress"},
+            values={"tests": {"nodeSelector": NOWHERE}},
+            test={"enable": True, "timeout": "4s"},
+            upgrade={"remediation": {"remediateLastFailure": True}},
+        ),
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        has("Remediated", "True", "RollbackSucceeded"),
+        timeout=90,
+        what="the rollback of a release whose test failed",
+    )
+    assert condition(obj, "TestSuccess")["reason"] == "TestFailed"  # type: ignore[index]
+    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert obj["status"]["upgradeFailures"] == 1
+    history = helm_history(cluster, namespace, "blog")
+    assert [r["status"] for r in history] == ["superseded", "superseded", "deployed"]
+    assert history[-1]["description"] == "Rollback to 1"

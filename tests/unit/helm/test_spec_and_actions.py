@@ -117,7 +117,10 @@ def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() ->
         Revision(v, s, "wordpress-1.0.0", "6.4", f"2026-01-0{v}T00:00:00Z", "")
         for v, s in ((1, "superseded"), (2, "failed"), (3, "deployed"))
     ]
-    previous = [{"version": 1, "configDigest": "sha256:one", "testHooks": {"t": {}}}]
+    previous = [
+        {"version": 1, "configDigest": "sha256:one", "testHooks": {"t": {}}},
+        {"version": 2, "testHooks": {}},
+    ]
     made = {3: {"configDigest": "sha256:three"}}
     snapshots = history_snapshots(ref, revisions, previous, made, "wordpress")
     assert [s["version"] for s in snapshots] == [3, 2, 1]
@@ -125,6 +128,9 @@ def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() ->
     assert snapshots[1]["configDigest"] == ""
     assert snapshots[2]["configDigest"] == "sha256:one"
     assert snapshots[2]["testHooks"] == {"t": {}}
+    # Tests ran for revision 2 even though its chart has no test hooks.
+    assert snapshots[1]["testHooks"] == {}
+    assert "testHooks" not in snapshots[0]
     assert all(s["chartName"] == "wordpress" and s["chartVersion"] == "1.0.0" for s in snapshots)
     assert all(s["firstDeployed"] == "2026-01-01T00:00:00Z" for s in snapshots)
     assert len({s["digest"] for s in snapshots}) == 3
