@@ -192,8 +192,13 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    async def reconcile(self, run: ReconcileRun, inputs: ReleaseInputs) -> None:
-        """Bring the release to the desired state; ReconcileError when it cannot."""
+    async def reconcile(
+        self, run: ReconcileRun, inputs: ReleaseInputs, *, force: bool = False
+    ) -> None:
+        """Bring the release to the desired state; ReconcileError when it cannot.
+
+        `force` (the forceAt annotation) upgrades a release that is in sync.
+        """
         spec, ref = inputs.spec, inputs.ref
         for _ in range(MAX_STEPS):
             stored = latest(await self.stored_revisions(ref.namespace, ref.name))
@@ -201,6 +206,9 @@ class Engine:
             action, why = next_action(
                 inputs.desired, snapshot, stored, test_enable=spec.test_enable
             )
+            if force and action in (Action.NONE, Action.TEST):
+                action, why = Action.UPGRADE, "a release was forced"
+            force = False
             log.debug("release %s: %s (%s)", ref, action.value, why)
             if action is Action.NONE:
                 self._ready(run)

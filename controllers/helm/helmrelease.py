@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 INIT_FAILED = "InitFailed"
 INVALID_CHART_REFERENCE = "InvalidChartReference"
 RESET_AT_ANNOTATION = "reconcile.fluxcd.io/resetAt"
+FORCE_AT_ANNOTATION = "reconcile.fluxcd.io/forceAt"
 # Chart metadata and CRDs by artifact digest, so an unchanged chart is read once.
 _CHART_INFO_LIMIT = 256
 
@@ -110,8 +111,19 @@ class HelmReleaseReconciler:
             digest=digest,
             crds=crd_files,
         )
-        await self.engine.reconcile(run, inputs)
+        await self.engine.reconcile(run, inputs, force=self._force_requested(run))
         run.requeue_after = jittered(spec.interval)
+
+    def _force_requested(self, run: ReconcileRun) -> bool:
+        """Flux's forceAt: honoured once, and only together with an equal requestedAt."""
+        annotations = run.annotations or {}
+        force_at = annotations.get(FORCE_AT_ANNOTATION)
+        if not force_at or force_at == run.status.get("lastHandledForceAt"):
+            return False
+        if force_at != cond.requested_at(annotations):
+            return False
+        run.status["lastHandledForceAt"] = force_at
+        return True
 
     def _read_chart(self, digest: str, path: Any) -> tuple[ChartMetadata, list[str]]:
         info = self._chart_info.get(digest)

@@ -181,14 +181,44 @@ def test_install_upgrade_noop_and_uninstall(
     assert helm_commands(controllers) == before
     assert [r["revision"] for r in helm_history(cluster, namespace, "blog")] == [1]
 
+    # forceAt (with an equal requestedAt, as `flux reconcile --force` sets them) upgrades anyway.
+    token = str(time.time_ns())
+    cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        "helmrelease",
+        "blog",
+        "-n",
+        namespace,
+        f"reconcile.fluxcd.io/requestedAt={token}",
+        f"reconcile.fluxcd.io/forceAt={token}",
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: o["status"].get("lastHandledForceAt") == token and ready_at()(o),
+        what="the forced release",
+    )
+    assert obj["status"]["history"][0]["version"] == 2
+    assert condition(obj, "Released")["reason"] == "UpgradeSucceeded"  # type: ignore[index]
+
     # A values change is an upgrade.
     release["spec"]["values"] = {"replicaCount": 2}
     apply_manifests(cluster, release)
-    obj = wait_for_release(cluster, namespace, "blog", ready_at(reason="UpgradeSucceeded"))
-    assert obj["status"]["history"][0]["version"] == 2
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            ready_at(reason="UpgradeSucceeded")(o) and o["status"]["history"][0]["version"] == 3
+        ),
+        what="the upgrade for new values",
+    )
     assert obj["status"]["history"][0]["configDigest"] != snapshot["configDigest"]
     assert deployment(cluster, namespace, "blog-web")["spec"]["replicas"] == 2  # type: ignore[index]
     assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == [
+        "superseded",
         "superseded",
         "deployed",
     ]
