@@ -40,7 +40,9 @@ from tests.support.charts import (
     wait_for_release,
     wordpress_chart,
 )
+from tests.support.chatservers import Received, SlackServer
 from tests.support.controllers import RunningControllers
+from tests.support.notification import alert, field_value, provider, secret
 
 Check = Callable[[dict[str, Any]], bool]
 
@@ -235,13 +237,33 @@ def test_install_upgrade_noop_and_uninstall(
     )
 
 
+def from_release(namespace: str, reason_text: str) -> Callable[[Received], bool]:
+    def check(request: Received) -> bool:
+        if request.method != "POST" or not request.body.startswith(b"{"):
+            return False
+        attachment = (request.json().get("attachments") or [{}])[0]
+        return bool(
+            attachment.get("author_name") == f"helmrelease/blog.{namespace}"
+            and reason_text in str(attachment.get("text"))
+        )
+
+    return check
+
+
 def test_bad_upgrade_is_rolled_back(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
     charts: ChartServer,
     tmp_path: Path,
+    slack_server: SlackServer,
 ) -> None:
+    apply_manifests(
+        cluster,
+        secret(namespace, "slack-url", {"address": slack_server.webhook_url}),
+        provider(namespace, "slack", type="slack", channel="#ops", secretRef={"name": "slack-url"}),
+        alert(namespace, "releases", "slack", {"kind": "HelmRelease", "name": "*"}),
+    )
     install_chartref_release(cluster, charts, namespace, tmp_path)
     # Web pods that no node can take: the upgrade's wait never sees them Ready.
     apply_manifests(
@@ -278,6 +300,14 @@ def test_bad_upgrade_is_rolled_back(
     web = deployment(cluster, namespace, "blog-web")
     assert web is not None and "nodeSelector" not in web["spec"]["template"]["spec"]
     assert obj["status"]["history"][0]["version"] == 3
+    # The failure reaches Slack, with the chart version as the revision.
+    [failure] = slack_server.wait_for(
+        from_release(namespace, "Helm upgrade failed"), what="the upgrade failure in Slack"
+    )
+    assert field_value(failure, "revision") == "1.0.0"
+    slack_server.wait_for(
+        from_release(namespace, "Helm rollback to previous release"), what="the rollback in Slack"
+    )
 
 
 def test_failures_leave_the_last_good_release_untouched(
