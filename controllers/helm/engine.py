@@ -60,7 +60,8 @@ HISTORY_SNAPSHOTS = 5
 MAX_STEPS = 5
 
 StoredRevisions = Callable[[str, str], Awaitable[list[StoredRevision]]]
-ApplyCrds = Callable[[Sequence[str], str], Awaitable[list[str]]]
+# (CRD files, policy, user to impersonate or None) -> names of the CRDs written.
+ApplyCrds = Callable[[Sequence[str], str, str | None], Awaitable[list[str]]]
 
 
 @dataclass
@@ -74,9 +75,11 @@ class ReleaseInputs:
     digest: str
     crds: Sequence[str] = field(default_factory=list)
 
+    as_user: str | None = None
+
     @property
     def ref(self) -> ReleaseRef:
-        return ReleaseRef(self.spec.release_name, self.spec.namespace)
+        return ReleaseRef(self.spec.release_name, self.spec.namespace, self.as_user)
 
     @property
     def desired(self) -> Desired:
@@ -262,7 +265,7 @@ class Engine:
             if name == "install":
                 skip_crds = spec.install_crds != "Create"
                 if spec.install_crds == "CreateReplace":
-                    await self.apply_crds(inputs.crds, "CreateReplace")
+                    await self.apply_crds(inputs.crds, "CreateReplace", ref.as_user)
                 await self.helm.install(
                     ref,
                     inputs.chart,
@@ -274,7 +277,7 @@ class Engine:
                     max_history=spec.max_history,
                 )
             else:
-                await self.apply_crds(inputs.crds, spec.upgrade_crds)
+                await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
                 await self.helm.upgrade(
                     ref,
                     inputs.chart,
@@ -288,7 +291,12 @@ class Engine:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED
             message = f"Helm {name} failed for release {ref} with chart {chart.ref}: {exc}"
             self._set(run, RELEASED, False, reason, message)
-            revisions = await self._refresh_history(run, inputs, {})
+            try:
+                revisions = await self._refresh_history(run, inputs, {})
+            except HelmError as history_error:
+                # Whatever denied the action may deny reading history too: report the action.
+                log.warning("release %s: history after a failure: %s", ref, history_error)
+                revisions = []
             await self._after_failure(run, inputs, name, reason, message, before, revisions)
             return
         revisions = await self._refresh_history(run, inputs, {})

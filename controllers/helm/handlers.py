@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import kopf
+import kubernetes.client
 
 from controllers.helm.chart import ChartStore
 from controllers.helm.crds import apply_crds
@@ -62,8 +63,19 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     async def revisions(namespace: str, name: str) -> list[StoredRevision]:
         return await stored_revisions(api, namespace, name)
 
-    async def crds(files: Any, policy: str) -> list[str]:
-        return await apply_crds(api, files, policy)  # type: ignore[arg-type]
+    impersonating: dict[str, kubernetes.client.ApiClient] = {}
+
+    def client_as(user: str | None) -> kubernetes.client.ApiClient:
+        if user is None:
+            return api
+        if user not in impersonating:
+            client = kubernetes.client.ApiClient(api.configuration)
+            client.set_default_header("Impersonate-User", user)
+            impersonating[user] = client
+        return impersonating[user]
+
+    async def crds(files: Sequence[str], policy: str, user: str | None) -> list[str]:
+        return await apply_crds(client_as(user), files, policy)  # type: ignore[arg-type]
 
     helm_charts = WatchCache(HELM_CHART)
     charts = ChartStore(
@@ -104,6 +116,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     @kopf.on.cleanup(registry=registry, id="helm-cleanup")
     async def close(**_: Any) -> None:
         await charts.close()
+        for client in impersonating.values():
+            client.close()
         api.close()
 
 

@@ -110,6 +110,7 @@ class HelmReleaseReconciler:
             values=composed,
             digest=digest,
             crds=crd_files,
+            as_user=spec.impersonate(namespace),
         )
         await self.engine.reconcile(run, inputs, force=self._force_requested(run))
         run.requeue_after = jittered(spec.interval)
@@ -163,10 +164,12 @@ class HelmReleaseReconciler:
         except (release_spec.SpecError, ReconcileError):
             spec = None
         history = status.get("history") or []
+        namespace = str(obj["metadata"].get("namespace") or "")
+        as_user = spec.impersonate(namespace) if spec is not None else None
         if history:
-            ref = ReleaseRef(str(history[0]["name"]), str(history[0]["namespace"]))
+            ref = ReleaseRef(str(history[0]["name"]), str(history[0]["namespace"]), as_user)
         elif spec is not None:
-            ref = ReleaseRef(spec.release_name, spec.namespace)
+            ref = ReleaseRef(spec.release_name, spec.namespace, as_user)
         else:
             return True
         try:

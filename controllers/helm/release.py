@@ -42,6 +42,8 @@ _MAX_MESSAGE = 900
 class ReleaseRef:
     name: str
     namespace: str
+    # The user helm impersonates for this release (serviceAccountName), if any.
+    as_user: str | None = None
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -85,8 +87,20 @@ def _seconds(value: float) -> str:
 
 
 class _CountingCommand(Command):  # type: ignore[misc]  # pyhelm3 ships no type hints
+    """pyhelm3's Command, counting processes and impersonating a user when told to.
+
+    pyhelm3 has no impersonation option; helm's own `--kube-as-user` flag is
+    appended to every command instead.
+    """
+
+    def __init__(self, *, as_user: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._as_user = as_user
+
     async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
         HELM_COMMANDS.labels(str(command[0]) if command else "").inc()
+        if self._as_user:
+            command = [*command, "--kube-as-user", self._as_user]
         output: bytes = await super().run(command, input)
         return output
 
@@ -97,17 +111,19 @@ class Helm:
     def __init__(self, executable: str = "helm", kubeconfig: Path | None = None) -> None:
         self._executable = executable
         self._kubeconfig = kubeconfig
-        self._commands: dict[int, Command] = {}
+        self._commands: dict[tuple[int, str | None], Command] = {}
 
-    def _command(self, max_history: int = 0) -> Command:
-        command = self._commands.get(max_history)
+    def _command(self, max_history: int = 0, as_user: str | None = None) -> Command:
+        key = (max_history, as_user)
+        command = self._commands.get(key)
         if command is None:
             command = _CountingCommand(
                 executable=self._executable,
                 kubeconfig=self._kubeconfig,
                 history_max_revisions=max_history,
+                as_user=as_user,
             )
-            self._commands[max_history] = command
+            self._commands[key] = command
         return command
 
     async def _call(self, what: str, coroutine: Any) -> Any:
@@ -133,7 +149,7 @@ class Helm:
     ) -> None:
         await self._call(
             "install",
-            self._command(max_history).install_or_upgrade(
+            self._command(max_history, ref.as_user).install_or_upgrade(
                 ref.name,
                 chart,
                 dict(values),
@@ -159,7 +175,7 @@ class Helm:
     ) -> None:
         await self._call(
             "upgrade",
-            self._command(max_history).install_or_upgrade(
+            self._command(max_history, ref.as_user).install_or_upgrade(
                 ref.name,
                 chart,
                 dict(values),
@@ -178,7 +194,7 @@ class Helm:
     async def test(self, ref: ReleaseRef, *, timeout: float) -> None:
         await self._call(
             "test",
-            self._command().run(
+            self._command(0, ref.as_user).run(
                 ["test", ref.name, "--namespace", ref.namespace, "--timeout", _seconds(timeout)]
             ),
         )
@@ -188,7 +204,7 @@ class Helm:
     ) -> None:
         await self._call(
             "rollback",
-            self._command(max_history).rollback(
+            self._command(max_history, ref.as_user).rollback(
                 ref.name,
                 version,
                 namespace=ref.namespace,
@@ -203,7 +219,7 @@ class Helm:
         try:
             await self._call(
                 "uninstall",
-                self._command().uninstall(
+                self._command(0, ref.as_user).uninstall(
                     ref.name,
                     namespace=ref.namespace,
                     keep_history=keep_history,
@@ -221,7 +237,7 @@ class Helm:
         """The release's revisions, oldest first; empty when there is no release."""
         try:
             entries = await self._call(
-                "history", self._command().history(ref.name, namespace=ref.namespace)
+                "history", self._command(0, ref.as_user).history(ref.name, namespace=ref.namespace)
             )
         except HelmError as exc:
             if "not found" in exc.message:
@@ -242,7 +258,7 @@ class Helm:
     async def test_hooks(self, ref: ReleaseRef) -> dict[str, dict[str, str]]:
         """The last run of each test hook of the current revision, as Flux's `testHooks`."""
         status = await self._call(
-            "status", self._command().status(ref.name, namespace=ref.namespace)
+            "status", self._command(0, ref.as_user).status(ref.name, namespace=ref.namespace)
         )
         return test_hooks_of(status.get("hooks") or [])
 

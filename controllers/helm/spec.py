@@ -40,7 +40,6 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.postRenderers": "post-renderers are not implemented yet",
     "spec.driftDetection": "drift detection is not implemented yet",
     "spec.dependsOn": "dependencies are not implemented yet",
-    "spec.serviceAccountName": "impersonation is not implemented yet",
     "spec.kubeConfig": "remote clusters are not implemented yet",
     "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
@@ -137,6 +136,14 @@ class HelmReleaseSpec:
     uninstall_timeout: float
     install_wait: bool
     upgrade_wait: bool
+    # Impersonated for every helm action (and CRD writes), as Flux does.
+    service_account_name: str = ""
+
+    def impersonate(self, namespace: str) -> str | None:
+        """The user helm acts as: the service account in the HelmRelease's namespace."""
+        if not self.service_account_name:
+            return None
+        return f"system:serviceaccount:{namespace}:{self.service_account_name}"
 
     def ignores_test_failures(self, action: str) -> bool:
         remediation = self.install_remediation if action == "install" else self.upgrade_remediation
@@ -315,4 +322,5 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         uninstall_timeout=_duration(uninstall.get("timeout"), "spec.uninstall.timeout", timeout),
         install_wait=not install.get("disableWait"),
         upgrade_wait=not upgrade.get("disableWait"),
+        service_account_name=str(spec.get("serviceAccountName") or ""),
     )

@@ -235,3 +235,61 @@ def test_target_namespace_history_limit_crds_and_kept_history(
     finally:
         cluster.kubectl("delete", "namespace", target, "--wait=false", check=False)
         cluster.kubectl("delete", "crd", crd, "--wait=false", check=False)
+
+
+def service_account(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "namespace": namespace},
+    }
+
+
+def test_service_account_name_is_impersonated(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+) -> None:
+    apply_manifests(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "deployer", "namespace": namespace},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "nobody", "namespace": namespace},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "deployer-admin", "namespace": namespace},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "admin",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": namespace}],
+        },
+        helm_chart(namespace, "wordpress"),
+    )
+    publish_chart(cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.0.0"))
+    # An account without rights: helm acts as it, and the API server says no.
+    apply_manifests(
+        cluster, helm_release(namespace, "denied", **chart_ref(serviceAccountName="nobody"))
+    )
+    obj = wait_for_release(cluster, namespace, "denied", has("Ready", "False", "InstallFailed"))
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert f'User "system:serviceaccount:{namespace}:nobody" cannot' in message
+    assert helm_history(cluster, namespace, "denied") == []
+    # An account with admin rights in the namespace installs the release.
+    apply_manifests(
+        cluster, helm_release(namespace, "blog", **chart_ref(serviceAccountName="deployer"))
+    )
+    wait_for_release(cluster, namespace, "blog", ready("InstallSucceeded"))
+    assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == ["deployed"]
+    web = get_json(cluster, "deployment", "blog-web", "-n", namespace)
+    assert web is not None

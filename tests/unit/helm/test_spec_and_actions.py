@@ -40,6 +40,10 @@ def test_defaults_are_fluxs() -> None:
     assert not spec.upgrade_remediation.remediate_last_failure
     assert spec.upgrade_remediation.strategy == "rollback"
     assert (spec.chart.namespace, spec.chart.name, spec.chart.template) == ("apps", "wp", None)
+    assert spec.impersonate("apps") is None
+    assert parse(release(serviceAccountName="deployer")).impersonate("apps") == (
+        "system:serviceaccount:apps:deployer"
+    )
     retried = parse(release(upgrade={"remediation": {"retries": 2}}))
     assert retried.upgrade_remediation.remediate_last_failure
     assert not retried.upgrade_remediation.exhausted(2)
