@@ -270,11 +270,14 @@ class Engine:
                     ref,
                     inputs.chart,
                     inputs.values,
-                    timeout=spec.timeout,
+                    timeout=spec.install_timeout,
                     wait=spec.install_wait,
                     create_namespace=spec.create_namespace,
                     skip_crds=skip_crds,
                     max_history=spec.max_history,
+                    hooks=spec.install_hooks,
+                    take_ownership=spec.install_take_ownership,
+                    server_side=spec.install_server_side,
                 )
             else:
                 await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
@@ -282,10 +285,14 @@ class Engine:
                     ref,
                     inputs.chart,
                     inputs.values,
-                    timeout=spec.timeout,
+                    timeout=spec.upgrade_timeout,
                     wait=spec.upgrade_wait,
                     force=spec.upgrade_force,
                     max_history=spec.max_history,
+                    hooks=spec.upgrade_hooks,
+                    take_ownership=spec.upgrade_take_ownership,
+                    server_side=spec.upgrade_server_side,
+                    cleanup_on_fail=spec.upgrade_cleanup_on_fail,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED
@@ -398,6 +405,9 @@ class Engine:
                 timeout=spec.rollback_timeout,
                 force=spec.rollback_force,
                 max_history=spec.max_history,
+                wait=spec.rollback_wait,
+                hooks=spec.rollback_hooks,
+                cleanup_on_fail=spec.rollback_cleanup_on_fail,
             )
         except HelmError as exc:
             message = f"Helm rollback to previous release {where} failed: {exc}"
@@ -426,7 +436,11 @@ class Engine:
         where = f"{_release(ref, newest.version)} with chart {chart_name}@{chart_version}"
         try:
             await self.helm.uninstall(
-                ref, keep_history=spec.uninstall_keep_history, timeout=spec.uninstall_timeout
+                ref,
+                keep_history=spec.uninstall_keep_history,
+                timeout=spec.uninstall_timeout,
+                wait=spec.uninstall_wait,
+                hooks=spec.uninstall_hooks,
             )
         except HelmError as exc:
             message = f"Helm uninstall failed for release {where}: {exc}"
@@ -461,6 +475,8 @@ class Engine:
                     timeout=inputs.spec.rollback_timeout,
                     force=inputs.spec.rollback_force,
                     max_history=inputs.spec.max_history,
+                    wait=inputs.spec.rollback_wait,
+                    hooks=inputs.spec.rollback_hooks,
                 )
         except HelmError as exc:
             raise ReconcileError(

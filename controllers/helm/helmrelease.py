@@ -178,6 +178,8 @@ class HelmReleaseReconciler:
                     ref,
                     keep_history=bool(spec and spec.uninstall_keep_history),
                     timeout=spec.uninstall_timeout if spec else release_spec.DEFAULT_TIMEOUT,
+                    wait=spec.uninstall_wait if spec else True,
+                    hooks=spec.uninstall_hooks if spec else True,
                 )
         except HelmError as exc:
             log.warning("uninstalling release %s failed: %s", ref, exc.message)

@@ -10,7 +10,16 @@ pyhelm3 0.5.8 with helm v4 (checked against `.tools/bin/helm`, v4.3):
 - `disable_validation=True` is broken (it extends the argument list with
   the characters of `--disable-openapi-validation`): never used;
 - `wait=True` passes `--wait --wait-for-jobs`; helm v4 reads a bare `--wait`
-  as its `watcher` strategy (kstatus), which is what Flux waits with.
+  as its `watcher` strategy (kstatus), which is what Flux waits with;
+- `force=True` passes helm v3's `--force`, which helm v4's upgrade and
+  rollback no longer have: upgrades use `force_replace`, forced rollbacks go
+  through `Command.run`; and helm v4 refuses `--force-replace` with
+  server-side apply (its default), so a forced action also passes
+  `--server-side=false`;
+- `rollback(recreate_pods=True)` passes `--recreate-pods`, gone in helm v4;
+- helm v4's `status --output json` has no `chart` and embeds every live
+  object of the release (with its pods), so it is read only for test hooks;
+- there is no impersonation option: helm's `--kube-as-user` is appended.
 
 Every helm process started is counted in `headwater_helm_commands_total`,
 so a reconcile that needs no helm call can be seen to make none.
@@ -146,6 +155,9 @@ class Helm:
         create_namespace: bool,
         skip_crds: bool,
         max_history: int,
+        hooks: bool = True,
+        take_ownership: bool = True,
+        server_side: str = "auto",
     ) -> None:
         await self._call(
             "install",
@@ -159,6 +171,9 @@ class Helm:
                 timeout=_seconds(timeout),
                 wait=wait,
                 reset_values=True,
+                no_hooks=not hooks,
+                take_ownership=take_ownership,
+                server_side=server_side,
             ),
         )
 
@@ -172,6 +187,10 @@ class Helm:
         wait: bool,
         force: bool,
         max_history: int,
+        hooks: bool = True,
+        take_ownership: bool = True,
+        server_side: str = "auto",
+        cleanup_on_fail: bool = False,
     ) -> None:
         await self._call(
             "upgrade",
@@ -184,10 +203,15 @@ class Helm:
                 # helm never touches CRDs on upgrade; the engine applies them by policy.
                 skip_crds=True,
                 force_replace=force,
+                # helm v4 refuses to replace objects it server-side applies.
+                server_side="false" if force else server_side,
                 timeout=_seconds(timeout),
                 wait=wait,
                 # The spec's values are the whole truth, never merged with the last release's.
                 reset_values=True,
+                no_hooks=not hooks,
+                take_ownership=take_ownership,
+                cleanup_on_fail=cleanup_on_fail,
             ),
         )
 
@@ -200,21 +224,56 @@ class Helm:
         )
 
     async def rollback(
-        self, ref: ReleaseRef, version: int, *, timeout: float, force: bool, max_history: int
+        self,
+        ref: ReleaseRef,
+        version: int,
+        *,
+        timeout: float,
+        force: bool,
+        max_history: int,
+        wait: bool = True,
+        hooks: bool = True,
+        cleanup_on_fail: bool = False,
     ) -> None:
+        # pyhelm3's force is helm v3's --force; helm v4 calls it --force-replace.
+        command = self._command(max_history, ref.as_user)
+        if force:
+            await self._call(
+                "rollback",
+                command.run(
+                    [
+                        *("rollback", ref.name, version, "--namespace", ref.namespace),
+                        *("--history-max", max_history, "--timeout", _seconds(timeout)),
+                        *("--force-replace", "--server-side=false"),
+                        *(["--wait", "--wait-for-jobs"] if wait else []),
+                        *([] if hooks else ["--no-hooks"]),
+                        *(["--cleanup-on-fail"] if cleanup_on_fail else []),
+                    ]
+                ),
+            )
+            return
         await self._call(
             "rollback",
-            self._command(max_history, ref.as_user).rollback(
+            command.rollback(
                 ref.name,
                 version,
                 namespace=ref.namespace,
                 timeout=_seconds(timeout),
-                force=force,
-                wait=True,
+                wait=wait,
+                no_hooks=not hooks,
+                cleanup_on_fail=cleanup_on_fail,
             ),
         )
 
-    async def uninstall(self, ref: ReleaseRef, *, keep_history: bool, timeout: float) -> bool:
+    async def uninstall(
+        self,
+        ref: ReleaseRef,
+        *,
+        keep_history: bool,
+        timeout: float,
+        wait: bool = True,
+        hooks: bool = True,
+    ) -> bool:
         """Uninstall; False when there was no release to uninstall."""
         try:
             await self._call(
@@ -224,7 +283,8 @@ class Helm:
                     namespace=ref.namespace,
                     keep_history=keep_history,
                     timeout=_seconds(timeout),
-                    wait=True,
+                    wait=wait,
+                    no_hooks=not hooks,
                 ),
             )
         except HelmError as exc:

@@ -52,9 +52,15 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.test.filters": "test filters are not implemented yet",
     "spec.chart.spec.verify": "chart verification belongs to the source controller",
     "spec.chart.metadata": "HelmChart template metadata is not implemented yet",
-    "spec.install.disableHooks": "not implemented yet",
-    "spec.upgrade.disableHooks": "not implemented yet",
-    "spec.install.replace": "not implemented yet",
+    "spec.install.replace": "pyhelm3 installs with `helm upgrade --install` (no --replace)",
+    # pyhelm3 0.5.8 mangles its disable_validation flag; helm v4 has no --recreate-pods.
+    "spec.install.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
+    "spec.upgrade.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
+    "spec.install.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
+    "spec.upgrade.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
+    "spec.rollback.recreate": "helm v4 has no --recreate-pods",
+    "spec.rollback.serverSideApply": "pyhelm3 0.5.8 has no option for it on rollback",
+    "spec.rollback.disableWaitForJobs": "helm waits for Jobs whenever it waits",
     # pyhelm3 asks helm to wait for Jobs whenever it waits.
     "spec.install.disableWaitForJobs": "helm waits for Jobs whenever it waits",
     "spec.upgrade.disableWaitForJobs": "helm waits for Jobs whenever it waits",
@@ -88,6 +94,7 @@ class ChartTemplate:
     interval: str
     reconcile_strategy: str
     values_files: tuple[str, ...]
+    ignore_missing_values_files: bool = False
 
     def helm_chart_spec(self) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -99,6 +106,8 @@ class ChartTemplate:
         }
         if self.values_files:
             spec["valuesFiles"] = list(self.values_files)
+        if self.ignore_missing_values_files:
+            spec["ignoreMissingValuesFiles"] = True
         return spec
 
 
@@ -136,6 +145,22 @@ class HelmReleaseSpec:
     uninstall_timeout: float
     install_wait: bool
     upgrade_wait: bool
+    install_timeout: float = DEFAULT_TIMEOUT
+    upgrade_timeout: float = DEFAULT_TIMEOUT
+    install_hooks: bool = True
+    upgrade_hooks: bool = True
+    rollback_hooks: bool = True
+    uninstall_hooks: bool = True
+    rollback_wait: bool = True
+    uninstall_wait: bool = True
+    upgrade_cleanup_on_fail: bool = False
+    rollback_cleanup_on_fail: bool = False
+    # Flux takes ownership of existing objects unless told not to.
+    install_take_ownership: bool = True
+    upgrade_take_ownership: bool = True
+    # helm's --server-side: "true", "false", or "auto" (the previous release's method).
+    install_server_side: str = "auto"
+    upgrade_server_side: str = "auto"
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
 
@@ -185,6 +210,10 @@ def _int(value: Any, field: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field}: expected an integer, got {value!r}")
     return value
+
+
+def _server_side(value: Any) -> str:
+    return "auto" if value is None else ("true" if value else "false")
 
 
 def _crds(value: Any, field: str, default: CrdPolicy) -> CrdPolicy:
@@ -243,8 +272,6 @@ def _chart_source(spec: Mapping[str, Any], namespace: str, name: str, interval: 
             f"spec.chart.spec.reconcileStrategy: {strategy!r} is not ChartVersion or Revision"
         )
     values_files = template.get("valuesFiles") or []
-    if template.get("valuesFile"):
-        values_files = [template["valuesFile"], *values_files]
     return ChartSource(
         namespace=source_namespace,
         name=helm_chart_name(namespace, name),
@@ -257,6 +284,7 @@ def _chart_source(spec: Mapping[str, Any], namespace: str, name: str, interval: 
             interval=str(template.get("interval") or interval),
             reconcile_strategy=strategy,
             values_files=tuple(str(v) for v in values_files),
+            ignore_missing_values_files=bool(template.get("ignoreMissingValuesFiles")),
         ),
     )
 
@@ -295,6 +323,18 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         values_from = parse_values_from(spec.get("valuesFrom") or [])
     except ValuesSpecError as exc:
         raise SpecError(str(exc)) from None
+    if upgrade.get("force") and upgrade.get("serverSideApply"):
+        # helm v4 cannot replace objects it applies server-side.
+        raise SpecError("spec.upgrade.force: cannot be combined with serverSideApply: true")
+    propagation = uninstall.get("deletionPropagation")
+    if propagation not in (None, "background"):
+        # pyhelm3 0.5.8 cannot pass helm's --cascade.
+        raise ReconcileError(
+            "UnsupportedField",
+            f"spec.uninstall.deletionPropagation: {propagation!r} is not supported by headwater "
+            "(only background, helm's default)",
+            stalled=True,
+        )
     max_history = _int(spec.get("maxHistory"), "spec.maxHistory", DEFAULT_MAX_HISTORY)
     if max_history < 0:
         raise SpecError("spec.maxHistory: must not be negative")
@@ -308,7 +348,11 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         values=values,
         values_from=values_from,
         create_namespace=bool(install.get("createNamespace")),
-        install_crds=_crds(install.get("crds"), "spec.install.crds", "Create"),
+        install_crds=_crds(
+            install.get("crds"),
+            "spec.install.crds",
+            "Skip" if install.get("skipCRDs") else "Create",
+        ),
         upgrade_crds=_crds(upgrade.get("crds"), "spec.upgrade.crds", "Skip"),
         install_remediation=_remediation(install, "spec.install.remediation", upgrade=False),
         upgrade_remediation=_remediation(upgrade, "spec.upgrade.remediation", upgrade=True),
@@ -323,4 +367,18 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         install_wait=not install.get("disableWait"),
         upgrade_wait=not upgrade.get("disableWait"),
         service_account_name=str(spec.get("serviceAccountName") or ""),
+        install_timeout=_duration(install.get("timeout"), "spec.install.timeout", timeout),
+        upgrade_timeout=_duration(upgrade.get("timeout"), "spec.upgrade.timeout", timeout),
+        install_hooks=not install.get("disableHooks"),
+        upgrade_hooks=not upgrade.get("disableHooks"),
+        rollback_hooks=not rollback.get("disableHooks"),
+        uninstall_hooks=not uninstall.get("disableHooks"),
+        rollback_wait=not rollback.get("disableWait"),
+        uninstall_wait=not uninstall.get("disableWait"),
+        upgrade_cleanup_on_fail=bool(upgrade.get("cleanupOnFail")),
+        rollback_cleanup_on_fail=bool(rollback.get("cleanupOnFail")),
+        install_take_ownership=not install.get("disableTakeOwnership"),
+        upgrade_take_ownership=not upgrade.get("disableTakeOwnership"),
+        install_server_side=_server_side(install.get("serverSideApply")),
+        upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
     )

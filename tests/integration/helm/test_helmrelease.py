@@ -274,7 +274,9 @@ def test_bad_upgrade_is_rolled_back(
             chartRef={"kind": "HelmChart", "name": "wordpress"},
             timeout="8s",
             values={"web": {"nodeSelector": NOWHERE}},
-            upgrade={"remediation": {"remediateLastFailure": True}},
+            # force: helm v4's --force-replace, on the upgrade and on its rollback.
+            upgrade={"force": True, "remediation": {"remediateLastFailure": True}},
+            rollback={"force": True},
         ),
     )
     obj = wait_for_release(
