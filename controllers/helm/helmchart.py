@@ -126,6 +126,18 @@ class HelmCharts:
         await asyncio.to_thread(write)
         return body
 
+    async def delete_if_owned(self, chart_id: str, release: Mapping[str, Any]) -> None:
+        """Delete HelmChart `namespace/name` if this release made it (by its labels)."""
+        namespace, _, name = chart_id.partition("/")
+        live = self.lookup(ObjectRef(namespace, name))
+        labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+        metadata = release["metadata"]
+        if (
+            labels.get(NAME_LABEL) == metadata["name"]
+            and labels.get(NAMESPACE_LABEL) == metadata["namespace"]
+        ):
+            await self.delete(namespace, name)
+
     async def delete(self, namespace: str, name: str) -> None:
         objects = kubernetes.client.CustomObjectsApi(self.api)
 

@@ -70,9 +70,9 @@ class HelmReleaseReconciler:
         written = None
         if source.template is not None:
             written = await self.helm_charts.ensure(run.obj, spec)
-            if previous_chart and previous_chart != chart_id:
-                old_namespace, _, old_name = str(previous_chart).partition("/")
-                await self.helm_charts.delete(old_namespace, old_name)
+        if previous_chart and previous_chart != chart_id:
+            # The template moved (or became a chartRef): the HelmChart we made goes.
+            await self.helm_charts.delete_if_owned(str(previous_chart), run.obj)
         run.status["helmChart"] = chart_id
         run.status["storageNamespace"] = spec.namespace
 
@@ -82,6 +82,10 @@ class HelmReleaseReconciler:
             metadata, crd_files = self._read_chart(artifact.digest, chart_path)
         except (ChartNotReady, ArtifactError, ChartError) as exc:
             raise ReconcileError(cond.ARTIFACT_FAILED, str(exc)) from None
+        # Every event from here on names the chart version being released.
+        run.event_metadata["revision"] = metadata.version
+        if metadata.app_version:
+            run.event_metadata["app-version"] = metadata.app_version
 
         namespace = run.ref.namespace
         try:
@@ -97,9 +101,6 @@ class HelmReleaseReconciler:
         run.status["lastAttemptedValuesChecksum"] = release_values.values_checksum(composed)
         run.status["lastAttemptedGeneration"] = run.generation
         run.status["lastAttemptedRevisionDigest"] = artifact.digest
-        run.event_metadata["revision"] = metadata.version
-        if metadata.app_version:
-            run.event_metadata["app-version"] = metadata.app_version
         await run.progressing(
             f"Fetched revision: {metadata.version}", revision=artifact.revision or metadata.version
         )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
 import pytest
 import yaml
 
@@ -315,11 +316,12 @@ def test_bad_upgrade_is_rolled_back(
 def test_failures_leave_the_last_good_release_untouched(
     cluster: TestCluster,
     controllers: RunningControllers,
+    api_client: kubernetes.client.ApiClient,
     namespace: str,
     charts: ChartServer,
     tmp_path: Path,
 ) -> None:
-    install_chartref_release(cluster, charts, namespace, tmp_path)
+    installed = install_chartref_release(cluster, charts, namespace, tmp_path)
 
     def untouched() -> None:
         history = helm_history(cluster, namespace, "blog")
@@ -348,6 +350,13 @@ def test_failures_leave_the_last_good_release_untouched(
     message = condition(obj, "Ready")["message"]  # type: ignore[index]
     assert f"ConfigMap '{namespace}/bad-values'" in message and "invalid YAML" in message
     untouched()
+    core = kubernetes.client.CoreV1Api(api_client)
+    events = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.uid={installed['metadata']['uid']}"
+    ).items
+    [init_failed] = [e for e in events if e.reason == "InitFailed"]
+    assert init_failed.type == "Warning"
+    assert init_failed.metadata.annotations["helm.toolkit.fluxcd.io/revision"] == "1.0.0"
 
     # A values key the ConfigMap does not have.
     release_with(valuesFrom=[{"kind": "ConfigMap", "name": "bad-values", "valuesKey": "prod"}])

@@ -293,3 +293,30 @@ def test_service_account_name_is_impersonated(
     assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == ["deployed"]
     web = get_json(cluster, "deployment", "blog-web", "-n", namespace)
     assert web is not None
+
+
+def test_a_helmchart_the_release_no_longer_uses_is_deleted(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+) -> None:
+    template = {
+        "spec": {"chart": "wordpress", "sourceRef": {"kind": "HelmRepository", "name": "charts"}}
+    }
+    apply_manifests(cluster, helm_release(namespace, "blog", chart=template))
+    owned = f"{namespace}-blog"
+    wait_for(
+        lambda: get_json(cluster, "helmchart", owned, "-n", namespace),
+        what="the HelmChart the release owns",
+    )
+    # Switched to a HelmChart of the user's own: the one the release made goes.
+    apply_manifests(cluster, helm_chart(namespace, "wordpress"))
+    publish_chart(cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.0.0"))
+    apply_manifests(cluster, helm_release(namespace, "blog", **chart_ref()))
+    wait_for_release(cluster, namespace, "blog", ready("InstallSucceeded"))
+    wait_for(
+        lambda: get_json(cluster, "helmchart", owned, "-n", namespace) is None,
+        what="the owned HelmChart deleted",
+    )
+    assert get_json(cluster, "helmchart", "wordpress", "-n", namespace) is not None
