@@ -214,6 +214,7 @@ class Engine:
             force = False
             log.debug("release %s: %s (%s)", ref, action.value, why)
             if action is Action.NONE:
+                self._in_sync(run, inputs)
                 self._ready(run)
                 return
             if action is Action.UNLOCK:
@@ -233,6 +234,20 @@ class Engine:
             cond.RECONCILIATION_FAILED,
             f"release {ref} did not settle after {MAX_STEPS} helm actions",
         )
+
+    def _in_sync(self, run: ReconcileRun, inputs: ReleaseInputs) -> None:
+        """The deployed revision is the desired one, though not by a release of this run
+        (a rollback or an unlock got it there): Released says so."""
+        if cond.is_true(run.status, RELEASED):
+            return
+        history = run.status.get("history") or [{}]
+        version = int(history[0].get("version") or 0)
+        reason = INSTALL_SUCCEEDED if version == 1 else UPGRADE_SUCCEEDED
+        message = (
+            f"Helm release {_release(inputs.ref, version)} with chart {inputs.metadata.ref} "
+            "is deployed with the desired values"
+        )
+        self._set(run, RELEASED, True, reason, message)
 
     def _ready(self, run: ReconcileRun) -> None:
         """Ready mirrors a passed TestSuccess, else Released (test failures got here ignored)."""

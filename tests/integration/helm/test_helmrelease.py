@@ -433,6 +433,10 @@ def test_release_stuck_pending_by_a_crash_is_unlocked(
     history = helm_history(cluster, namespace, "blog")
     assert history[-1]["status"] == "deployed"
     assert obj["status"]["history"][0]["version"] == history[-1]["revision"]
+    # The unlock rolled back to the desired revision: released, with nothing left to do.
+    released = condition(obj, "Released")
+    assert released is not None and released["status"] == "True"
+    assert "is deployed with the desired values" in released["message"]
     web = deployment(cluster, namespace, "blog-web")
     assert web is not None and "nodeSelector" not in web["spec"]["template"]["spec"]
 
