@@ -1,21 +1,145 @@
-"""Kopf handlers of the helm controller (HelmRelease).
+"""Kopf wiring of the helm controller: HelmRelease, and the HelmCharts it reads.
 
 Handlers are added by `register`, on the registry the runner passes in,
 never on kopf's global registry: that is how `headwater run all` combines
-every controller in one operator. Keep handlers thin; the work lives in
-plain functions in this package's step modules.
+every controller in one operator. The work lives in the step modules:
+`spec`, `values`, `helmchart` + `chart` (where the chart comes from),
+`actions` + `engine` + `release` (what helm does), `storage`, `crds`.
 """
 
 from __future__ import annotations
 
-import kopf
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
+import kopf
+import kubernetes.client
+
+from controllers.helm.chart import ChartStore
+from controllers.helm.crds import apply_crds
+from controllers.helm.engine import Engine
+from controllers.helm.helmchart import HelmCharts
+from controllers.helm.helmrelease import HelmReleaseReconciler
+from controllers.helm.release import Helm
+from controllers.helm.spec import HELM_CHART, RESOURCE
+from controllers.helm.storage import StoredRevision, stored_revisions
+from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.concurrency import ReconcileSlots
+from controllers.toolkit.runtime.events import make_recorder
+from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.leader import Leadership
+from controllers.toolkit.runtime.patching import ObjectWriter
+from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler, WatchCache
 from controllers.toolkit.runtime.settings import Settings
 
 CONTROLLER = "helm"
+# Index of HelmReleases by the `namespace/name` of the HelmChart they read.
+BY_CHART = "chart"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def helm_executable() -> str:
+    """The pinned helm (v4) in the repository's .tools/bin, else the one on PATH."""
+    pinned = _REPO_ROOT / ".tools" / "bin" / "helm"
+    if pinned.exists():
+        return str(pinned)
+    return shutil.which("helm") or "helm"
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
-    """Add this controller's handlers to `registry` (none yet)."""
-    del registry, settings, leadership
+    """Add the helm controller's handlers to `registry`."""
+    api = kube.api_client()
+    read_secret = kube.secret_reader(api)
+    read_config_map = kube.config_map_reader(api)
+
+    async def read_config(kind: str, namespace: str, name: str) -> Mapping[str, str] | None:
+        if kind != "Secret":
+            return await read_config_map(namespace, name)
+        data = await read_secret(namespace, name)
+        if data is None:
+            return None
+        return {key: value.decode("utf-8", "replace") for key, value in data.items()}
+
+    async def revisions(namespace: str, name: str) -> list[StoredRevision]:
+        return await stored_revisions(api, namespace, name)
+
+    impersonating: dict[str, kubernetes.client.ApiClient] = {}
+
+    def client_as(user: str | None) -> kubernetes.client.ApiClient:
+        if user is None:
+            return api
+        if user not in impersonating:
+            client = kubernetes.client.ApiClient(api.configuration)
+            client.set_default_header("Impersonate-User", user)
+            impersonating[user] = client
+        return impersonating[user]
+
+    async def crds(files: Sequence[str], policy: str, user: str | None) -> list[str]:
+        return await apply_crds(client_as(user), files, policy)  # type: ignore[arg-type]
+
+    helm_charts = WatchCache(HELM_CHART)
+    charts = ChartStore(
+        Path(tempfile.mkdtemp(prefix="headwater-helm-charts-")),
+        max_size=settings.artifact_max_size,
+    )
+    writer = ObjectWriter(api, RESOURCE)
+    releases = HelmReleaseReconciler(
+        frame=ReconcileFrame(
+            RESOURCE, writer, make_recorder(CONTROLLER, api, settings), failure_events="on_change"
+        ),
+        engine=Engine(Helm(helm_executable()), revisions, crds),
+        charts=charts,
+        helm_charts=HelmCharts(api, helm_charts.get),
+        read_config=read_config,
+    )
+    queue = Reconciler(
+        RESOURCE,
+        reconcile=releases.reconcile,
+        finalize=releases.finalize,
+        patch_finalizers=writer.set_finalizers,
+        slots=ReconcileSlots(settings.concurrent),
+        leadership=leadership,
+        selector=settings.watch_selector,
+    )
+    queue.add_index(BY_CHART, lambda release: [_chart_of(release)])
+
+    def on_chart_change(old: Object | None, new: Object | None) -> None:
+        """A HelmChart's new artifact (or its first one) makes the releases using it run."""
+        if new is None or _artifact_digest(old) == _artifact_digest(new):
+            return
+        chart = ObjectRef.of(new)
+        for release in queue.indexed(BY_CHART, f"{chart.namespace}/{chart.name}"):
+            queue.request(ObjectRef.of(release))
+
+    helm_charts.add_observer(on_chart_change)
+    helm_charts.register(registry)
+    queue.register(registry)
+
+    @kopf.on.cleanup(registry=registry, id="helm-cleanup")
+    async def close(**_: Any) -> None:
+        await charts.close()
+        for client in impersonating.values():
+            client.close()
+        api.close()
+
+
+def _chart_of(release: Object) -> str:
+    """`namespace/name` of the HelmChart a release reads (as `spec.parse` resolves it)."""
+    metadata = release.get("metadata") or {}
+    namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
+    spec = release.get("spec") or {}
+    chart_ref = spec.get("chartRef")
+    if chart_ref:
+        return f"{chart_ref.get('namespace') or namespace}/{chart_ref.get('name')}"
+    source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+    return f"{source.get('namespace') or namespace}/{namespace}-{name}"
+
+
+def _artifact_digest(obj: Object | None) -> str | None:
+    if obj is None:
+        return None
+    digest = ((obj.get("status") or {}).get("artifact") or {}).get("digest")
+    return str(digest) if digest else None

@@ -1,0 +1,536 @@
+"""HelmRelease end to end: real charts, the real helm binary, the real control plane.
+
+The HelmCharts' artifacts are published by `tests.support.charts.publish_chart`
+(a loopback HTTP server and the HelmChart's status subresource) until the
+source controller on this branch reconciles HelmCharts itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import pytest
+import yaml
+from tests.helpers import (
+    TestCluster,
+    apply_manifests,
+    condition,
+    get_json,
+    request_reconcile,
+    wait_for,
+)
+
+from tests.support.charts import (
+    HELM,
+    NOWHERE,
+    ChartServer,
+    chart_server,
+    helm_chart,
+    helm_history,
+    helm_release,
+    publish_chart,
+    wait_for_release,
+    wordpress_chart,
+)
+from tests.support.chatservers import Received, SlackServer
+from tests.support.controllers import RunningControllers
+from tests.support.notification import alert, field_value, provider, secret
+
+Check = Callable[[dict[str, Any]], bool]
+
+
+@pytest.fixture
+def charts(tmp_path: Path) -> Iterator[ChartServer]:
+    with chart_server(tmp_path / "served") as server:
+        yield server
+
+
+def has(type_: str, status: str, reason: str | None = None) -> Check:
+    def check(obj: dict[str, Any]) -> bool:
+        found = condition(obj, type_)
+        return bool(
+            found and found["status"] == status and (reason is None or found["reason"] == reason)
+        )
+
+    return check
+
+
+def ready_at(generation_of: Callable[[], int] | None = None, reason: str | None = None) -> Check:
+    def check(obj: dict[str, Any]) -> bool:
+        ready = condition(obj, "Ready")
+        return bool(
+            ready
+            and ready["status"] == "True"
+            and (reason is None or ready["reason"] == reason)
+            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    return check
+
+
+def helm_commands(controllers: RunningControllers) -> float:
+    """helm processes the controllers have started so far (their own metric)."""
+    with urllib.request.urlopen(f"{controllers.metrics_url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(match.group(1))
+        for match in re.finditer(r"^headwater_helm_commands_total\{[^}]*\} (\S+)$", text, re.M)
+    )
+
+
+def deployment(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_json(cluster, "deployment", name, "-n", namespace)
+
+
+def available(cluster: TestCluster, namespace: str, name: str) -> bool:
+    found = deployment(cluster, namespace, name)
+    return bool(found) and any(
+        c["type"] == "Available" and c["status"] == "True"
+        for c in (found or {}).get("status", {}).get("conditions", [])
+    )
+
+
+def install_chartref_release(
+    cluster: TestCluster,
+    charts: ChartServer,
+    namespace: str,
+    tmp_path: Path,
+    name: str = "blog",
+    **spec: Any,
+) -> dict[str, Any]:
+    """A HelmChart with wordpress 1.0.0 and a HelmRelease of it, installed and Ready."""
+    apply_manifests(cluster, helm_chart(namespace, "wordpress"))
+    publish_chart(cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.0.0"))
+    apply_manifests(
+        cluster,
+        helm_release(namespace, name, chartRef={"kind": "HelmChart", "name": "wordpress"}, **spec),
+    )
+    return wait_for_release(cluster, namespace, name, ready_at(), what="first install")
+
+
+def test_install_upgrade_noop_and_uninstall(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+) -> None:
+    # spec.chart: the release creates (and owns) HelmChart <namespace>-<name>.
+    release = helm_release(
+        namespace,
+        "blog",
+        chart={
+            "spec": {
+                "chart": "wordpress",
+                "version": "1.x",
+                "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+            }
+        },
+        values={"replicaCount": 1},
+    )
+    apply_manifests(cluster, release)
+    chart_name = f"{namespace}-blog"
+    owned = wait_for(
+        lambda: get_json(cluster, "helmchart", chart_name, "-n", namespace),
+        what="the HelmChart the release owns",
+    )
+    assert owned["spec"]["chart"] == "wordpress"
+    assert owned["spec"]["version"] == "1.x"
+    assert owned["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "blog"
+    assert owned["metadata"]["ownerReferences"][0]["kind"] == "HelmRelease"
+    waiting = wait_for_release(
+        cluster, namespace, "blog", has("Ready", "False", "ArtifactFailed"), what="no artifact"
+    )
+    assert "has no artifact" in condition(waiting, "Ready")["message"]  # type: ignore[index]
+
+    publish_chart(cluster, charts, namespace, chart_name, wordpress_chart(charts.root, "1.0.0"))
+    obj = wait_for_release(cluster, namespace, "blog", ready_at(reason="InstallSucceeded"))
+    status = obj["status"]
+    assert condition(obj, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
+    assert status["lastAttemptedRevision"] == "1.0.0"
+    assert status["lastAttemptedConfigDigest"].startswith("sha256:")
+    assert status["helmChart"] == f"{namespace}/{chart_name}"
+    snapshot = status["history"][0]
+    assert snapshot["name"] == "blog"
+    assert snapshot["version"] == 1
+    assert snapshot["status"] == "deployed"
+    assert snapshot["chartName"] == "wordpress"
+    assert snapshot["chartVersion"] == "1.0.0"
+    assert snapshot["appVersion"] == "6.4"
+    assert snapshot["configDigest"] == status["lastAttemptedConfigDigest"]
+    wait_for(lambda: available(cluster, namespace, "blog-web"), what="web Deployment available")
+    wait_for(lambda: available(cluster, namespace, "blog-db"), what="db Deployment available")
+    assert get_json(cluster, "service", "blog-db", "-n", namespace) is not None
+
+    # Unchanged chart and values: a reconcile starts no helm process, makes no revision.
+    before = helm_commands(controllers)
+    assert before > 0  # the install above was counted
+    token = request_reconcile(cluster, namespace, "helmrelease", "blog")
+    wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: o["status"].get("lastHandledReconcileAt") == token,
+        what="the requested reconcile",
+    )
+    assert helm_commands(controllers) == before
+    assert [r["revision"] for r in helm_history(cluster, namespace, "blog")] == [1]
+
+    # forceAt (with an equal requestedAt, as `flux reconcile --force` sets them) upgrades anyway.
+    token = str(time.time_ns())
+    cluster.kubectl(
+        "annotate",
+        "--overwrite",
+        "helmrelease",
+        "blog",
+        "-n",
+        namespace,
+        f"reconcile.fluxcd.io/requestedAt={token}",
+        f"reconcile.fluxcd.io/forceAt={token}",
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: o["status"].get("lastHandledForceAt") == token and ready_at()(o),
+        what="the forced release",
+    )
+    assert obj["status"]["history"][0]["version"] == 2
+    assert condition(obj, "Released")["reason"] == "UpgradeSucceeded"  # type: ignore[index]
+
+    # A values change is an upgrade.
+    release["spec"]["values"] = {"replicaCount": 2}
+    apply_manifests(cluster, release)
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            ready_at(reason="UpgradeSucceeded")(o) and o["status"]["history"][0]["version"] == 3
+        ),
+        what="the upgrade for new values",
+    )
+    assert obj["status"]["history"][0]["configDigest"] != snapshot["configDigest"]
+    assert deployment(cluster, namespace, "blog-web")["spec"]["replicas"] == 2  # type: ignore[index]
+    assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == [
+        "superseded",
+        "superseded",
+        "deployed",
+    ]
+
+    # Deleting the HelmRelease uninstalls the release and removes the HelmChart it owns.
+    cluster.kubectl("delete", "helmrelease", "blog", "-n", namespace, "--wait=true")
+    assert helm_history(cluster, namespace, "blog") == []
+    wait_for(
+        lambda: (
+            deployment(cluster, namespace, "blog-web") is None
+            and get_json(cluster, "helmchart", chart_name, "-n", namespace) is None
+        ),
+        what="the release's objects and HelmChart gone",
+    )
+
+
+def from_release(namespace: str, reason_text: str) -> Callable[[Received], bool]:
+    def check(request: Received) -> bool:
+        if request.method != "POST" or not request.body.startswith(b"{"):
+            return False
+        attachment = (request.json().get("attachments") or [{}])[0]
+        return bool(
+            attachment.get("author_name") == f"helmrelease/blog.{namespace}"
+            and reason_text in str(attachment.get("text"))
+        )
+
+    return check
+
+
+def test_bad_upgrade_is_rolled_back(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+    slack_server: SlackServer,
+) -> None:
+    apply_manifests(
+        cluster,
+        secret(namespace, "slack-url", {"address": slack_server.webhook_url}),
+        provider(namespace, "slack", type="slack", channel="#ops", secretRef={"name": "slack-url"}),
+        alert(namespace, "releases", "slack", {"kind": "HelmRelease", "name": "*"}),
+    )
+    install_chartref_release(cluster, charts, namespace, tmp_path)
+    # Web pods that no node can take: the upgrade's wait never sees them Ready.
+    apply_manifests(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            chartRef={"kind": "HelmChart", "name": "wordpress"},
+            timeout="8s",
+            values={"web": {"nodeSelector": NOWHERE}},
+            # force: helm v4's --force-replace, on the upgrade and on its rollback.
+            upgrade={"force": True, "remediation": {"remediateLastFailure": True}},
+            rollback={"force": True},
+        ),
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        has("Remediated", "True", "RollbackSucceeded"),
+        timeout=120,
+        what="the rollback",
+    )
+    assert condition(obj, "Released")["reason"] == "UpgradeFailed"  # type: ignore[index]
+    ready = condition(obj, "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert ready["reason"] == "RollbackSucceeded"
+    stalled = condition(obj, "Stalled")
+    assert stalled is not None and stalled["reason"] == "RetriesExceeded"
+    assert obj["status"]["upgradeFailures"] == 1
+    assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == [
+        "superseded",
+        "failed",
+        "deployed",
+    ]
+    web = deployment(cluster, namespace, "blog-web")
+    assert web is not None and "nodeSelector" not in web["spec"]["template"]["spec"]
+    assert obj["status"]["history"][0]["version"] == 3
+    # The failure reaches Slack, with the chart version as the revision.
+    [failure] = slack_server.wait_for(
+        from_release(namespace, "Helm upgrade failed"), what="the upgrade failure in Slack"
+    )
+    assert field_value(failure, "revision") == "1.0.0"
+    slack_server.wait_for(
+        from_release(namespace, "Helm rollback to previous release"), what="the rollback in Slack"
+    )
+
+
+def test_failures_leave_the_last_good_release_untouched(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    api_client: kubernetes.client.ApiClient,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    installed = install_chartref_release(cluster, charts, namespace, tmp_path)
+
+    def untouched() -> None:
+        history = helm_history(cluster, namespace, "blog")
+        assert [(r["revision"], r["status"]) for r in history] == [(1, "deployed")]
+
+    def release_with(**spec: Any) -> None:
+        apply_manifests(
+            cluster,
+            helm_release(
+                namespace, "blog", chartRef={"kind": "HelmChart", "name": "wordpress"}, **spec
+            ),
+        )
+
+    # Bad YAML in a values ConfigMap.
+    apply_manifests(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "bad-values", "namespace": namespace},
+            "data": {"values.yaml": "replicaCount: [unclosed\n"},
+        },
+    )
+    release_with(valuesFrom=[{"kind": "ConfigMap", "name": "bad-values"}])
+    obj = wait_for_release(cluster, namespace, "blog", has("Ready", "False", "InitFailed"))
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert f"ConfigMap '{namespace}/bad-values'" in message and "invalid YAML" in message
+    untouched()
+    core = kubernetes.client.CoreV1Api(api_client)
+    events = core.list_namespaced_event(
+        namespace, field_selector=f"involvedObject.uid={installed['metadata']['uid']}"
+    ).items
+    [init_failed] = [e for e in events if e.reason == "InitFailed"]
+    assert init_failed.type == "Warning"
+    assert init_failed.metadata.annotations["helm.toolkit.fluxcd.io/revision"] == "1.0.0"
+
+    # A values key the ConfigMap does not have.
+    release_with(valuesFrom=[{"kind": "ConfigMap", "name": "bad-values", "valuesKey": "prod"}])
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            has("Ready", "False", "InitFailed")(o)
+            and "missing key 'prod'" in condition(o, "Ready")["message"]
+        ),  # type: ignore[index]
+    )
+    untouched()
+
+    # A chart that fails to render.
+    release_with()
+    wait_for_release(cluster, namespace, "blog", ready_at(), what="back to good")
+    publish_chart(
+        cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.1.0", broken=True)
+    )
+    obj = wait_for_release(cluster, namespace, "blog", has("Ready", "False", "UpgradeFailed"))
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert "wordpress@1.1.0" in message and "noSuchFunction" in message
+    assert obj["status"]["lastAttemptedRevision"] == "1.1.0"
+    assert obj["status"]["history"][0]["chartVersion"] == "1.0.0"
+    untouched()
+
+
+def test_release_stuck_pending_by_a_crash_is_unlocked(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    install_chartref_release(cluster, charts, namespace, tmp_path)
+    chart = charts.root / "packages" / "wordpress-1.0.0.tgz"
+    values = tmp_path / "stuck.yaml"
+    values.write_text(yaml.safe_dump({"web": {"nodeSelector": NOWHERE}}))
+    # A helm upgrade that dies mid-way, as it would with a crashed controller.
+    upgrade = subprocess.Popen(
+        [
+            *(str(HELM), "upgrade", "blog", str(chart), "-n", namespace, "-f", str(values)),
+            *("--wait", "--timeout", "120s"),
+        ],
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: any(
+                r["status"] == "pending-upgrade" for r in helm_history(cluster, namespace, "blog")
+            ),
+            what="a pending-upgrade revision",
+        )
+    finally:
+        os.killpg(upgrade.pid, signal.SIGKILL)
+        upgrade.wait()
+    time.sleep(0.5)
+    request_reconcile(cluster, namespace, "helmrelease", "blog")
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            ready_at()(o)
+            and (o["status"].get("history") or [{}])[0].get("status") == "deployed"
+            and o["status"]["history"][0]["version"] >= 3
+        ),
+        what="the unlocked release deployed again",
+    )
+    history = helm_history(cluster, namespace, "blog")
+    assert history[-1]["status"] == "deployed"
+    assert obj["status"]["history"][0]["version"] == history[-1]["revision"]
+    # The unlock rolled back to the desired revision: released, with nothing left to do.
+    released = condition(obj, "Released")
+    assert released is not None and released["status"] == "True"
+    assert "is deployed with the desired values" in released["message"]
+    web = deployment(cluster, namespace, "blog-web")
+    assert web is not None and "nodeSelector" not in web["spec"]["template"]["spec"]
+
+
+def test_helm_tests_run_and_failures_can_be_ignored(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    obj = install_chartref_release(cluster, charts, namespace, tmp_path, test={"enable": True})
+    assert condition(obj, "TestSuccess")["status"] == "True"  # type: ignore[index]
+    assert condition(obj, "Ready")["reason"] == "TestSucceeded"  # type: ignore[index]
+    hooks = obj["status"]["history"][0]["testHooks"]
+    assert hooks["blog-test-db"]["phase"] == "Succeeded"
+
+    # A test Job that never runs fails its test; ignored, the release stays Ready.
+    apply_manifests(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            chartRef={"kind": "HelmChart", "name": "wordpress"},
+            values={"tests": {"nodeSelector": NOWHERE}},
+            test={"enable": True, "ignoreFailures": True, "timeout": "5s"},
+        ),
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: ready_at(reason="UpgradeSucceeded")(o) and has("TestSuccess", "False")(o),
+        what="a failed, ignored test",
+    )
+    assert condition(obj, "TestSuccess")["reason"] == "TestFailed"  # type: ignore[index]
+    assert [r["status"] for r in helm_history(cluster, namespace, "blog")][-1] == "deployed"
+
+
+def test_suspended_release_is_left_alone(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    install_chartref_release(cluster, charts, namespace, tmp_path)
+    apply_manifests(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            chartRef={"kind": "HelmChart", "name": "wordpress"},
+            suspend=True,
+            values={"replicaCount": 3},
+        ),
+    )
+    time.sleep(3)
+    assert [r["revision"] for r in helm_history(cluster, namespace, "blog")] == [1]
+    # Deleting a suspended HelmRelease leaves its release installed, as in Flux.
+    cluster.kubectl("delete", "helmrelease", "blog", "-n", namespace, "--wait=true")
+    assert [r["status"] for r in helm_history(cluster, namespace, "blog")] == ["deployed"]
+
+
+def test_a_failed_test_is_remediated_unless_ignored(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: ChartServer,
+    tmp_path: Path,
+) -> None:
+    install_chartref_release(cluster, charts, namespace, tmp_path)
+    apply_manifests(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            chartRef={"kind": "HelmChart", "name": "wordpress"},
+            values={"tests": {"nodeSelector": NOWHERE}},
+            test={"enable": True, "timeout": "4s"},
+            upgrade={"remediation": {"remediateLastFailure": True}},
+        ),
+    )
+    obj = wait_for_release(
+        cluster,
+        namespace,
+        "blog",
+        has("Remediated", "True", "RollbackSucceeded"),
+        timeout=90,
+        what="the rollback of a release whose test failed",
+    )
+    assert condition(obj, "TestSuccess")["reason"] == "TestFailed"  # type: ignore[index]
+    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert obj["status"]["upgradeFailures"] == 1
+    history = helm_history(cluster, namespace, "blog")
+    assert [r["status"] for r in history] == ["superseded", "superseded", "deployed"]
+    assert history[-1]["description"] == "Rollback to 1"

@@ -1,0 +1,140 @@
+"""HelmRelease spec defaults, release naming, and the next-action decision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controllers.helm.actions import Action, Desired, Snapshot, next_action
+from controllers.helm.engine import history_snapshots
+from controllers.helm.release import ReleaseRef, Revision
+from controllers.helm.spec import SpecError, parse, release_name
+from controllers.helm.storage import StoredRevision
+from controllers.toolkit.runtime.frame import ReconcileError
+
+
+def release(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "blog", "namespace": "apps"},
+        "spec": {"interval": "5m", "chartRef": {"kind": "HelmChart", "name": "wp"}, **spec},
+    }
+
+
+def test_release_name_is_fluxs() -> None:
+    assert release_name("blog") == "blog"
+    assert release_name("blog", "web") == "web-blog"
+    assert release_name("blog", "web", "custom") == "custom"
+    long = release_name("b" * 30, "n" * 30)
+    assert len(long) == 53
+    assert long.startswith("n" * 30 + "-" + "b" * 9 + "-")
+    assert long == release_name("b" * 30, "n" * 30)
+
+
+def test_defaults_are_fluxs() -> None:
+    spec = parse(release())
+    assert spec.release_name == "blog" and spec.namespace == "apps"
+    assert spec.timeout == 300 and spec.max_history == 5 and spec.interval == 300
+    assert (spec.install_crds, spec.upgrade_crds) == ("Create", "Skip")
+    assert spec.upgrade_remediation.retries == 0
+    assert not spec.upgrade_remediation.remediate_last_failure
+    assert spec.upgrade_remediation.strategy == "rollback"
+    assert (spec.chart.namespace, spec.chart.name, spec.chart.template) == ("apps", "wp", None)
+    assert spec.impersonate("apps") is None
+    assert parse(release(serviceAccountName="deployer")).impersonate("apps") == (
+        "system:serviceaccount:apps:deployer"
+    )
+    retried = parse(release(upgrade={"remediation": {"retries": 2}}))
+    assert retried.upgrade_remediation.remediate_last_failure
+    assert not retried.upgrade_remediation.exhausted(2)
+    assert retried.upgrade_remediation.exhausted(3)
+
+
+def test_spec_chart_owns_a_helmchart_named_like_fluxs() -> None:
+    spec = parse(
+        {
+            "metadata": {"name": "blog", "namespace": "apps"},
+            "spec": {
+                "chart": {
+                    "spec": {
+                        "chart": "wordpress",
+                        "sourceRef": {"kind": "HelmRepository", "name": "r", "namespace": "src"},
+                    }
+                },
+                "targetNamespace": "web",
+            },
+        }
+    )
+    assert (spec.chart.namespace, spec.chart.name) == ("src", "apps-blog")
+    assert spec.chart.template is not None
+    assert spec.chart.template.helm_chart_spec()["version"] == "*"
+    assert spec.release_name == "web-blog" and spec.namespace == "web"
+
+
+def test_bad_and_refused_fields_name_the_field() -> None:
+    with pytest.raises(SpecError, match=r"spec.chart, spec.chartRef"):
+        parse({"metadata": {"name": "a", "namespace": "b"}, "spec": {}})
+    with pytest.raises(SpecError, match=r"spec.install.crds"):
+        parse(release(install={"crds": "Sometimes"}))
+    with pytest.raises(SpecError, match=r"spec.timeout"):
+        parse(release(timeout="soon"))
+    with pytest.raises(ReconcileError, match=r"spec.postRenderers") as refused:
+        parse(release(postRenderers=[{"kustomize": {}}]))
+    assert refused.value.stalled
+    with pytest.raises(ReconcileError, match=r"spec.storageNamespace"):
+        parse(release(storageNamespace="elsewhere"))
+    assert parse(release(storageNamespace="apps")).namespace == "apps"
+
+
+DESIRED = Desired("wordpress", "1.0.0", "sha256:aa")
+
+
+def snapshot(version: int = 1, digest: str = "sha256:aa", tested: bool = False) -> Snapshot:
+    return Snapshot(version, "deployed", "wordpress", "1.0.0", digest, tested)
+
+
+@pytest.mark.parametrize(
+    ("snap", "stored", "test_enable", "expected"),
+    [
+        (None, None, False, Action.INSTALL),
+        (snapshot(), StoredRevision(1, "uninstalled"), False, Action.INSTALL),
+        (snapshot(), StoredRevision(2, "pending-upgrade"), False, Action.UNLOCK),
+        (None, StoredRevision(1, "pending-install"), False, Action.UNLOCK),
+        (snapshot(), StoredRevision(2, "failed"), False, Action.UPGRADE),
+        (snapshot(), StoredRevision(2, "deployed"), False, Action.UPGRADE),
+        (snapshot(digest="sha256:bb"), StoredRevision(1, "deployed"), False, Action.UPGRADE),
+        (snapshot(), StoredRevision(1, "deployed"), True, Action.TEST),
+        (snapshot(tested=True), StoredRevision(1, "deployed"), True, Action.NONE),
+        (snapshot(), StoredRevision(1, "deployed"), False, Action.NONE),
+    ],
+)
+def test_next_action(
+    snap: Snapshot | None, stored: StoredRevision | None, test_enable: bool, expected: Action
+) -> None:
+    action, _ = next_action(DESIRED, snap, stored, test_enable=test_enable)
+    assert action is expected
+
+
+def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() -> None:
+    ref = ReleaseRef("blog", "apps")
+    revisions = [
+        Revision(v, s, "wordpress-1.0.0", "6.4", f"2026-01-0{v}T00:00:00Z", "")
+        for v, s in ((1, "superseded"), (2, "failed"), (3, "deployed"))
+    ]
+    previous = [
+        {"version": 1, "configDigest": "sha256:one", "testHooks": {"t": {}}},
+        {"version": 2, "testHooks": {}},
+    ]
+    made = {3: {"configDigest": "sha256:three"}}
+    snapshots = history_snapshots(ref, revisions, previous, made, "wordpress")
+    assert [s["version"] for s in snapshots] == [3, 2, 1]
+    assert snapshots[0]["configDigest"] == "sha256:three"
+    assert snapshots[1]["configDigest"] == ""
+    assert snapshots[2]["configDigest"] == "sha256:one"
+    assert snapshots[2]["testHooks"] == {"t": {}}
+    # Tests ran for revision 2 even though its chart has no test hooks.
+    assert snapshots[1]["testHooks"] == {}
+    assert "testHooks" not in snapshots[0]
+    assert all(s["chartName"] == "wordpress" and s["chartVersion"] == "1.0.0" for s in snapshots)
+    assert all(s["firstDeployed"] == "2026-01-01T00:00:00Z" for s in snapshots)
+    assert len({s["digest"] for s in snapshots}) == 3
