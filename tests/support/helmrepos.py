@@ -1,14 +1,17 @@
-"""A real Helm chart repository on loopback, for the HelmRepository and HelmChart tests.
+"""A real Helm chart repository on loopback, for the source and helm controllers' tests.
 
-Charts are written here as files, packaged with the pinned helm binary, and indexed
-with ``helm repo index``; `ChartRepoServer` serves the directory over HTTP, optionally
-behind basic auth and/or TLS (certificates from devcluster's CA via `TestCA`), and
-records every request so tests can tell what the controller fetched.
+Charts are written as files (here, or by a content builder in `tests.support.charts`),
+packaged with the pinned helm binary, and indexed with ``helm repo index``; a new chart
+version is published by adding it and reindexing. `ChartRepoServer` serves the
+directory over HTTP, optionally behind basic auth and/or TLS (certificates from
+devcluster's CA via `TestCA`), and records every request so tests can tell what the
+controller fetched. `helm_history` reads a release back the way a user does.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import ssl
@@ -24,6 +27,7 @@ from typing import Any
 import yaml
 
 from devcluster.gitserver import CertPair
+from tests.support.cluster import TestCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 HELM = shutil.which("helm") or str(REPO_ROOT / ".tools" / "bin" / "helm")
@@ -37,7 +41,10 @@ data:
 """
 
 
-def helm(*args: str, cwd: Path | None = None) -> str:
+def run_helm(
+    *args: str, cwd: Path | None = None, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The helm binary with a throwaway home (and `kubeconfig`, when it talks to a cluster)."""
     home = tempfile.mkdtemp(prefix="hw-test-helm-")
     env = {
         **os.environ,
@@ -45,15 +52,34 @@ def helm(*args: str, cwd: Path | None = None) -> str:
         "HELM_CACHE_HOME": f"{home}/cache",
         "HELM_DATA_HOME": f"{home}/data",
     }
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
     try:
-        done = subprocess.run(
+        return subprocess.run(
             [HELM, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
         )
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+def helm(*args: str, cwd: Path | None = None) -> str:
+    done = run_helm(*args, cwd=cwd)
     if done.returncode != 0:
         raise RuntimeError(f"helm {' '.join(args)} failed: {done.stderr}")
     return done.stdout
+
+
+def helm_history(cluster: TestCluster, namespace: str, release: str) -> list[dict[str, Any]]:
+    """`helm history` as a user runs it, oldest first; empty when the release does not exist."""
+    done = run_helm(
+        "history", release, "-n", namespace, "-o", "json", kubeconfig=cluster.kubeconfig
+    )
+    if done.returncode != 0:
+        if "not found" in done.stderr:
+            return []
+        raise AssertionError(f"helm history failed: {done.stderr}")
+    found: list[dict[str, Any]] = json.loads(done.stdout)
+    return found
 
 
 def write_chart(
@@ -93,12 +119,19 @@ class ChartRepo:
         self._src = Path(tempfile.mkdtemp(prefix="hw-chart-src-"))
 
     def add(self, name: str, version: str, **kwargs: Any) -> Path:
-        """Write, package and index one chart version; returns the archive."""
-        workdir = self._src / f"{name}-{version}"
-        chart = write_chart(workdir, name, version, **kwargs)
+        """Write (a ConfigMap chart), package and index one chart version; returns the archive."""
+        return self.publish(write_chart(self.workdir(name, version), name, version, **kwargs))
+
+    def workdir(self, name: str, version: str) -> Path:
+        """A fresh directory to write the source of chart `name` at `version` in."""
+        return self._src / f"{name}-{version}"
+
+    def publish(self, chart: Path) -> Path:
+        """Package the chart source directory `chart` into the repository and reindex."""
         helm("package", str(chart), "--destination", str(self.root))
         self.index()
-        return self.root / f"{name}-{version}.tgz"
+        meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+        return self.root / f"{meta['name']}-{meta['version']}.tgz"
 
     def index(self) -> None:
         args = ["repo", "index", str(self.root)]

@@ -101,6 +101,21 @@ def wait_for_kustomization(
     )
 
 
+def wait_for_helmrelease(
+    cluster: TestCluster,
+    namespace: str,
+    name: str,
+    check: Check,
+    *,
+    timeout: float = 90.0,
+    what: str = "",
+) -> dict[str, Any]:
+    """`wait_for_object` for HelmReleases; helm installs and upgrades take a while."""
+    return wait_for_object(
+        cluster, namespace, "helmrelease", name, check, timeout=timeout, what=what
+    )
+
+
 def is_ready(status: str = "True", reason: str | None = None) -> Check:
     """Ready=`status`; for "True" also the current generation observed.
 
@@ -114,6 +129,18 @@ def is_ready(status: str = "True", reason: str | None = None) -> Check:
             return False
         return status != "True" or (
             (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+        )
+
+    return check
+
+
+def has_condition(type_: str, status: str, reason: str | None = None) -> Check:
+    """Condition `type_` is `status` (and has `reason`, when given); any generation."""
+
+    def check(obj: dict[str, Any]) -> bool:
+        found = condition(obj, type_)
+        return bool(
+            found and found["status"] == status and (reason is None or found["reason"] == reason)
         )
 
     return check

@@ -1,8 +1,9 @@
-"""HelmRelease end to end: real charts, the real helm binary, the real control plane.
+"""HelmRelease end to end: real charts in a real chart repository, the real source and
+helm controllers, the real helm binary, the real control plane.
 
-The HelmCharts' artifacts are published by `tests.support.charts.publish_chart`
-(a loopback HTTP server and the HelmChart's status subresource) until the
-source controller on this branch reconciles HelmCharts itself.
+Charts come from a chart repository on loopback through a HelmRepository and a
+HelmChart the source controller pulls (see conftest.py); a new chart version is
+published by adding it to the repository and reindexing.
 """
 
 from __future__ import annotations
@@ -13,68 +14,30 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import kubernetes.client
 import pytest
 import yaml
-from tests.helpers import (
-    TestCluster,
-    apply_manifests,
-    condition,
-    get_json,
-    request_reconcile,
-    wait_for,
-)
 
-from tests.support.charts import (
-    HELM,
-    NOWHERE,
-    ChartServer,
-    chart_server,
-    helm_chart,
-    helm_history,
-    helm_release,
-    publish_chart,
-    wait_for_release,
-    wordpress_chart,
-)
+from tests.support.builders import alert, configmap, helm_release, provider, secret
+from tests.support.charts import NOWHERE, Charts
 from tests.support.chatservers import Received, SlackServer
+from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
-from tests.support.notification import alert, field_value, provider, secret
+from tests.support.helmrepos import HELM, helm_history
+from tests.support.notification import field_value
+from tests.support.status import (
+    condition,
+    events_for,
+    has_condition,
+    is_ready,
+    request_reconcile,
+    wait_for_helmrelease,
+)
 
-Check = Callable[[dict[str, Any]], bool]
-
-
-@pytest.fixture
-def charts(tmp_path: Path) -> Iterator[ChartServer]:
-    with chart_server(tmp_path / "served") as server:
-        yield server
-
-
-def has(type_: str, status: str, reason: str | None = None) -> Check:
-    def check(obj: dict[str, Any]) -> bool:
-        found = condition(obj, type_)
-        return bool(
-            found and found["status"] == status and (reason is None or found["reason"] == reason)
-        )
-
-    return check
-
-
-def ready_at(generation_of: Callable[[], int] | None = None, reason: str | None = None) -> Check:
-    def check(obj: dict[str, Any]) -> bool:
-        ready = condition(obj, "Ready")
-        return bool(
-            ready
-            and ready["status"] == "True"
-            and (reason is None or ready["reason"] == reason)
-            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
-        )
-
-    return check
+pytestmark = pytest.mark.integration
 
 
 def helm_commands(controllers: RunningControllers) -> float:
@@ -99,44 +62,33 @@ def available(cluster: TestCluster, namespace: str, name: str) -> bool:
     )
 
 
-def install_chartref_release(
-    cluster: TestCluster,
-    charts: ChartServer,
-    namespace: str,
-    tmp_path: Path,
-    name: str = "blog",
-    **spec: Any,
-) -> dict[str, Any]:
-    """A HelmChart with wordpress 1.0.0 and a HelmRelease of it, installed and Ready."""
-    apply_manifests(cluster, helm_chart(namespace, "wordpress"))
-    publish_chart(cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.0.0"))
-    apply_manifests(
-        cluster,
-        helm_release(namespace, name, chartRef={"kind": "HelmChart", "name": "wordpress"}, **spec),
+def chart_ref_release(namespace: str, **spec: Any) -> dict[str, Any]:
+    """HelmRelease `blog` of the user's own HelmChart `wordpress`."""
+    return helm_release(
+        namespace, "blog", chartRef={"kind": "HelmChart", "name": "wordpress"}, **spec
     )
-    return wait_for_release(cluster, namespace, name, ready_at(), what="first install")
+
+
+def install_chartref_release(
+    cluster: TestCluster, charts: Charts, namespace: str, **spec: Any
+) -> dict[str, Any]:
+    """wordpress 1.0.0 in the repository, a HelmChart of it and a HelmRelease, installed."""
+    charts.publish("1.0.0")
+    apply(cluster, charts.helm_chart("wordpress"), chart_ref_release(namespace, **spec))
+    return wait_for_helmrelease(cluster, namespace, "blog", is_ready(), what="first install")
 
 
 def test_install_upgrade_noop_and_uninstall(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
+    charts: Charts,
 ) -> None:
     # spec.chart: the release creates (and owns) HelmChart <namespace>-<name>.
     release = helm_release(
-        namespace,
-        "blog",
-        chart={
-            "spec": {
-                "chart": "wordpress",
-                "version": "1.x",
-                "sourceRef": {"kind": "HelmRepository", "name": "charts"},
-            }
-        },
-        values={"replicaCount": 1},
+        namespace, "blog", chart=charts.template(version="1.x"), values={"replicaCount": 1}
     )
-    apply_manifests(cluster, release)
+    apply(cluster, release)
     chart_name = f"{namespace}-blog"
     owned = wait_for(
         lambda: get_json(cluster, "helmchart", chart_name, "-n", namespace),
@@ -146,13 +98,21 @@ def test_install_upgrade_noop_and_uninstall(
     assert owned["spec"]["version"] == "1.x"
     assert owned["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "blog"
     assert owned["metadata"]["ownerReferences"][0]["kind"] == "HelmRelease"
-    waiting = wait_for_release(
-        cluster, namespace, "blog", has("Ready", "False", "ArtifactFailed"), what="no artifact"
+    # The repository has no wordpress yet: the source controller has nothing to pull.
+    waiting = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        has_condition("Ready", "False", "ArtifactFailed"),
+        what="no artifact",
     )
-    assert "has no artifact" in condition(waiting, "Ready")["message"]  # type: ignore[index]
+    message = condition(waiting, "Ready")["message"]  # type: ignore[index]
+    assert f"HelmChart '{namespace}/{chart_name}' is not ready" in message
 
-    publish_chart(cluster, charts, namespace, chart_name, wordpress_chart(charts.root, "1.0.0"))
-    obj = wait_for_release(cluster, namespace, "blog", ready_at(reason="InstallSucceeded"))
+    charts.publish("1.0.0")
+    obj = wait_for_helmrelease(
+        cluster, namespace, "blog", is_ready("True", "InstallSucceeded"), what="the install"
+    )
     status = obj["status"]
     assert condition(obj, "Released")["reason"] == "InstallSucceeded"  # type: ignore[index]
     assert status["lastAttemptedRevision"] == "1.0.0"
@@ -174,7 +134,7 @@ def test_install_upgrade_noop_and_uninstall(
     before = helm_commands(controllers)
     assert before > 0  # the install above was counted
     token = request_reconcile(cluster, namespace, "helmrelease", "blog")
-    wait_for_release(
+    wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
@@ -196,11 +156,11 @@ def test_install_upgrade_noop_and_uninstall(
         f"reconcile.fluxcd.io/requestedAt={token}",
         f"reconcile.fluxcd.io/forceAt={token}",
     )
-    obj = wait_for_release(
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
-        lambda o: o["status"].get("lastHandledForceAt") == token and ready_at()(o),
+        lambda o: o["status"].get("lastHandledForceAt") == token and is_ready()(o),
         what="the forced release",
     )
     assert obj["status"]["history"][0]["version"] == 2
@@ -208,13 +168,13 @@ def test_install_upgrade_noop_and_uninstall(
 
     # A values change is an upgrade.
     release["spec"]["values"] = {"replicaCount": 2}
-    apply_manifests(cluster, release)
-    obj = wait_for_release(
+    apply(cluster, release)
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
         lambda o: (
-            ready_at(reason="UpgradeSucceeded")(o) and o["status"]["history"][0]["version"] == 3
+            is_ready("True", "UpgradeSucceeded")(o) and o["status"]["history"][0]["version"] == 3
         ),
         what="the upgrade for new values",
     )
@@ -225,6 +185,21 @@ def test_install_upgrade_noop_and_uninstall(
         "superseded",
         "deployed",
     ]
+
+    # A new chart version in the repository, within 1.x, is an upgrade too.
+    charts.publish("1.1.0")
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            is_ready("True", "UpgradeSucceeded")(o)
+            and o["status"]["history"][0]["chartVersion"] == "1.1.0"
+        ),
+        what="the upgrade to the new chart version",
+    )
+    assert obj["status"]["lastAttemptedRevision"] == "1.1.0"
+    assert obj["status"]["history"][0]["version"] == 4
 
     # Deleting the HelmRelease uninstalls the release and removes the HelmChart it owns.
     cluster.kubectl("delete", "helmrelease", "blog", "-n", namespace, "--wait=true")
@@ -255,24 +230,21 @@ def test_bad_upgrade_is_rolled_back(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
-    tmp_path: Path,
+    charts: Charts,
     slack_server: SlackServer,
 ) -> None:
-    apply_manifests(
+    apply(
         cluster,
         secret(namespace, "slack-url", {"address": slack_server.webhook_url}),
         provider(namespace, "slack", type="slack", channel="#ops", secretRef={"name": "slack-url"}),
         alert(namespace, "releases", "slack", {"kind": "HelmRelease", "name": "*"}),
     )
-    install_chartref_release(cluster, charts, namespace, tmp_path)
+    install_chartref_release(cluster, charts, namespace)
     # Web pods that no node can take: the upgrade's wait never sees them Ready.
-    apply_manifests(
+    apply(
         cluster,
-        helm_release(
+        chart_ref_release(
             namespace,
-            "blog",
-            chartRef={"kind": "HelmChart", "name": "wordpress"},
             timeout="8s",
             values={"web": {"nodeSelector": NOWHERE}},
             # force: helm v4's --force-replace, on the upgrade and on its rollback.
@@ -280,13 +252,13 @@ def test_bad_upgrade_is_rolled_back(
             rollback={"force": True},
         ),
     )
-    obj = wait_for_release(
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
-        has("Remediated", "True", "RollbackSucceeded"),
-        timeout=120,
+        has_condition("Remediated", "True", "RollbackSucceeded"),
         what="the rollback",
+        timeout=120,
     )
     assert condition(obj, "Released")["reason"] == "UpgradeFailed"  # type: ignore[index]
     ready = condition(obj, "Ready")
@@ -316,68 +288,61 @@ def test_bad_upgrade_is_rolled_back(
 def test_failures_leave_the_last_good_release_untouched(
     cluster: TestCluster,
     controllers: RunningControllers,
-    api_client: kubernetes.client.ApiClient,
     namespace: str,
-    charts: ChartServer,
-    tmp_path: Path,
+    charts: Charts,
 ) -> None:
-    installed = install_chartref_release(cluster, charts, namespace, tmp_path)
+    install_chartref_release(cluster, charts, namespace)
 
     def untouched() -> None:
         history = helm_history(cluster, namespace, "blog")
         assert [(r["revision"], r["status"]) for r in history] == [(1, "deployed")]
 
-    def release_with(**spec: Any) -> None:
-        apply_manifests(
-            cluster,
-            helm_release(
-                namespace, "blog", chartRef={"kind": "HelmChart", "name": "wordpress"}, **spec
-            ),
-        )
-
     # Bad YAML in a values ConfigMap.
-    apply_manifests(
+    apply(
         cluster,
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "bad-values", "namespace": namespace},
-            "data": {"values.yaml": "replicaCount: [unclosed\n"},
-        },
+        configmap(namespace, "bad-values", {"values.yaml": "replicaCount: [unclosed\n"}),
+        chart_ref_release(namespace, valuesFrom=[{"kind": "ConfigMap", "name": "bad-values"}]),
     )
-    release_with(valuesFrom=[{"kind": "ConfigMap", "name": "bad-values"}])
-    obj = wait_for_release(cluster, namespace, "blog", has("Ready", "False", "InitFailed"))
+    obj = wait_for_helmrelease(
+        cluster, namespace, "blog", has_condition("Ready", "False", "InitFailed"), what="bad values"
+    )
     message = condition(obj, "Ready")["message"]  # type: ignore[index]
     assert f"ConfigMap '{namespace}/bad-values'" in message and "invalid YAML" in message
     untouched()
-    core = kubernetes.client.CoreV1Api(api_client)
-    events = core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.uid={installed['metadata']['uid']}"
-    ).items
-    [init_failed] = [e for e in events if e.reason == "InitFailed"]
-    assert init_failed.type == "Warning"
-    assert init_failed.metadata.annotations["helm.toolkit.fluxcd.io/revision"] == "1.0.0"
+    [init_failed] = events_for(cluster, namespace, "HelmRelease", "blog", reason="InitFailed")
+    assert init_failed["type"] == "Warning"
+    assert init_failed["metadata"]["annotations"]["helm.toolkit.fluxcd.io/revision"] == "1.0.0"
 
     # A values key the ConfigMap does not have.
-    release_with(valuesFrom=[{"kind": "ConfigMap", "name": "bad-values", "valuesKey": "prod"}])
-    obj = wait_for_release(
+    apply(
+        cluster,
+        chart_ref_release(
+            namespace, valuesFrom=[{"kind": "ConfigMap", "name": "bad-values", "valuesKey": "prod"}]
+        ),
+    )
+    wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
         lambda o: (
-            has("Ready", "False", "InitFailed")(o)
-            and "missing key 'prod'" in condition(o, "Ready")["message"]
-        ),  # type: ignore[index]
+            has_condition("Ready", "False", "InitFailed")(o)
+            and "missing key 'prod'" in condition(o, "Ready")["message"]  # type: ignore[index]
+        ),
+        what="a missing values key",
     )
     untouched()
 
-    # A chart that fails to render.
-    release_with()
-    wait_for_release(cluster, namespace, "blog", ready_at(), what="back to good")
-    publish_chart(
-        cluster, charts, namespace, "wordpress", wordpress_chart(charts.root, "1.1.0", broken=True)
+    # A chart that fails to render, published as a new version in the repository.
+    apply(cluster, chart_ref_release(namespace))
+    wait_for_helmrelease(cluster, namespace, "blog", is_ready(), what="back to good")
+    charts.publish("1.1.0", broken=True)
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        has_condition("Ready", "False", "UpgradeFailed"),
+        what="the broken chart",
     )
-    obj = wait_for_release(cluster, namespace, "blog", has("Ready", "False", "UpgradeFailed"))
     message = condition(obj, "Ready")["message"]  # type: ignore[index]
     assert "wordpress@1.1.0" in message and "noSuchFunction" in message
     assert obj["status"]["lastAttemptedRevision"] == "1.1.0"
@@ -389,17 +354,17 @@ def test_release_stuck_pending_by_a_crash_is_unlocked(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
+    charts: Charts,
     tmp_path: Path,
 ) -> None:
-    install_chartref_release(cluster, charts, namespace, tmp_path)
-    chart = charts.root / "packages" / "wordpress-1.0.0.tgz"
+    install_chartref_release(cluster, charts, namespace)
+    chart = charts.repo.root / "wordpress-1.0.0.tgz"
     values = tmp_path / "stuck.yaml"
     values.write_text(yaml.safe_dump({"web": {"nodeSelector": NOWHERE}}))
     # A helm upgrade that dies mid-way, as it would with a crashed controller.
     upgrade = subprocess.Popen(
         [
-            *(str(HELM), "upgrade", "blog", str(chart), "-n", namespace, "-f", str(values)),
+            *(HELM, "upgrade", "blog", str(chart), "-n", namespace, "-f", str(values)),
             *("--wait", "--timeout", "120s"),
         ],
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
@@ -419,12 +384,12 @@ def test_release_stuck_pending_by_a_crash_is_unlocked(
         upgrade.wait()
     time.sleep(0.5)
     request_reconcile(cluster, namespace, "helmrelease", "blog")
-    obj = wait_for_release(
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
         lambda o: (
-            ready_at()(o)
+            is_ready()(o)
             and (o["status"].get("history") or [{}])[0].get("status") == "deployed"
             and o["status"]["history"][0]["version"] >= 3
         ),
@@ -445,31 +410,30 @@ def test_helm_tests_run_and_failures_can_be_ignored(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
-    tmp_path: Path,
+    charts: Charts,
 ) -> None:
-    obj = install_chartref_release(cluster, charts, namespace, tmp_path, test={"enable": True})
+    obj = install_chartref_release(cluster, charts, namespace, test={"enable": True})
     assert condition(obj, "TestSuccess")["status"] == "True"  # type: ignore[index]
     assert condition(obj, "Ready")["reason"] == "TestSucceeded"  # type: ignore[index]
     hooks = obj["status"]["history"][0]["testHooks"]
     assert hooks["blog-test-db"]["phase"] == "Succeeded"
 
     # A test Job that never runs fails its test; ignored, the release stays Ready.
-    apply_manifests(
+    apply(
         cluster,
-        helm_release(
+        chart_ref_release(
             namespace,
-            "blog",
-            chartRef={"kind": "HelmChart", "name": "wordpress"},
             values={"tests": {"nodeSelector": NOWHERE}},
             test={"enable": True, "ignoreFailures": True, "timeout": "5s"},
         ),
     )
-    obj = wait_for_release(
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
-        lambda o: ready_at(reason="UpgradeSucceeded")(o) and has("TestSuccess", "False")(o),
+        lambda o: (
+            is_ready("True", "UpgradeSucceeded")(o) and has_condition("TestSuccess", "False")(o)
+        ),
         what="a failed, ignored test",
     )
     assert condition(obj, "TestSuccess")["reason"] == "TestFailed"  # type: ignore[index]
@@ -480,20 +444,10 @@ def test_suspended_release_is_left_alone(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
-    tmp_path: Path,
+    charts: Charts,
 ) -> None:
-    install_chartref_release(cluster, charts, namespace, tmp_path)
-    apply_manifests(
-        cluster,
-        helm_release(
-            namespace,
-            "blog",
-            chartRef={"kind": "HelmChart", "name": "wordpress"},
-            suspend=True,
-            values={"replicaCount": 3},
-        ),
-    )
+    install_chartref_release(cluster, charts, namespace)
+    apply(cluster, chart_ref_release(namespace, suspend=True, values={"replicaCount": 3}))
     time.sleep(3)
     assert [r["revision"] for r in helm_history(cluster, namespace, "blog")] == [1]
     # Deleting a suspended HelmRelease leaves its release installed, as in Flux.
@@ -505,27 +459,23 @@ def test_a_failed_test_is_remediated_unless_ignored(
     cluster: TestCluster,
     controllers: RunningControllers,
     namespace: str,
-    charts: ChartServer,
-    tmp_path: Path,
+    charts: Charts,
 ) -> None:
-    install_chartref_release(cluster, charts, namespace, tmp_path)
-    apply_manifests(
+    install_chartref_release(cluster, charts, namespace)
+    apply(
         cluster,
-        helm_release(
+        chart_ref_release(
             namespace,
-            "blog",
-            chartRef={"kind": "HelmChart", "name": "wordpress"},
             values={"tests": {"nodeSelector": NOWHERE}},
             test={"enable": True, "timeout": "4s"},
             upgrade={"remediation": {"remediateLastFailure": True}},
         ),
     )
-    obj = wait_for_release(
+    obj = wait_for_helmrelease(
         cluster,
         namespace,
         "blog",
-        has("Remediated", "True", "RollbackSucceeded"),
-        timeout=90,
+        has_condition("Remediated", "True", "RollbackSucceeded"),
         what="the rollback of a release whose test failed",
     )
     assert condition(obj, "TestSuccess")["reason"] == "TestFailed"  # type: ignore[index]
