@@ -17,6 +17,7 @@ from controllers.notification.index import NotificationIndex
 from controllers.notification.providers.config import resolve_provider
 from controllers.toolkit.runtime.events import Event, EventRecorder
 from tests.support.chatservers import SlackServer, WebhookServer
+from tests.support.cluster import wait_for
 from tests.unit.notification.events import REVISION, flux_event
 
 NAMESPACE = "apps"
@@ -169,6 +170,11 @@ async def test_a_hanging_provider_does_not_hold_up_another(slack_server: SlackSe
             # Slack gets all three while the slow provider holds its one slot.
             await asyncio.to_thread(
                 slack_server.wait_for, lambda r: True, count=3, timeout=20, what="slack messages"
+            )
+            # Its one request is in flight (recorded when it arrives, which a
+            # loaded machine may delay past Slack's three): never a second.
+            await asyncio.to_thread(
+                wait_for, lambda: slow.requests(), timeout=10, what="the slow request"
             )
             assert len(slow.requests()) == 1
         finally:
