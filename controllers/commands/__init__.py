@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.commands import delete, diff, events, get, reconcile, trace, tree
+from controllers.commands import delete, diff, events, get, logs, reconcile, trace, tree
 
 
 def add_parsers(commands: Any) -> None:
@@ -23,3 +23,4 @@ def add_parsers(commands: Any) -> None:
     tree.add_parser(commands)
     trace.add_parser(commands)
     diff.add_parser(commands)
+    logs.add_parser(commands)
