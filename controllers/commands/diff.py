@@ -219,6 +219,8 @@ class DiffResult:
             counts[obj.action] = counts.get(obj.action, 0) + 1
         order = ("created", "configured", "deleted", "unchanged", "skipped")
         parts = [f"{counts[a]} {'to prune' if a == 'deleted' else a}" for a in order if a in counts]
+        if self.sealed:
+            parts.append(f"{len(self.sealed)} sealed")
         return ", ".join(parts) or "no objects"
 
 

@@ -24,6 +24,7 @@ from tests.support.controllers import RunningControllers
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.sealing import run_headwater
 from tests.support.status import applied, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
@@ -179,3 +180,38 @@ def test_diff_errors_exit_2(cluster: TestCluster, synced: Synced, tmp_path: Path
     assert no_branch.returncode == 2
     assert "no-such-branch" in no_branch.stderr
     assert HTTP_PASSWORD not in no_branch.stderr
+
+
+def test_diff_shows_sealed_secrets_as_they_are_and_never_prunes_their_secret(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+    tmp_path: Path,
+) -> None:
+    ns = namespace
+    plain = "sealed-plain-value"
+    secret = yaml.safe_dump(builders.secret(ns, "api-token", {"token": plain}))
+    sealed = run_headwater("seal", input=secret.encode(), kubeconfig=cluster.kubeconfig)
+    assert sealed.returncode == 0, sealed.stderr.decode()
+    tree = {"deploy/token.yaml": sealed.stdout.decode()}
+    repo = git_repos.create()
+    commit = repo.commit(tree)
+    apply(
+        cluster,
+        git_repository(ns, "secrets", git_http_server.url(repo.name)),
+        kustomization(
+            ns, "secrets", "secrets", "./deploy", decryption={"provider": "sealedsecrets"}
+        ),
+    )
+    wait_for_kustomization(cluster, ns, "secrets", applied(commit), timeout=120, what="applied")
+
+    result = headwater(
+        cluster, "diff", "ks", "secrets", "-n", ns, "--path", str(write_tree(tmp_path, tree))
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"► SealedSecret/{ns}/api-token sealed" in result.stdout
+    assert "no changes (1 sealed)" in result.stdout
+    assert "to prune" not in result.stdout
+    assert plain not in result.stdout + result.stderr
