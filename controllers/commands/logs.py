@@ -241,7 +241,8 @@ def _since(text: str | None) -> float | None:
 
 def _source(args: argparse.Namespace, since: float | None) -> tuple[Iterable[str], Session | None]:
     if args.file == "-" or (args.file is None and not sys.stdin.isatty()):
-        return (follow_file(sys.stdin) if args.follow else sys.stdin), None
+        # A pipe is read as it is written until it closes: following it adds nothing.
+        return sys.stdin, None
     if args.file:
         try:
             stream = open(args.file, encoding="utf-8", errors="replace")  # noqa: SIM115
