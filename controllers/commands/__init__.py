@@ -1,5 +1,5 @@
 """The daily verbs of the `headwater` CLI, the ones a Flux user runs: get, reconcile,
-suspend, resume, delete, events, tree and trace.
+suspend, resume, delete, events, tree, trace, diff and logs.
 
 They talk to the API server with the kubernetes client and the current
 kubeconfig (`--kubeconfig`, `--context`, as kubectl), like `flux` does; the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controllers.commands import delete, events, get, reconcile, trace, tree
+from controllers.commands import delete, diff, events, get, logs, reconcile, trace, tree
 
 
 def add_parsers(commands: Any) -> None:
@@ -22,3 +22,5 @@ def add_parsers(commands: Any) -> None:
     events.add_parser(commands)
     tree.add_parser(commands)
     trace.add_parser(commands)
+    diff.add_parser(commands)
+    logs.add_parser(commands)

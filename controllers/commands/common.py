@@ -274,21 +274,25 @@ def now() -> datetime.datetime:
 # --- wiring -----------------------------------------------------------------------------
 
 
-def guarded(name: str, command: Command) -> Command:
-    """Run a verb; failures become one line on stderr and an exit code, never a traceback."""
+def guarded(name: str, command: Command, *, failure_code: int | None = None) -> Command:
+    """Run a verb; failures become one line on stderr and an exit code, never a traceback.
+
+    `failure_code`, when given, is the exit code of every failure (diff keeps 1
+    for "there are changes", so its errors exit 2).
+    """
 
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
         except CliError as exc:
             print(f"headwater {name}: {exc}", file=sys.stderr)
-            return exc.code
+            return failure_code if failure_code is not None else exc.code
         except ApiException as exc:
             print(f"headwater {name}: {api_error(exc, 'the API server refused')}", file=sys.stderr)
-            return EXIT_FAILED
+            return failure_code if failure_code is not None else EXIT_FAILED
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             print(f"headwater {name}: cannot reach the API server: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return failure_code if failure_code is not None else EXIT_FAILED
         except KeyboardInterrupt:
             return 130
 

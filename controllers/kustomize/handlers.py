@@ -30,12 +30,12 @@ from controllers.kustomize.spec import (
     SourceRef,
     dependency_refs,
 )
-from controllers.kustomize.substitute import read_as
 from controllers.sealing import keys as sealing_keys
 from controllers.toolkit.apply.inventory import Inventory
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactCache
+from controllers.toolkit.kustomize.substitute import read_as
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.clients import (

@@ -30,8 +30,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from controllers.kustomize import build as build_step
-from controllers.kustomize import decrypt, substitute
+from controllers.kustomize import decrypt
 from controllers.kustomize.dependencies import dependency_not_ready
 from controllers.kustomize.spec import (
     DEPENDENCY_REQUEUE_SECONDS,
@@ -44,6 +43,8 @@ from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, Objec
 from controllers.toolkit.apply.prune import PruneOptions, PruneResult, delete_all, prune
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import Artifact, ArtifactCache
+from controllers.toolkit.kustomize import build as build_step
+from controllers.toolkit.kustomize import substitute
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import format_duration, jittered
 from controllers.toolkit.runtime.events import NORMAL

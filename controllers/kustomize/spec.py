@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from controllers.kustomize.build import CommonMetadata
-from controllers.kustomize.generate import BuildOptions
-from controllers.kustomize.substitute import PostBuild
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
 from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, parse_pointer
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
+from controllers.toolkit.kustomize.build import CommonMetadata
+from controllers.toolkit.kustomize.generate import BuildOptions
+from controllers.toolkit.kustomize.substitute import PostBuild
 from controllers.toolkit.runtime.conditions import RECONCILIATION_FAILED
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD

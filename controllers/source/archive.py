@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from controllers.source.errors import ArchiveError, ArtifactTooLargeError
 from controllers.source.ignore import IgnoreRules
+from controllers.toolkit.git.errors import ArchiveError, ArtifactTooLargeError
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from controllers.source.errors import ArtifactTooLargeError
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit.git.errors import ArtifactTooLargeError
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.events import WARNING
 from controllers.toolkit.runtime.frame import ReconcileRun

@@ -24,13 +24,13 @@ import yaml
 
 from controllers.source import helmexec
 from controllers.source.chartvalues import ValuesFileError, merge_values_files
-from controllers.source.semverrange import Version
 from controllers.toolkit.artifacts import (
     ArtifactError,
     PathError,
     clean_relative,
     safe_extract,
 )
+from controllers.toolkit.semverrange import Version
 
 # Flux's chart build error reasons (internal/helm/chart BuildErrorReason).
 INVALID_CHART_REFERENCE = "InvalidChartReference"

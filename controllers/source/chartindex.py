@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 
 import yaml
 
-from controllers.source.semverrange import Constraint, ConstraintError, Version
+from controllers.toolkit.semverrange import Constraint, ConstraintError, Version
 
 DEFAULT_VERSION = "*"
 

@@ -30,11 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controllers.source import errors
 from controllers.source.artifactfile import ARTIFACT_IN_STORAGE, ARTIFACT_VERIFICATION_FAILED
-from controllers.source.checkout import Checkout, Unchanged, fetch
-from controllers.source.credentials import ProxyConfig, auth_from_secret, proxy_from_secret
-from controllers.source.giturl import parse_git_url
 from controllers.source.ignore import load_ignore_rules
 from controllers.source.include import Include, apply_includes
 from controllers.source.spec import (
@@ -45,6 +41,10 @@ from controllers.source.spec import (
 )
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact, artifact_filename
 from controllers.source.verify import VerificationResult, keys_from_secret, verify_checkout
+from controllers.toolkit.git import errors
+from controllers.toolkit.git.checkout import Checkout, Unchanged, fetch
+from controllers.toolkit.git.credentials import ProxyConfig, auth_from_secret, proxy_from_secret
+from controllers.toolkit.git.giturl import parse_git_url
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.events import NORMAL, WARNING, EventRecorder

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from controllers.source import chartbuild, errors
+from controllers.source import chartbuild
 from controllers.source.artifactfile import ARTIFACT_IN_STORAGE, store_file, verified_artifact
 from controllers.source.chartbuild import ChartBuildError
 from controllers.source.chartindex import (
@@ -52,8 +52,9 @@ from controllers.source.helmrepository import (
     HelmRepositorySpec,
     repository_client,
 )
-from controllers.source.redact import scrub_text
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit.git import errors
+from controllers.toolkit.git.redact import scrub_text
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import DurationError, jittered, parse_duration
 from controllers.toolkit.runtime.events import NORMAL, WARNING

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from controllers.source.redact import scrub_text
+from controllers.toolkit.git.redact import scrub_text
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 DEFAULT_TIMEOUT = 120.0

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from controllers.source.redact import scrub_text
 from controllers.toolkit.artifacts import redact_url
+from controllers.toolkit.git.redact import scrub_text
 
 _CHUNK = 1 << 16
 _Sink = Callable[[bytes], object]

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from controllers.source import errors
 from controllers.source.artifactfile import (
     ARTIFACT_IN_STORAGE,
     store_bytes,
@@ -47,8 +46,9 @@ from controllers.source.helmhttp import (
     basic_auth_from_secret,
     tls_from_secret,
 )
-from controllers.source.redact import scrub_text
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit.git import errors
+from controllers.toolkit.git.redact import scrub_text
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import DurationError, jittered, parse_duration
 from controllers.toolkit.runtime.events import NORMAL

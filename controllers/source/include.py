@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controllers.source.errors import ArchiveError
 from controllers.source.storage import file_digest
 from controllers.toolkit import artifacts
+from controllers.toolkit.git.errors import ArchiveError
 
 
 @dataclass(frozen=True)

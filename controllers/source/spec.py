@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.source import errors
-from controllers.source.checkout import DEFAULT_TIMEOUT
-from controllers.source.gitref import GitRef
-from controllers.source.giturl import parse_git_url
 from controllers.source.verify import VerifyMode
+from controllers.toolkit.git import errors
+from controllers.toolkit.git.checkout import DEFAULT_TIMEOUT
+from controllers.toolkit.git.gitref import GitRef
+from controllers.toolkit.git.giturl import parse_git_url
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD, unsupported_in
 from controllers.toolkit.runtime.frame import ReconcileError

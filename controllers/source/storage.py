@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from controllers.source.archive import ArchiveResult, write_archive
-from controllers.source.errors import SourceError, StorageError
 from controllers.source.ignore import IgnoreRules
+from controllers.toolkit.git.errors import SourceError, StorageError
 
 T = TypeVar("T")
 _SEGMENT = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")

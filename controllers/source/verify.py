@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from controllers.source.errors import VerificationError
-from controllers.source.gitexec import Deadline, GitRunner, hermetic_env
+from controllers.toolkit.git.errors import VerificationError
+from controllers.toolkit.git.gitexec import Deadline, GitRunner, hermetic_env
 
 GPG = shutil.which("gpg") or "gpg"
 GPGCONF = shutil.which("gpgconf") or "gpgconf"

@@ -174,6 +174,10 @@ class ChangeSetEntry:
     action: Action
     changes: tuple[diff.FieldChange, ...] = ()
     note: str = ""
+    # A plan only (ApplyOptions.dry_run): the compared views of the live object and of
+    # what applying would make it (diff.comparable), for a caller that shows a diff.
+    before: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
+    after: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def subject(self) -> str:
@@ -562,6 +566,9 @@ class _Item:
     previous_owners: list[str] = dataclasses.field(default_factory=list)
     recreate: bool = False
     failure: ObjectFailure | None = None
+    # Kept for a plan only (see ChangeSetEntry.before/after).
+    before: Mapping[str, Any] | None = None
+    after: Mapping[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -578,6 +585,8 @@ class _Item:
             self.action or Action.UNKNOWN,
             self.changes,
             self.note,
+            before=self.before,
+            after=self.after,
         )
 
 
@@ -801,6 +810,8 @@ class _Stage:
         version = str((merged.get("metadata") or {}).get("resourceVersion") or "")
         if not version:
             item.action = Action.CREATED
+            if options.dry_run:
+                item.after = diff.comparable(merged)
             return
         live_version = str(((live or {}).get("metadata") or {}).get("resourceVersion") or "")
         if live is None or live_version != version:
@@ -808,6 +819,8 @@ class _Stage:
             live = await client.get(item.info, item.namespace, item.name)
             if live is None:
                 item.action = Action.CREATED
+                if options.dry_run:
+                    item.after = diff.comparable(merged)
                 return
             if str((live.get("metadata") or {}).get("resourceVersion")) != version:
                 merged = await self._dry_run(item)
@@ -831,6 +844,8 @@ class _Stage:
             item.desired = ignoring.keep_live(item.desired, live, ignored)
         else:
             live_view, merged_view = live, merged
+        if options.dry_run:
+            item.before, item.after = diff.comparable(live_view), diff.comparable(merged_view)
         if diff.has_drifted(live_view, merged_view):
             item.action = Action.CONFIGURED
             item.changes = tuple(diff.field_changes(live_view, merged_view))

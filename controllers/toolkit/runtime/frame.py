@@ -42,7 +42,7 @@ from typing import Any, Literal
 from kubernetes.client.rest import ApiException
 
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime import observability
+from controllers.toolkit.runtime import logs, observability
 from controllers.toolkit.runtime.events import NORMAL, WARNING, EventRecorder, EventType
 from controllers.toolkit.runtime.patching import ObjectWriter, StatusPatcher
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource
@@ -219,6 +219,12 @@ class ReconcileFrame:
     failure_events: Literal["always", "on_change"] = "always"
 
     async def run(self, obj: Object, body: Body) -> Outcome:
+        ref = ObjectRef.of(obj)
+        # Every line the reconcile logs names the object, so it can be filtered by it.
+        with logs.about_object(self.resource.kind, ref.namespace, ref.name):
+            return await self._run(obj, body)
+
+    async def _run(self, obj: Object, body: Body) -> Outcome:
         ref = ObjectRef.of(obj)
         kind = self.resource.kind
         suspended = bool((obj.get("spec") or {}).get("suspend"))

@@ -6,15 +6,21 @@ The object is passed as a `k8s_ref` mapping, the same shape kopf's
 per-object loggers attach, and shows up as kind/namespace/name fields:
 `name` itself cannot be an extra, since the stdlib reserves it for the
 logger's name.
+
+Inside `about_object(...)` (the reconcile frame enters it for each reconcile)
+every record without its own `k8s_ref` gets that object's, so each line a
+reconcile logs, in any module, can be filtered by object (`headwater logs`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TextIO
 
 from controllers.toolkit.runtime.settings import LogFormat, LogLevel
@@ -122,6 +128,34 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+# The object the running reconcile works on; a context variable, so each asyncio
+# task (and the threads it starts with to_thread) sees its own.
+_OBJECT: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "headwater_log_object", default=None
+)
+
+
+@contextlib.contextmanager
+def about_object(kind: str, namespace: str | None, name: str) -> Iterator[None]:
+    """Records logged inside carry this object's kind, namespace and name."""
+    ref = {"kind": kind, "namespace": namespace or "", "name": name}
+    token = _OBJECT.set({k: v for k, v in ref.items() if v})
+    try:
+        yield
+    finally:
+        _OBJECT.reset(token)
+
+
+class ObjectContextFilter(logging.Filter):
+    """Adds the current `about_object` to records that name no object of their own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ref = _OBJECT.get()
+        if ref and not isinstance(getattr(record, "k8s_ref", None), Mapping):
+            record.k8s_ref = dict(ref)
+        return True
+
+
 def make_formatter(log_format: LogFormat) -> logging.Formatter:
     return JsonLinesFormatter() if log_format == "json" else TextFormatter()
 
@@ -140,6 +174,7 @@ def configure_logging(
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter(log_format))
+    handler.addFilter(ObjectContextFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         if existing.get_name() == _HANDLER_NAME:

@@ -23,9 +23,6 @@ import pytest
 import yaml
 from aiohttp import web
 
-from controllers.kustomize.build import BuildError, PathNotFoundError, build
-from controllers.kustomize.generate import BuildOptions
-from controllers.kustomize.substitute import PostBuild, substitute
 from controllers.source.server import make_app
 from controllers.source.storage import ObjectKey, Storage
 from controllers.toolkit.artifacts import (
@@ -38,6 +35,9 @@ from controllers.toolkit.artifacts import (
     DigestMismatchError,
     UnsafeArchiveError,
 )
+from controllers.toolkit.kustomize.build import BuildError, PathNotFoundError, build
+from controllers.toolkit.kustomize.generate import BuildOptions
+from controllers.toolkit.kustomize.substitute import PostBuild, substitute
 
 pytestmark = pytest.mark.integration
 

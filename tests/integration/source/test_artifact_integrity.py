@@ -31,7 +31,6 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from controllers.source import errors
 from controllers.source.gitrepository import (
     ARTIFACT_VERIFICATION_FAILED,
     RESOURCE,
@@ -43,6 +42,7 @@ from controllers.source.gitrepository import (
     produce_artifact,
 )
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit.git import errors
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.settings import Settings

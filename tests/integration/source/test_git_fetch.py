@@ -15,22 +15,22 @@ import aiohttp
 import pytest
 
 from controllers.source.archive import write_archive
-from controllers.source.checkout import Checkout, Unchanged, fetch, resolve_remote
-from controllers.source.credentials import GitAuth, auth_from_secret
-from controllers.source.errors import (
+from controllers.source.ignore import load_ignore_rules
+from controllers.source.include import Include, apply_includes
+from controllers.source.server import ArtifactServer
+from controllers.source.storage import ObjectKey, Storage, artifact_filename
+from controllers.source.verify import VerifyMode, keys_from_secret, verify_checkout
+from controllers.toolkit.git.checkout import Checkout, Unchanged, fetch, resolve_remote
+from controllers.toolkit.git.credentials import GitAuth, auth_from_secret
+from controllers.toolkit.git.errors import (
     AUTHENTICATION_FAILED,
     EMPTY_GIT_REPOSITORY,
     GIT_OPERATION_FAILED,
     VERIFICATION_ERROR,
     SourceError,
 )
-from controllers.source.gitref import GitRef
-from controllers.source.giturl import parse_git_url
-from controllers.source.ignore import load_ignore_rules
-from controllers.source.include import Include, apply_includes
-from controllers.source.server import ArtifactServer
-from controllers.source.storage import ObjectKey, Storage, artifact_filename
-from controllers.source.verify import VerifyMode, keys_from_secret, verify_checkout
+from controllers.toolkit.git.gitref import GitRef
+from controllers.toolkit.git.giturl import parse_git_url
 from tests.support.fixtures import BEARER_TOKEN, HTTP_PASSWORD, HTTP_USER, SSH_KEY_PASSWORD
 from tests.support.gitrepos import GpgKey, Repo, RepoFactory
 from tests.support.gitservers import (

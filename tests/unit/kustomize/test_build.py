@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controllers.kustomize.build import (
+from controllers.toolkit.kustomize.build import (
     BuildError,
     CommonMetadata,
     Manifest,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controllers.kustomize.generate import (
+from controllers.toolkit.kustomize.generate import (
     BuildError,
     BuildOptions,
     check_manifest_file,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from controllers.kustomize import substitute as substitution
-from controllers.kustomize.build import Manifest, parse_output
-from controllers.kustomize.substitute import (
+from controllers.toolkit.kustomize import substitute as substitution
+from controllers.toolkit.kustomize.build import Manifest, parse_output
+from controllers.toolkit.kustomize.substitute import (
     ExpansionError,
     PostBuild,
     SubstitutionError,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from controllers.source.archive import write_archive
-from controllers.source.errors import ArchiveError, ArtifactTooLargeError
 from controllers.source.ignore import IgnoreRules, default_rules
+from controllers.toolkit.git.errors import ArchiveError, ArtifactTooLargeError
 
 FILES = {
     "b.yaml": b"b: 1\n",

@@ -13,7 +13,7 @@ from controllers.source.chartindex import (
     parse_index,
     select_version,
 )
-from controllers.source.semverrange import ConstraintError
+from controllers.toolkit.semverrange import ConstraintError
 
 INDEX = b"""
 apiVersion: v1

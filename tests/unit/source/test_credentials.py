@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from controllers.source.checkout import fetch
-from controllers.source.credentials import (
+from controllers.toolkit.git.checkout import fetch
+from controllers.toolkit.git.credentials import (
     GitAuth,
     auth_from_secret,
     git_environment,
 )
-from controllers.source.errors import (
+from controllers.toolkit.git.errors import (
     AUTHENTICATION_FAILED,
     URL_INVALID,
     AuthenticationError,
@@ -23,10 +23,10 @@ from controllers.source.errors import (
     SourceError,
     URLInvalidError,
 )
-from controllers.source.gitexec import classify
-from controllers.source.gitref import GitRef
-from controllers.source.giturl import parse_git_url
-from controllers.source.redact import scrub_text, scrub_url
+from controllers.toolkit.git.gitexec import classify
+from controllers.toolkit.git.gitref import GitRef
+from controllers.toolkit.git.giturl import parse_git_url
+from controllers.toolkit.git.redact import scrub_text, scrub_url
 from tests.support.gitservers import free_port, make_ssh_key
 
 HTTPS = parse_git_url("https://git.example.invalid/org/repo.git")

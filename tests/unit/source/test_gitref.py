@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from controllers.source.checkout import parse_ls_remote
-from controllers.source.errors import EmptyRepositoryError, GitOperationError
-from controllers.source.gitref import (
+from controllers.toolkit.git.checkout import parse_ls_remote
+from controllers.toolkit.git.errors import EmptyRepositoryError, GitOperationError
+from controllers.toolkit.git.gitref import (
     GitRef,
     RefKind,
     format_revision,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from controllers.source.archive import write_archive
-from controllers.source.errors import ArchiveError
 from controllers.source.include import Include, apply_includes, clean_relative
 from controllers.source.storage import file_digest
 from controllers.toolkit.artifacts import UnsafeArchiveError, safe_extract
+from controllers.toolkit.git.errors import ArchiveError
 from tests.support.tarballs import entry, make_tar
 
 

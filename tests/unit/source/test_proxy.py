@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.source.credentials import (
+from controllers.toolkit.git.credentials import (
     GitAuth,
     ProxyConfig,
     git_environment,
     proxy_from_secret,
 )
-from controllers.source.errors import AuthenticationError
-from controllers.source.gitexec import classify
-from controllers.source.giturl import parse_git_url
+from controllers.toolkit.git.errors import AuthenticationError
+from controllers.toolkit.git.gitexec import classify
+from controllers.toolkit.git.giturl import parse_git_url
 
 WHERE = "secret 'apps/proxy' (spec.proxySecretRef)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controllers.source.semverrange import Constraint, ConstraintError, Version, highest_matching
+from controllers.toolkit.semverrange import Constraint, ConstraintError, Version, highest_matching
 
 
 @pytest.mark.parametrize(

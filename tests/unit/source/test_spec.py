@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from controllers.source import errors
 from controllers.source.spec import (
     UNSUPPORTED_FIELDS,
     GitRepositorySpec,
     SparseCheckoutError,
     sparse_directories,
 )
+from controllers.toolkit.git import errors
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
 from controllers.toolkit.runtime.frame import ReconcileError
 

@@ -12,8 +12,12 @@ from typing import BinaryIO
 
 import pytest
 
-from controllers.source.errors import STORAGE_OPERATION_FAILED, ArtifactTooLargeError, StorageError
 from controllers.source.storage import ObjectKey, Storage, artifact_filename
+from controllers.toolkit.git.errors import (
+    STORAGE_OPERATION_FAILED,
+    ArtifactTooLargeError,
+    StorageError,
+)
 
 KEY = ObjectKey("gitrepository", "default", "podinfo")
 SHA = "0123456789abcdef0123456789abcdef01234567"

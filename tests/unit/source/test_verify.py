@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controllers.source.errors import VERIFICATION_ERROR, VerificationError
 from controllers.source.verify import VerifyMode, keys_from_secret, verify_checkout
+from controllers.toolkit.git.errors import VERIFICATION_ERROR, VerificationError
 
 
 @pytest.mark.parametrize(

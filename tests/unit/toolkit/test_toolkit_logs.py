@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from controllers.toolkit.runtime.logs import configure_logging, object_fields
+from controllers.toolkit.runtime.logs import about_object, configure_logging, object_fields
 
 BODY = {
     "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
@@ -119,3 +119,20 @@ def test_reconfiguring_replaces_the_handler(stream: io.StringIO) -> None:
     assert len(lines(stream)) == 1
     named = [h for h in logging.getLogger().handlers if h.get_name() == "headwater"]
     assert len(named) == 1
+
+
+def test_lines_logged_during_a_reconcile_name_its_object(stream: io.StringIO) -> None:
+    configure_logging("json", "info", stream=stream)
+    log = logging.getLogger("headwater.test")
+    with about_object("Kustomization", "apps", "web"):
+        log.info("applied")
+        # A record naming its own object keeps it.
+        log.info(
+            "source", extra=object_fields({"kind": "GitRepository", "metadata": {"name": "s"}})
+        )
+    log.info("after")
+    first, second, after = (json.loads(line) for line in lines(stream))
+    assert (first["kind"], first["namespace"], first["name"]) == ("Kustomization", "apps", "web")
+    assert (second["kind"], second["name"]) == ("GitRepository", "s")
+    assert "namespace" not in second
+    assert "kind" not in after

@@ -32,9 +32,9 @@ from typing import Any
 
 import yaml
 
-from controllers.kustomize.build import BuildError, Manifest
-from controllers.kustomize.generate import YamlLoader, yaml_problem
 from controllers.toolkit.apply.resources import ResourceClient, ResourceInfo
+from controllers.toolkit.kustomize.build import BuildError, Manifest
+from controllers.toolkit.kustomize.generate import YamlLoader, yaml_problem
 
 SUBSTITUTE_ANNOTATION = "kustomize.toolkit.fluxcd.io/substitute"
 DISABLED = "disabled"

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from controllers.source.errors import EmptyRepositoryError, GitOperationError
-from controllers.source.semverrange import ConstraintError, highest_matching
+from controllers.toolkit.git.errors import EmptyRepositoryError, GitOperationError
+from controllers.toolkit.semverrange import ConstraintError, highest_matching
 
 DEFAULT_BRANCH = "master"
 HEADS = "refs/heads/"

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controllers.source.credentials import GitAuth, ProxyConfig, git_environment
-from controllers.source.errors import EmptyRepositoryError, GitOperationError
-from controllers.source.gitexec import Deadline, GitRunner
-from controllers.source.gitref import (
+from controllers.toolkit.git.credentials import GitAuth, ProxyConfig, git_environment
+from controllers.toolkit.git.errors import EmptyRepositoryError, GitOperationError
+from controllers.toolkit.git.gitexec import Deadline, GitRunner
+from controllers.toolkit.git.gitref import (
     HEADS,
     TAGS,
     GitRef,
@@ -30,7 +30,7 @@ from controllers.source.gitref import (
     is_full_object_id,
     resolve,
 )
-from controllers.source.giturl import GitURL
+from controllers.toolkit.git.giturl import GitURL
 
 DEFAULT_TIMEOUT = 60.0  # spec.timeout default
 _FETCHED = "refs/headwater/fetched"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controllers.source.redact import scrub_text
+from controllers.toolkit.git.redact import scrub_text
 from controllers.toolkit.runtime.frame import ReconcileError
 
 GIT_OPERATION_FAILED = "GitOperationFailed"

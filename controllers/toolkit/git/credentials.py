@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from controllers.source.errors import AuthenticationError
-from controllers.source.gitexec import base_config, hermetic_env
-from controllers.source.giturl import GitURL
+from controllers.toolkit.git.errors import AuthenticationError
+from controllers.toolkit.git.gitexec import base_config, hermetic_env
+from controllers.toolkit.git.giturl import GitURL
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from controllers.source.errors import URLInvalidError
-from controllers.source.redact import scrub_url
+from controllers.toolkit.git.errors import URLInvalidError
+from controllers.toolkit.git.redact import scrub_url
 
 SCHEMES = ("http", "https", "ssh")
 _BAD_CHARS = re.compile(r"[\x00-\x20\x7f]")

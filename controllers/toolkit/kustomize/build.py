@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 
 import yaml
 
-from controllers.kustomize.generate import (
+from controllers.toolkit.artifacts import PathError, clean_relative, remove_tree
+from controllers.toolkit.kustomize.generate import (
     BuildError,
     BuildOptions,
     YamlLoader,
@@ -41,7 +42,6 @@ from controllers.kustomize.generate import (
     write_kustomization,
     yaml_problem,
 )
-from controllers.toolkit.artifacts import PathError, clean_relative, remove_tree
 from controllers.toolkit.runtime.conditions import ARTIFACT_FAILED
 
 __all__ = [
@@ -62,7 +62,7 @@ DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_OUTPUT = 256 * 1024 * 1024
 _MAX_STDERR = 64 * 1024
 _REAP_TIMEOUT = 10.0
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[3]
 # A proxy nobody listens on: kustomize's HTTP fetches fail instead of reaching out.
 _NO_NETWORK_PROXY = "http://127.0.0.1:9"
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*\n", re.MULTILINE)

@@ -11,13 +11,13 @@ from pathlib import Path
 
 from git.cmd import Git
 
-from controllers.source.errors import (
+from controllers.toolkit.git.errors import (
     AuthenticationError,
     EmptyRepositoryError,
     GitOperationError,
     SourceError,
 )
-from controllers.source.redact import scrub_text
+from controllers.toolkit.git.redact import scrub_text
 
 # Stderr fragments that mean the server (or our own key/host checks) refused us.
 _AUTH_PATTERNS = (
