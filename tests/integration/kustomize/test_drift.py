@@ -22,6 +22,7 @@ from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wa
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.metrics import sample_value, scrape
 from tests.support.status import applied, events_for, request_reconcile, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
@@ -262,4 +263,39 @@ def test_ignored_paths_are_left_to_the_cluster_and_other_drift_is_healed(
     wait_for(image_healed, timeout=30, what="the image healed")
     assert (
         kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"] == 5
+    )
+
+
+def test_a_suspended_kustomization_leaves_a_deleted_object_deleted(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    _, commit = deploy(cluster, namespace, git_repos, git_http_server)
+    wait_for_kustomization(cluster, namespace, "app", applied(commit))
+    cluster.kubectl(
+        "patch", "kustomization", "app", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"suspend":true}}',
+    )  # fmt: skip
+    # The controller has seen the suspension once its reconcile reports it.
+    labels = {"kind": "Kustomization", "name": "app", "namespace": namespace}
+    wait_for(
+        lambda: sample_value(scrape(controllers.metrics_url), "gotk_suspend_status", labels) == 1,
+        what="the suspension seen by the controller",
+    )
+    cluster.kubectl("delete", "configmap", "settings", "-n", namespace)
+    time.sleep(5)  # the watch heals a deletion within a second when not suspended
+    assert get_json(cluster, "configmap", "settings", "-n", namespace) is None
+    assert drift_events(cluster, namespace) == []
+
+    # Resumed, the next reconcile puts it back.
+    cluster.kubectl(
+        "patch", "kustomization", "app", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"suspend":false}}',
+    )  # fmt: skip
+    wait_for(
+        lambda: get_json(cluster, "configmap", "settings", "-n", namespace),
+        what="the ConfigMap re-created after resume",
     )
