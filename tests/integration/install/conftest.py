@@ -26,6 +26,14 @@ from tests.support.scaleout import SHARD_KEY
 SHARD = "install"
 LOCKED_SHARD = "install-lockdown"
 CONTROLLERS = ("source", "kustomize", "helm", "notification")
+# Source and notification serve both shards; each kustomize instance one.
+SHARED_SELECTOR = f"{SHARD_KEY} in ({SHARD},{LOCKED_SHARD})"
+SELECTORS = {
+    "source": SHARED_SELECTOR,
+    "notification": SHARED_SELECTOR,
+    "kustomize": f"{SHARD_KEY} in ({SHARD})",
+}
+LOCKED_SELECTOR = f"{SHARD_KEY} in ({LOCKED_SHARD})"
 
 
 def shard_labels(shard: str = SHARD) -> dict[str, dict[str, str]]:
@@ -85,20 +93,23 @@ def _run_as(
 def identities(
     kubeconfigs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Identities]:
-    both = f"{SHARD_KEY} in ({SHARD},{LOCKED_SHARD})"
     with contextlib.ExitStack() as stack:
         notification = stack.enter_context(
             _run_as(
                 "notification",
                 kubeconfigs["notification"],
                 tmp_path_factory.mktemp("notification"),
-                both,
+                SELECTORS["notification"],
             )
         )
         events = {"HEADWATER_EVENTS_ADDR": notification.events_url}
         source = stack.enter_context(
             _run_as(
-                "source", kubeconfigs["source"], tmp_path_factory.mktemp("source"), both, **events
+                "source",
+                kubeconfigs["source"],
+                tmp_path_factory.mktemp("source"),
+                SELECTORS["source"],
+                **events,
             )
         )
         kustomize = stack.enter_context(
@@ -106,7 +117,7 @@ def identities(
                 "kustomize",
                 kubeconfigs["kustomize"],
                 tmp_path_factory.mktemp("kustomize"),
-                f"{SHARD_KEY} in ({SHARD})",
+                SELECTORS["kustomize"],
                 **events,
             )
         )
@@ -122,7 +133,7 @@ def locked_kustomize(
         "kustomize",
         identities.kubeconfigs["kustomize"],
         tmp_path_factory.mktemp("kustomize-lockdown"),
-        f"{SHARD_KEY} in ({LOCKED_SHARD})",
+        LOCKED_SELECTOR,
         HEADWATER_EVENTS_ADDR=identities.notification.events_url,
         HEADWATER_DEFAULT_SERVICE_ACCOUNT="default",
         HEADWATER_NO_CROSS_NAMESPACE_REFS="true",
