@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,10 @@ def pods_of(cluster: TestCluster, selector: dict[str, str]) -> list[dict[str, An
     label = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
     listing = kubectl_json(cluster, "get", "pods", "-n", SYSTEM_NAMESPACE, "-l", label)
     return [p for p in listing["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def admitted(cluster: TestCluster, selector: dict[str, str], count: int) -> Callable[[], bool]:
+    return lambda: len(pods_of(cluster, selector)) == count
 
 
 def container(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -106,11 +111,8 @@ def test_config_installs_and_every_object_is_accepted(cluster: TestCluster, inst
         assert annotations["prometheus.io/port"] == "8080"
         # The restricted profile is enforced by the API server: the pods the
         # ReplicaSets created were admitted (kwok then pretends to run them).
-        selector = spec["selector"]["matchLabels"]
         wait_for(
-            lambda selector=selector, replicas=replicas: (
-                len(pods_of(cluster, selector)) == replicas
-            ),
+            admitted(cluster, spec["selector"]["matchLabels"], replicas),
             timeout=60,
             what=f"{replicas} pod(s) of {name} admitted",
         )
