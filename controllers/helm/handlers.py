@@ -34,6 +34,7 @@ from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler, WatchCache
 from controllers.toolkit.runtime.settings import Settings
+from controllers.toolkit.runtime.tenancy import Lockdown
 
 CONTROLLER = "helm"
 # Index of HelmReleases by the `namespace/name` of the HelmChart they read.
@@ -94,6 +95,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         charts=charts,
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,
+        lockdown=Lockdown.of(settings),
     )
     queue = Reconciler(
         RESOURCE,

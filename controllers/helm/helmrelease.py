@@ -33,6 +33,7 @@ from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, Outcome
+from controllers.toolkit.runtime.tenancy import Lockdown
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class HelmReleaseReconciler:
     charts: ChartStore
     helm_charts: HelmCharts
     read_config: release_values.ReadConfig
+    lockdown: Lockdown = field(default_factory=Lockdown)
     _chart_info: dict[str, tuple[ChartMetadata, list[str]]] = field(default_factory=dict)
 
     async def reconcile(self, obj: Object) -> Outcome:
@@ -63,6 +65,7 @@ class HelmReleaseReconciler:
             reason = INVALID_CHART_REFERENCE if "spec.chart" in str(exc) else INIT_FAILED
             raise ReconcileError(reason, str(exc), stalled=True) from None
         run.retry_after = spec.interval
+        self.lockdown.check_references(run.ref.namespace, spec.references())
         source = spec.chart
 
         previous_chart = run.status.get("helmChart")
@@ -111,7 +114,7 @@ class HelmReleaseReconciler:
             values=composed,
             digest=digest,
             crds=crd_files,
-            as_user=spec.impersonate(namespace),
+            as_user=spec.impersonate(namespace, self.lockdown.default_service_account),
         )
         await self.engine.reconcile(run, inputs, force=self._force_requested(run))
         run.requeue_after = jittered(spec.interval)
@@ -166,7 +169,11 @@ class HelmReleaseReconciler:
             spec = None
         history = status.get("history") or []
         namespace = str(obj["metadata"].get("namespace") or "")
-        as_user = spec.impersonate(namespace) if spec is not None else None
+        as_user = (
+            spec.impersonate(namespace, self.lockdown.default_service_account)
+            if spec is not None
+            else None
+        )
         if history:
             ref = ReleaseRef(str(history[0]["name"]), str(history[0]["namespace"]), as_user)
         elif spec is not None:

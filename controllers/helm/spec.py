@@ -18,6 +18,7 @@ from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import refuse_unsupported
 from controllers.toolkit.runtime.frame import ReconcileError
 from controllers.toolkit.runtime.reconciler import Resource
+from controllers.toolkit.runtime.tenancy import Reference
 
 RESOURCE = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease")
 HELM_CHART = Resource("source.toolkit.fluxcd.io", "v1", "helmcharts", "HelmChart")
@@ -164,11 +165,31 @@ class HelmReleaseSpec:
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
 
-    def impersonate(self, namespace: str) -> str | None:
-        """The user helm acts as: the service account in the HelmRelease's namespace."""
-        if not self.service_account_name:
+    def impersonate(self, namespace: str, default_account: str = "") -> str | None:
+        """The user helm acts as: the service account in the HelmRelease's namespace.
+
+        `default_account` is the lockdown's --default-service-account, used
+        when the release names none; None means the controller's own identity.
+        """
+        account = self.service_account_name or default_account
+        if not account:
             return None
-        return f"system:serviceaccount:{namespace}:{self.service_account_name}"
+        return f"system:serviceaccount:{namespace}:{account}"
+
+    def references(self) -> list[Reference]:
+        """What --no-cross-namespace-refs checks: where the chart comes from."""
+        chart = self.chart
+        if chart.template is None:
+            return [Reference("spec.chartRef", "HelmChart", chart.name, chart.namespace)]
+        template = chart.template
+        return [
+            Reference(
+                "spec.chart.spec.sourceRef",
+                template.source_kind,
+                template.source_name,
+                template.source_namespace,
+            )
+        ]
 
     def ignores_test_failures(self, action: str) -> bool:
         remediation = self.install_remediation if action == "install" else self.upgrade_remediation

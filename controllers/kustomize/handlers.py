@@ -56,6 +56,7 @@ from controllers.toolkit.runtime.reconciler import (
     WatchCache,
 )
 from controllers.toolkit.runtime.settings import Settings
+from controllers.toolkit.runtime.tenancy import Lockdown
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
             return await sealing_keys.load_keys(api, namespace, secret_name)
         return await sealing_keys.load_keys(api, settings.namespace)
 
+    lockdown = Lockdown.of(settings)
     pool = ClientPool(
         api,
         read_secret=read_secret,
@@ -106,10 +108,15 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     ) -> ResourceClient:
         """The client to apply with: ours, impersonating a service account, or remote."""
         secret = spec.kubeconfig_secret
+        account = spec.service_account_name
+        if secret is None and spec.kubeconfig_config_map is None:
+            # The lockdown's default account is local; a remote cluster's
+            # kubeconfig is its own identity (as in Flux's impersonator).
+            account = lockdown.service_account(account)
         try:
             return await pool.client(
                 namespace,
-                service_account=spec.service_account_name,
+                service_account=account,
                 kubeconfig_secret=SecretKeyRef(*secret) if secret else None,
                 cluster_config_map=spec.kubeconfig_config_map,
                 account_must_exist=account_must_exist,
@@ -133,6 +140,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         client_for=client_for,
         observe_kinds=observe_kinds,
         expect_deletions=lambda ids: watcher.expect_deletions(ids),
+        lockdown=lockdown,
     )
     queue = Reconciler(
         RESOURCE,

@@ -51,6 +51,7 @@ from controllers.toolkit.runtime.events import NORMAL
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Outcome, Resource, WatchCache
+from controllers.toolkit.runtime.tenancy import Lockdown, Reference
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class KustomizationReconciler:
     client_for: ClientFactory
     observe_kinds: ObserveKinds
     expect_deletions: ExpectDeletions
+    lockdown: Lockdown = field(default_factory=Lockdown)
     # Injected so the reconcile can be tested without a cluster.
     apply_all: ApplyAll = ssa.apply_all
     prune_stale: PruneStale = prune
@@ -192,6 +194,7 @@ class KustomizationReconciler:
             run.event_metadata["revision"] = str(before["lastAttemptedRevision"])
         spec = KustomizationSpec.parse(run.spec, ref.namespace)
         run.retry_after = spec.retry_interval
+        self.lockdown.check_references(ref.namespace, references(spec))
 
         artifact, revision = self._source_artifact(spec)
         attempt.revision = revision
@@ -561,3 +564,14 @@ def _prune_options(owner: Mapping[str, str]) -> PruneOptions:
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def references(spec: KustomizationSpec) -> list[Reference]:
+    """What --no-cross-namespace-refs checks: the source and every dependency."""
+    source = spec.source
+    found = [Reference("spec.sourceRef", source.kind, source.name, source.namespace)]
+    found += [
+        Reference(f"spec.dependsOn[{index}]", "Kustomization", dep.name, dep.namespace)
+        for index, dep in enumerate(spec.depends_on)
+    ]
+    return found

@@ -194,6 +194,22 @@ def parse_label_selector(value: str, *, source: str) -> str:
     return value.strip()
 
 
+def parse_service_account(value: str, *, source: str) -> str:
+    """A ServiceAccount name: a DNS-1123 subdomain, as Kubernetes requires."""
+    text = value.strip()
+    labels = text.split(".")
+    valid = len(text) <= 253 and all(
+        label
+        and label[0].isalnum()
+        and label[-1].isalnum()
+        and all(ch.islower() or ch.isdigit() or ch == "-" for ch in label)
+        for label in labels
+    )
+    if not valid:
+        raise SettingsError(f"{source}: {value!r} is not a valid ServiceAccount name")
+    return text
+
+
 def parse_path(value: str, *, source: str) -> str:
     if not value.strip():
         raise SettingsError(f"{source}: must not be empty")
@@ -239,6 +255,12 @@ class Settings:
     # Reconcile only objects whose labels match (Flux's --watch-label-selector,
     # used with the sharding.fluxcd.io/key label); empty reconciles every object.
     watch_label_selector: str = ""
+    # The multi-tenancy lockdown, Flux's flags (docs/operations.md, "Lockdown"):
+    # a Kustomization or HelmRelease without spec.serviceAccountName runs as
+    # this account of its own namespace; empty keeps the controller's identity.
+    default_service_account: str = ""
+    # Refuse a sourceRef, chartRef or dependsOn naming another namespace.
+    no_cross_namespace_refs: bool = False
 
     @property
     def watch_selector(self) -> LabelSelector:
@@ -366,10 +388,14 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("leader_election_renew_deadline", parse_positive_duration),
     _spec("leader_election_retry_period", parse_positive_duration),
     _spec("watch_label_selector", parse_label_selector),
+    _spec("default_service_account", parse_service_account),
+    _spec("no_cross_namespace_refs", parse_bool),
 )
 
 # Settings that are switches: `--enable-leader-election` alone means true.
-BOOLEAN_FIELDS = frozenset({"enable_leader_election", "leader_election_release_on_cancel"})
+BOOLEAN_FIELDS = frozenset(
+    {"enable_leader_election", "leader_election_release_on_cancel", "no_cross_namespace_refs"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,6 +424,8 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "leader_election_renew_deadline": "30s",
         "leader_election_retry_period": "5s",
         "watch_label_selector": "empty (every object)",
+        "default_service_account": "empty (the controller's own identity)",
+        "no_cross_namespace_refs": "false",
     }
     result = []
     for spec in _SPECS:
