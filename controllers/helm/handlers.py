@@ -26,18 +26,38 @@ from controllers.helm.helmrelease import HelmReleaseReconciler
 from controllers.helm.release import Helm
 from controllers.helm.spec import HELM_CHART, RESOURCE
 from controllers.helm.storage import StoredRevision, stored_revisions
+from controllers.toolkit.dependencies import (
+    HELM_RELEASE,
+    KUSTOMIZATION,
+    DependencyRef,
+    dependency_refs,
+    readiness,
+    ref_of,
+)
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.patching import ObjectWriter
-from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler, WatchCache
+from controllers.toolkit.runtime.reconciler import (
+    Object,
+    ObjectRef,
+    ObserverFn,
+    Reconciler,
+    Resource,
+    WatchCache,
+)
 from controllers.toolkit.runtime.settings import Settings
 
 CONTROLLER = "helm"
 # Index of HelmReleases by the `namespace/name` of the HelmChart they read.
 BY_CHART = "chart"
+# Index of HelmReleases by the DependencyRef of each object they depend on.
+BY_DEPENDENCY = "dependsOn"
+KUSTOMIZATION_RESOURCE = Resource(
+    "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", KUSTOMIZATION
+)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -86,6 +106,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         max_size=settings.artifact_max_size,
     )
     writer = ObjectWriter(api, RESOURCE)
+    # Read-only: a HelmRelease may depend on a Kustomization (headwater's extension).
+    kustomizations = WatchCache(KUSTOMIZATION_RESOURCE)
+    queue: Reconciler
+
+    def dependency(ref: DependencyRef) -> Object | None:
+        cache = queue if ref.kind == HELM_RELEASE else kustomizations
+        return cache.peek(ObjectRef(ref.namespace, ref.name))
+
     releases = HelmReleaseReconciler(
         frame=ReconcileFrame(
             RESOURCE, writer, make_recorder(CONTROLLER, api, settings), failure_events="on_change"
@@ -94,6 +122,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         charts=charts,
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,
+        dependencies=dependency,
     )
     queue = Reconciler(
         RESOURCE,
@@ -114,8 +143,24 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         for release in queue.indexed(BY_CHART, f"{chart.namespace}/{chart.name}"):
             queue.request(ObjectRef.of(release))
 
+    queue.add_index(BY_DEPENDENCY, _dependency_keys)
+
+    def dependents_of(kind: str) -> ObserverFn:
+        """A dependency's readiness changed: its dependents look again now, not in 30s."""
+
+        def on_change(old: Object | None, new: Object | None) -> None:
+            if new is None or readiness(old) == readiness(new):
+                return
+            for release in queue.indexed(BY_DEPENDENCY, ref_of(kind, new)):
+                queue.request(ObjectRef.of(release))
+
+        return on_change
+
     helm_charts.add_observer(on_chart_change)
+    queue.add_observer(dependents_of(HELM_RELEASE))
+    kustomizations.add_observer(dependents_of(KUSTOMIZATION))
     helm_charts.register(registry)
+    kustomizations.register(registry)
     queue.register(registry)
 
     @kopf.on.cleanup(registry=registry, id="helm-cleanup")
@@ -136,6 +181,11 @@ def _chart_of(release: Object) -> str:
         return f"{chart_ref.get('namespace') or namespace}/{chart_ref.get('name')}"
     source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
     return f"{source.get('namespace') or namespace}/{namespace}-{name}"
+
+
+def _dependency_keys(release: Object) -> list[DependencyRef]:
+    namespace = (release.get("metadata") or {}).get("namespace") or ""
+    return dependency_refs(release.get("spec") or {}, namespace, HELM_RELEASE)
 
 
 def _artifact_digest(obj: Object | None) -> str | None:

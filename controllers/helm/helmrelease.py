@@ -2,12 +2,14 @@
 
 The body of each reconcile, on the toolkit's frame:
 1. read the spec (`spec.parse`; refused fields stall naming them);
-2. for `spec.chart`, create or update the HelmChart the release owns;
-3. take the chart from the HelmChart's `status.artifact`, downloaded and
+2. wait for `dependsOn` (DependencyNotReady; a dependency turning ready
+   requeues this release at once, see handlers);
+3. for `spec.chart`, create or update the HelmChart the release owns;
+4. take the chart from the HelmChart's `status.artifact`, downloaded and
    digest-verified (ArtifactFailed while there is none);
-4. compose the values (InitFailed when a ConfigMap, Secret or key is
+5. compose the values (InitFailed when a ConfigMap, Secret or key is
    missing or its YAML is bad: the release is left exactly as it was);
-5. let the engine decide and carry out the helm actions.
+6. let the engine decide and carry out the helm actions.
 
 A release whose chart and values are unchanged and which is deployed costs
 one metadata-only list of helm's storage Secrets and no helm process.
@@ -25,12 +27,15 @@ from typing import Any
 from controllers.helm import spec as release_spec
 from controllers.helm import values as release_values
 from controllers.helm.chart import ChartError, ChartMetadata, ChartStore, read_crds, read_metadata
+from controllers.helm.dependencies import dependency_not_ready
 from controllers.helm.engine import Engine, ReleaseInputs
 from controllers.helm.helmchart import ChartNotReady, HelmCharts, chart_artifact
 from controllers.helm.release import HelmError, ReleaseRef
 from controllers.toolkit.artifacts import ArtifactError
+from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import jittered
+from controllers.toolkit.runtime.events import NORMAL
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, Outcome
 
@@ -51,6 +56,8 @@ class HelmReleaseReconciler:
     charts: ChartStore
     helm_charts: HelmCharts
     read_config: release_values.ReadConfig
+    # The objects dependsOn names (HelmReleases, Kustomizations), from the caches.
+    dependencies: Lookup = lambda ref: None
     _chart_info: dict[str, tuple[ChartMetadata, list[str]]] = field(default_factory=dict)
 
     async def reconcile(self, obj: Object) -> Outcome:
@@ -63,6 +70,15 @@ class HelmReleaseReconciler:
             reason = INVALID_CHART_REFERENCE if "spec.chart" in str(exc) else INIT_FAILED
             raise ReconcileError(reason, str(exc), stalled=True) from None
         run.retry_after = spec.interval
+        blocked = dependency_not_ready(run.obj, spec.depends_on, self.dependencies)
+        if blocked:
+            # Waiting for a dependency is normal operation (Flux's order: before the chart).
+            raise ReconcileError(
+                cond.DEPENDENCY_NOT_READY,
+                blocked,
+                requeue_after=REQUEUE_SECONDS,
+                event=NORMAL,
+            )
         source = spec.chart
 
         previous_chart = run.status.get("helmChart")

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controllers.helm.dependencies import Dependency, parse_dependencies
 from controllers.helm.values import ValuesReference, ValuesSpecError, parse_values_from
+from controllers.toolkit.dependencies import DependencySpecError
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import refuse_unsupported
 from controllers.toolkit.runtime.frame import ReconcileError
@@ -39,7 +41,6 @@ Strategy = Literal["rollback", "uninstall"]
 UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.postRenderers": "post-renderers are not implemented yet",
     "spec.driftDetection": "drift detection is not implemented yet",
-    "spec.dependsOn": "dependencies are not implemented yet",
     "spec.kubeConfig": "remote clusters are not implemented yet",
     "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
@@ -163,6 +164,7 @@ class HelmReleaseSpec:
     upgrade_server_side: str = "auto"
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
+    depends_on: tuple[Dependency, ...] = ()
 
     def impersonate(self, namespace: str) -> str | None:
         """The user helm acts as: the service account in the HelmRelease's namespace."""
@@ -343,6 +345,10 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
     # client, so no client outlives an action: true and false behave the same.
     if not isinstance(spec.get("persistentClient", True), bool):
         raise SpecError("spec.persistentClient: must be true or false")
+    try:
+        depends_on = parse_dependencies(spec, namespace)
+    except DependencySpecError as exc:
+        raise SpecError(str(exc)) from None
     return HelmReleaseSpec(
         interval=interval if interval > 0 else DEFAULT_INTERVAL,
         release_name=release_name(name, target, str(spec.get("releaseName") or "")),
@@ -386,4 +392,5 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         upgrade_take_ownership=not upgrade.get("disableTakeOwnership"),
         install_server_side=_server_side(install.get("serverSideApply")),
         upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
+        depends_on=depends_on,
     )

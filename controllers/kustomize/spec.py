@@ -19,6 +19,13 @@ from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, 
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
+from controllers.toolkit.dependencies import (
+    KUSTOMIZATION,
+    DependencyRef,
+    DependencySpecError,
+    check_kinds,
+)
+from controllers.toolkit.dependencies import dependency_refs as shared_dependency_refs
 from controllers.toolkit.runtime.conditions import RECONCILIATION_FAILED
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
@@ -76,17 +83,20 @@ class Dependency:
     name: str
     namespace: str
     ready_expr: Expression | None = None
+    # headwater's extension: a Kustomization may wait for a HelmRelease.
+    kind: str = KUSTOMIZATION
+
+    @property
+    def ref(self) -> DependencyRef:
+        return DependencyRef(self.kind, self.namespace, self.name)
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return self.ref.label(KUSTOMIZATION)
 
 
-def dependency_refs(spec: Mapping[str, Any], namespace: str) -> list[tuple[str, str]]:
-    """`spec.dependsOn` as (namespace, name), the namespace defaulting to the object's own."""
-    return [
-        (str(item.get("namespace") or namespace), str(item.get("name")))
-        for item in spec.get("dependsOn") or []
-    ]
+def dependency_refs(spec: Mapping[str, Any], namespace: str) -> list[DependencyRef]:
+    """`spec.dependsOn` as refs: namespace defaulting to the object's own, kind to ours."""
+    return shared_dependency_refs(spec, namespace, KUSTOMIZATION)
 
 
 @dataclass(frozen=True)
@@ -308,13 +318,18 @@ def _expression(source: str | None, field_path: str) -> Expression | None:
 
 def _dependencies(spec: Mapping[str, Any], namespace: str) -> list[Dependency]:
     items = spec.get("dependsOn") or []
+    try:
+        check_kinds(spec)
+    except DependencySpecError as exc:
+        raise SpecError(str(exc)) from None
     return [
         Dependency(
-            name=name,
-            namespace=dep_namespace,
+            name=ref.name,
+            namespace=ref.namespace,
             ready_expr=_expression(item.get("readyExpr"), f"spec.dependsOn[{index}].readyExpr"),
+            kind=ref.kind,
         )
-        for index, (item, (dep_namespace, name)) in enumerate(
+        for index, (item, ref) in enumerate(
             zip(items, dependency_refs(spec, namespace), strict=True)
         )
     ]

@@ -56,6 +56,15 @@ def helm_chart(
     return obj
 
 
+def helm_release(
+    namespace: str, name: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """A HelmRelease (spec names its chart or chartRef; interval 10m unless spec says)."""
+    obj = _object("helm.toolkit.fluxcd.io/v2", "HelmRelease", namespace, name, metadata)
+    obj["spec"] = {"interval": "10m", **spec}
+    return obj
+
+
 def kustomization(
     namespace: str,
     name: str,
