@@ -9,6 +9,7 @@ every controller in one operator. The work lives in the step modules:
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from controllers.helm.crds import apply_crds
 from controllers.helm.engine import Engine
 from controllers.helm.helmchart import HelmCharts
 from controllers.helm.helmrelease import HelmReleaseReconciler
+from controllers.helm.postrender import install_plugin
 from controllers.helm.release import Helm
 from controllers.helm.spec import HELM_CHART, RESOURCE
 from controllers.helm.storage import StoredRevision, stored_revisions
@@ -63,15 +65,33 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def helm_executable() -> str:
     """The pinned helm (v4) in the repository's .tools/bin, else the one on PATH."""
-    pinned = _REPO_ROOT / ".tools" / "bin" / "helm"
+    return _pinned("helm")
+
+
+def _pinned(tool: str) -> str:
+    pinned = _REPO_ROOT / ".tools" / "bin" / tool
     if pinned.exists():
         return str(pinned)
-    return shutil.which("helm") or "helm"
+    return shutil.which(tool) or tool
+
+
+def _install_post_renderer() -> None:
+    """Write the post-renderer plugin and point helm at it (HELM_PLUGINS).
+
+    helm reads its plugin directories from the environment only, so the
+    controller's own environment carries it to every helm it starts; a
+    HELM_PLUGINS set by the operator stays searched after ours.
+    """
+    root = Path(tempfile.mkdtemp(prefix="headwater-helm-plugins-"))
+    install_plugin(root)
+    existing = os.environ.get("HELM_PLUGINS")
+    os.environ["HELM_PLUGINS"] = os.pathsep.join([str(root), *([existing] if existing else [])])
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
     """Add the helm controller's handlers to `registry`."""
     api = kube.api_client()
+    _install_post_renderer()
     read_secret = kube.secret_reader(api)
     read_config_map = kube.config_map_reader(api)
 
@@ -118,7 +138,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         frame=ReconcileFrame(
             RESOURCE, writer, make_recorder(CONTROLLER, api, settings), failure_events="on_change"
         ),
-        engine=Engine(Helm(helm_executable()), revisions, crds),
+        engine=Engine(Helm(helm_executable(), kustomize=_pinned("kustomize")), revisions, crds),
         charts=charts,
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,

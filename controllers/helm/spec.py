@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controllers.helm import postrender
 from controllers.helm.dependencies import Dependency, parse_dependencies
 from controllers.helm.values import ValuesReference, ValuesSpecError, parse_values_from
 from controllers.toolkit.dependencies import DependencySpecError
@@ -39,7 +40,6 @@ Strategy = Literal["rollback", "uninstall"]
 # Fields the CRD accepts that headwater does not implement yet: refused (the
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "spec.postRenderers": "post-renderers are not implemented yet",
     "spec.driftDetection": "drift detection is not implemented yet",
     "spec.kubeConfig": "remote clusters are not implemented yet",
     "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
@@ -165,6 +165,13 @@ class HelmReleaseSpec:
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
     depends_on: tuple[Dependency, ...] = ()
+    # Each the kustomize settings (patches, images) of one post-renderer, in order.
+    post_renderers: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def post_renderers_digest(self) -> str:
+        """Flux's observedPostRenderersDigest; empty without post-renderers."""
+        return postrender.digest(self.post_renderers) if self.post_renderers else ""
 
     def impersonate(self, namespace: str) -> str | None:
         """The user helm acts as: the service account in the HelmRelease's namespace."""
@@ -349,6 +356,10 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         depends_on = parse_dependencies(spec, namespace)
     except DependencySpecError as exc:
         raise SpecError(str(exc)) from None
+    try:
+        post_renderers = postrender.parse_post_renderers(spec.get("postRenderers"))
+    except postrender.PostRenderSpecError as exc:
+        raise SpecError(str(exc)) from None
     return HelmReleaseSpec(
         interval=interval if interval > 0 else DEFAULT_INTERVAL,
         release_name=release_name(name, target, str(spec.get("releaseName") or "")),
@@ -393,4 +404,5 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         install_server_side=_server_side(install.get("serverSideApply")),
         upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
         depends_on=depends_on,
+        post_renderers=post_renderers,
     )
