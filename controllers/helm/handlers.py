@@ -9,6 +9,7 @@ every controller in one operator. The work lives in the step modules:
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -21,13 +22,17 @@ import kubernetes.client
 
 from controllers.helm.chart import ChartStore
 from controllers.helm.crds import apply_crds
+from controllers.helm.drift import HELM_FIELD_MANAGER, NAME_LABEL, SpecChanges, release_of
 from controllers.helm.engine import Engine
 from controllers.helm.helmchart import HelmCharts
 from controllers.helm.helmrelease import HelmReleaseReconciler
 from controllers.helm.postrender import install_plugin
 from controllers.helm.release import Helm
 from controllers.helm.spec import HELM_CHART, RESOURCE
+from controllers.helm.spec import HelmReleaseSpec as ReleaseSpec
 from controllers.helm.storage import StoredRevision, stored_revisions
+from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher
+from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.dependencies import (
     HELM_RELEASE,
     KUSTOMIZATION,
@@ -37,6 +42,7 @@ from controllers.toolkit.dependencies import (
     ref_of,
 )
 from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.clients import ClientPool
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
@@ -52,11 +58,14 @@ from controllers.toolkit.runtime.reconciler import (
 )
 from controllers.toolkit.runtime.settings import Settings
 
+log = logging.getLogger(__name__)
+
 CONTROLLER = "helm"
 # Index of HelmReleases by the `namespace/name` of the HelmChart they read.
 BY_CHART = "chart"
 # Index of HelmReleases by the DependencyRef of each object they depend on.
 BY_DEPENDENCY = "dependsOn"
+
 KUSTOMIZATION_RESOURCE = Resource(
     "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", KUSTOMIZATION
 )
@@ -134,6 +143,36 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         cache = queue if ref.kind == HELM_RELEASE else kustomizations
         return cache.peek(ObjectRef(ref.namespace, ref.name))
 
+    pool = ClientPool(
+        api,
+        read_secret=read_secret,
+        read_config_map=read_config_map,
+        concurrency=settings.concurrent * 4,
+    )
+
+    async def client_for(spec: ReleaseSpec, namespace: str) -> ResourceClient:
+        """Drift is checked and corrected as the release's identity (serviceAccountName)."""
+        return await pool.client(namespace, service_account=spec.service_account_name or None)
+
+    spec_changes = SpecChanges()
+
+    def heal(change: ForeignChange) -> None:
+        """Someone changed or deleted an object of a release that detects drift: look now."""
+        origin = release_of(change.obj)
+        if origin is None or not spec_changes.worth_a_look(change.event_type, change.obj):
+            return
+        log.info(
+            "%s of a release object by %s: requeue HelmRelease %s/%s",
+            change.event_type.lower(),
+            change.manager or "someone",
+            *origin,
+        )
+        queue.request(ObjectRef(*origin))
+
+    watcher = InventoryWatcher(
+        api, label_selector=NAME_LABEL, field_manager=HELM_FIELD_MANAGER, on_change=heal
+    )
+
     releases = HelmReleaseReconciler(
         frame=ReconcileFrame(
             RESOURCE, writer, make_recorder(CONTROLLER, api, settings), failure_events="on_change"
@@ -143,6 +182,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,
         dependencies=dependency,
+        client_for=client_for,
+        observe_kinds=watcher.ensure,
     )
     queue = Reconciler(
         RESOURCE,
@@ -185,6 +226,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
 
     @kopf.on.cleanup(registry=registry, id="helm-cleanup")
     async def close(**_: Any) -> None:
+        watcher.close()
+        pool.close()
         await charts.close()
         for client in impersonating.values():
             client.close()

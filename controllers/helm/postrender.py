@@ -9,6 +9,11 @@ kustomize's path). Each post-renderer is one `kustomize build` of a
 kustomization that has helm's output as its only resource, in spec order,
 as Flux's built-in kustomize post-renderer does.
 
+Drift detection adds one more, after the user's: Flux's origin labels
+(`helm.toolkit.fluxcd.io/name` and `/namespace`) on every object, which is
+how the controller's watch finds a release's objects (helm v4 applying
+server-side marks them with neither labels nor annotations).
+
 Bounded: input and output at most MAX_MANIFESTS bytes, each kustomize run at
 most BUILD_TIMEOUT seconds; a failure exits non-zero with kustomize's
 message, which helm reports as the install/upgrade error.
@@ -104,7 +109,21 @@ def kustomization(renderer: Mapping[str, Any], resource: str) -> dict[str, Any]:
         result["patches"] = list(renderer["patches"])
     if renderer.get("images"):
         result["images"] = list(renderer["images"])
+    if renderer.get("labels"):
+        # Metadata only: selectors and pod templates stay as the chart made them.
+        result["labels"] = [
+            {
+                "pairs": dict(renderer["labels"]),
+                "includeSelectors": False,
+                "includeTemplates": False,
+            }
+        ]
     return result
+
+
+def origin_labels(labels: Mapping[str, str]) -> dict[str, Any]:
+    """A post-renderer that only labels every object (how drift detection finds them)."""
+    return {"patches": [], "images": [], "labels": dict(labels)}
 
 
 class PostRenderError(Exception):

@@ -352,6 +352,16 @@ class Helm:
             for entry in entries
         ]
 
+    async def manifest(self, ref: ReleaseRef, version: int) -> str:
+        """The rendered (and post-rendered) manifest helm stored for a revision."""
+        output = await self._call(
+            "get manifest",
+            self._command(0, ref.as_user).run(
+                ["get", "manifest", ref.name, "--namespace", ref.namespace, "--revision", version]
+            ),
+        )
+        return bytes(output).decode("utf-8", "replace")
+
     async def test_hooks(self, ref: ReleaseRef) -> dict[str, dict[str, str]]:
         """The last run of each test hook of the current revision, as Flux's `testHooks`."""
         status = await self._call(

@@ -15,6 +15,12 @@ from typing import Any, Literal
 
 from controllers.helm import postrender
 from controllers.helm.dependencies import Dependency, parse_dependencies
+from controllers.helm.drift import (
+    NO_DRIFT_DETECTION,
+    DriftSettings,
+    DriftSpecError,
+    parse_drift_detection,
+)
 from controllers.helm.values import ValuesReference, ValuesSpecError, parse_values_from
 from controllers.toolkit.dependencies import DependencySpecError
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
@@ -40,7 +46,6 @@ Strategy = Literal["rollback", "uninstall"]
 # Fields the CRD accepts that headwater does not implement yet: refused (the
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "spec.driftDetection": "drift detection is not implemented yet",
     "spec.kubeConfig": "remote clusters are not implemented yet",
     "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
@@ -165,8 +170,10 @@ class HelmReleaseSpec:
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
     depends_on: tuple[Dependency, ...] = ()
-    # Each the kustomize settings (patches, images) of one post-renderer, in order.
+    # Each the kustomize settings (patches, images) of one post-renderer, in order;
+    # with drift detection, the origin labels last.
     post_renderers: tuple[dict[str, Any], ...] = ()
+    drift: DriftSettings = NO_DRIFT_DETECTION
 
     @property
     def post_renderers_digest(self) -> str:
@@ -184,6 +191,11 @@ class HelmReleaseSpec:
         if remediation.ignore_test_failures is not None:
             return remediation.ignore_test_failures
         return self.test_ignore_failures
+
+
+def origin_labels(namespace: str, name: str) -> dict[str, str]:
+    """Flux's labels on a release's objects: the HelmRelease they come from."""
+    return {f"{RESOURCE.group}/name": name, f"{RESOURCE.group}/namespace": namespace}
 
 
 def release_name(name: str, target_namespace: str = "", explicit: str = "") -> str:
@@ -360,6 +372,12 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         post_renderers = postrender.parse_post_renderers(spec.get("postRenderers"))
     except postrender.PostRenderSpecError as exc:
         raise SpecError(str(exc)) from None
+    try:
+        drift = parse_drift_detection(spec.get("driftDetection"))
+    except DriftSpecError as exc:
+        raise SpecError(str(exc)) from None
+    if drift.active:
+        post_renderers = (*post_renderers, postrender.origin_labels(origin_labels(namespace, name)))
     return HelmReleaseSpec(
         interval=interval if interval > 0 else DEFAULT_INTERVAL,
         release_name=release_name(name, target, str(spec.get("releaseName") or "")),
@@ -405,4 +423,5 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
         depends_on=depends_on,
         post_renderers=post_renderers,
+        drift=drift,
     )

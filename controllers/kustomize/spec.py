@@ -15,7 +15,7 @@ from controllers.kustomize.build import CommonMetadata
 from controllers.kustomize.generate import BuildOptions
 from controllers.kustomize.substitute import PostBuild
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
-from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, parse_pointer
+from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, parse_rules
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
@@ -263,36 +263,10 @@ class KustomizationSpec:
 
 def parse_ignore_rules(items: Sequence[Mapping[str, Any]]) -> tuple[IgnoreRule, ...]:
     """spec.ignore as toolkit rules; a bad pointer or selector names its field."""
-    rules = []
-    for index, item in enumerate(items):
-        where = f"spec.ignore[{index}]"
-        paths = []
-        for number, path in enumerate(item.get("paths") or []):
-            try:
-                paths.append(parse_pointer(str(path)))
-            except IgnoreError as exc:
-                raise SpecError(f"{where}.paths[{number}]: {exc}") from None
-        if not paths:
-            raise SpecError(f"{where}.paths: at least one JSON pointer is required")
-        target = item.get("target")
-        try:
-            selector = (
-                Selector.parse(
-                    group=target.get("group"),
-                    version=target.get("version"),
-                    kind=target.get("kind"),
-                    name=target.get("name"),
-                    namespace=target.get("namespace"),
-                    label_selector=target.get("labelSelector"),
-                    annotation_selector=target.get("annotationSelector"),
-                )
-                if target
-                else None
-            )
-        except IgnoreError as exc:
-            raise SpecError(f"{where}.target.{exc}") from None
-        rules.append(IgnoreRule(tuple(paths), selector))
-    return tuple(rules)
+    try:
+        return parse_rules(items, "spec.ignore")
+    except IgnoreError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _duration(spec: Mapping[str, Any], name: str, *, required: bool = False) -> float:
