@@ -282,6 +282,7 @@ class HelmReleaseReconciler:
         except HelmError as exc:
             log.warning("uninstalling release %s failed: %s", ref, exc.message)
             return False
+        self._manifests.pop((ref.namespace, ref.name), None)
         owned = status.get("helmChart")
         if owned and spec is not None and spec.chart.template is not None:
             namespace, _, name = str(owned).partition("/")
