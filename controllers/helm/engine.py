@@ -211,6 +211,10 @@ class Engine:
             )
             if force and action in (Action.NONE, Action.TEST):
                 action, why = Action.UPGRADE, "a release was forced"
+            elif action in (Action.NONE, Action.TEST) and spec.post_renderers_digest != str(
+                run.status.get("observedPostRenderersDigest") or ""
+            ):
+                action, why = Action.UPGRADE, "the post-renderers changed"
             force = False
             log.debug("release %s: %s (%s)", ref, action.value, why)
             if action is Action.NONE:
@@ -293,6 +297,7 @@ class Engine:
                     hooks=spec.install_hooks,
                     take_ownership=spec.install_take_ownership,
                     server_side=spec.install_server_side,
+                    post_renderers=spec.post_renderers,
                 )
             else:
                 await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
@@ -308,6 +313,7 @@ class Engine:
                     take_ownership=spec.upgrade_take_ownership,
                     server_side=spec.upgrade_server_side,
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
+                    post_renderers=spec.post_renderers,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED
@@ -322,6 +328,10 @@ class Engine:
             await self._after_failure(run, inputs, name, reason, message, before, revisions)
             return
         revisions = await self._refresh_history(run, inputs, {})
+        if spec.post_renderers_digest:
+            run.status["observedPostRenderersDigest"] = spec.post_renderers_digest
+        else:
+            run.status.pop("observedPostRenderersDigest", None)
         current = max(revisions, key=lambda r: r.version) if revisions else None
         version = current.version if current else None
         # The revision just made carries the values it was made with.

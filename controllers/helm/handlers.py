@@ -9,6 +9,8 @@ every controller in one operator. The work lives in the step modules:
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,39 +22,86 @@ import kubernetes.client
 
 from controllers.helm.chart import ChartStore
 from controllers.helm.crds import apply_crds
+from controllers.helm.drift import HELM_FIELD_MANAGER, NAME_LABEL, SpecChanges, release_of
 from controllers.helm.engine import Engine
 from controllers.helm.helmchart import HelmCharts
 from controllers.helm.helmrelease import HelmReleaseReconciler
+from controllers.helm.postrender import install_plugin
 from controllers.helm.release import Helm
 from controllers.helm.spec import HELM_CHART, RESOURCE
+from controllers.helm.spec import HelmReleaseSpec as ReleaseSpec
 from controllers.helm.storage import StoredRevision, stored_revisions
+from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher
+from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.dependencies import (
+    HELM_RELEASE,
+    KUSTOMIZATION,
+    DependencyRef,
+    dependency_refs,
+    readiness,
+    ref_of,
+)
 from controllers.toolkit.runtime import kube
+from controllers.toolkit.runtime.clients import ClientPool
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
 from controllers.toolkit.runtime.leader import Leadership
 from controllers.toolkit.runtime.patching import ObjectWriter
-from controllers.toolkit.runtime.reconciler import Object, ObjectRef, Reconciler, WatchCache
+from controllers.toolkit.runtime.reconciler import (
+    Object,
+    ObjectRef,
+    ObserverFn,
+    Reconciler,
+    Resource,
+    WatchCache,
+)
 from controllers.toolkit.runtime.settings import Settings
 from controllers.toolkit.runtime.tenancy import Lockdown
+
+log = logging.getLogger(__name__)
 
 CONTROLLER = "helm"
 # Index of HelmReleases by the `namespace/name` of the HelmChart they read.
 BY_CHART = "chart"
+# Index of HelmReleases by the DependencyRef of each object they depend on.
+BY_DEPENDENCY = "dependsOn"
+
+KUSTOMIZATION_RESOURCE = Resource(
+    "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", KUSTOMIZATION
+)
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def helm_executable() -> str:
     """The pinned helm (v4) in the repository's .tools/bin, else the one on PATH."""
-    pinned = _REPO_ROOT / ".tools" / "bin" / "helm"
+    return _pinned("helm")
+
+
+def _pinned(tool: str) -> str:
+    pinned = _REPO_ROOT / ".tools" / "bin" / tool
     if pinned.exists():
         return str(pinned)
-    return shutil.which("helm") or "helm"
+    return shutil.which(tool) or tool
+
+
+def _install_post_renderer() -> None:
+    """Write the post-renderer plugin and point helm at it (HELM_PLUGINS).
+
+    helm reads its plugin directories from the environment only, so the
+    controller's own environment carries it to every helm it starts; a
+    HELM_PLUGINS set by the operator stays searched after ours.
+    """
+    root = Path(tempfile.mkdtemp(prefix="headwater-helm-plugins-"))
+    install_plugin(root)
+    existing = os.environ.get("HELM_PLUGINS")
+    os.environ["HELM_PLUGINS"] = os.pathsep.join([str(root), *([existing] if existing else [])])
 
 
 def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Leadership) -> None:
     """Add the helm controller's handlers to `registry`."""
     api = kube.api_client()
+    _install_post_renderer()
     read_secret = kube.secret_reader(api)
     read_config_map = kube.config_map_reader(api)
 
@@ -87,15 +136,56 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         max_size=settings.artifact_max_size,
     )
     writer = ObjectWriter(api, RESOURCE)
+    # Read-only: a HelmRelease may depend on a Kustomization (headwater's extension).
+    kustomizations = WatchCache(KUSTOMIZATION_RESOURCE)
+    queue: Reconciler
+
+    def dependency(ref: DependencyRef) -> Object | None:
+        cache = queue if ref.kind == HELM_RELEASE else kustomizations
+        return cache.peek(ObjectRef(ref.namespace, ref.name))
+
+    pool = ClientPool(
+        api,
+        read_secret=read_secret,
+        read_config_map=read_config_map,
+        concurrency=settings.concurrent * 4,
+    )
+
+    async def client_for(spec: ReleaseSpec, namespace: str) -> ResourceClient:
+        """Drift is checked and corrected as the release's identity (serviceAccountName)."""
+        return await pool.client(namespace, service_account=spec.service_account_name or None)
+
+    spec_changes = SpecChanges()
+
+    def heal(change: ForeignChange) -> None:
+        """Someone changed or deleted an object of a release that detects drift: look now."""
+        origin = release_of(change.obj)
+        if origin is None or not spec_changes.worth_a_look(change.event_type, change.obj):
+            return
+        log.info(
+            "%s of a release object by %s: requeue HelmRelease %s/%s",
+            change.event_type.lower(),
+            change.manager or "someone",
+            *origin,
+        )
+        queue.request(ObjectRef(*origin))
+
+    watcher = InventoryWatcher(
+        api, label_selector=NAME_LABEL, field_manager=HELM_FIELD_MANAGER, on_change=heal
+    )
+
     releases = HelmReleaseReconciler(
         frame=ReconcileFrame(
             RESOURCE, writer, make_recorder(CONTROLLER, api, settings), failure_events="on_change"
         ),
-        engine=Engine(Helm(helm_executable()), revisions, crds),
+        engine=Engine(Helm(helm_executable(), kustomize=_pinned("kustomize")), revisions, crds),
         charts=charts,
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,
         lockdown=Lockdown.of(settings),
+        dependencies=dependency,
+        client_for=client_for,
+        observe_kinds=watcher.ensure,
     )
     queue = Reconciler(
         RESOURCE,
@@ -116,12 +206,30 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         for release in queue.indexed(BY_CHART, f"{chart.namespace}/{chart.name}"):
             queue.request(ObjectRef.of(release))
 
+    queue.add_index(BY_DEPENDENCY, _dependency_keys)
+
+    def dependents_of(kind: str) -> ObserverFn:
+        """A dependency's readiness changed: its dependents look again now, not in 30s."""
+
+        def on_change(old: Object | None, new: Object | None) -> None:
+            if new is None or readiness(old) == readiness(new):
+                return
+            for release in queue.indexed(BY_DEPENDENCY, ref_of(kind, new)):
+                queue.request(ObjectRef.of(release))
+
+        return on_change
+
     helm_charts.add_observer(on_chart_change)
+    queue.add_observer(dependents_of(HELM_RELEASE))
+    kustomizations.add_observer(dependents_of(KUSTOMIZATION))
     helm_charts.register(registry)
+    kustomizations.register(registry)
     queue.register(registry)
 
     @kopf.on.cleanup(registry=registry, id="helm-cleanup")
     async def close(**_: Any) -> None:
+        watcher.close()
+        pool.close()
         await charts.close()
         for client in impersonating.values():
             client.close()
@@ -138,6 +246,11 @@ def _chart_of(release: Object) -> str:
         return f"{chart_ref.get('namespace') or namespace}/{chart_ref.get('name')}"
     source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
     return f"{source.get('namespace') or namespace}/{namespace}-{name}"
+
+
+def _dependency_keys(release: Object) -> list[DependencyRef]:
+    namespace = (release.get("metadata") or {}).get("namespace") or ""
+    return dependency_refs(release.get("spec") or {}, namespace, HELM_RELEASE)
 
 
 def _artifact_digest(obj: Object | None) -> str | None:

@@ -2,12 +2,16 @@
 
 The body of each reconcile, on the toolkit's frame:
 1. read the spec (`spec.parse`; refused fields stall naming them);
-2. for `spec.chart`, create or update the HelmChart the release owns;
-3. take the chart from the HelmChart's `status.artifact`, downloaded and
+2. wait for `dependsOn` (DependencyNotReady; a dependency turning ready
+   requeues this release at once, see handlers);
+3. for `spec.chart`, create or update the HelmChart the release owns;
+4. take the chart from the HelmChart's `status.artifact`, downloaded and
    digest-verified (ArtifactFailed while there is none);
-4. compose the values (InitFailed when a ConfigMap, Secret or key is
+5. compose the values (InitFailed when a ConfigMap, Secret or key is
    missing or its YAML is bad: the release is left exactly as it was);
-5. let the engine decide and carry out the helm actions.
+6. let the engine decide and carry out the helm actions;
+7. with `driftDetection`, compare the deployed objects with the live ones
+   and (mode enabled) apply the drifted ones again (`drift`).
 
 A release whose chart and values are unchanged and which is deployed costs
 one metadata-only list of helm's storage Secrets and no helm process.
@@ -18,19 +22,26 @@ Flux) and deletes the HelmChart it owns.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controllers.helm import drift
 from controllers.helm import spec as release_spec
 from controllers.helm import values as release_values
 from controllers.helm.chart import ChartError, ChartMetadata, ChartStore, read_crds, read_metadata
+from controllers.helm.dependencies import dependency_not_ready
 from controllers.helm.engine import Engine, ReleaseInputs
 from controllers.helm.helmchart import ChartNotReady, HelmCharts, chart_artifact
 from controllers.helm.release import HelmError, ReleaseRef
+from controllers.toolkit.apply import ssa
+from controllers.toolkit.apply.inventory_watch import WatchedKind
+from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactError
+from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.durations import jittered
+from controllers.toolkit.runtime.events import NORMAL, WARNING
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.reconciler import Object, Outcome
 from controllers.toolkit.runtime.tenancy import Lockdown
@@ -43,6 +54,8 @@ RESET_AT_ANNOTATION = "reconcile.fluxcd.io/resetAt"
 FORCE_AT_ANNOTATION = "reconcile.fluxcd.io/forceAt"
 # Chart metadata and CRDs by artifact digest, so an unchanged chart is read once.
 _CHART_INFO_LIMIT = 256
+# (spec, the HelmRelease's namespace) -> the client to detect and correct drift with.
+ClientFor = Callable[[release_spec.HelmReleaseSpec, str], Awaitable[ResourceClient]]
 
 
 @dataclass
@@ -53,7 +66,17 @@ class HelmReleaseReconciler:
     helm_charts: HelmCharts
     read_config: release_values.ReadConfig
     lockdown: Lockdown = field(default_factory=Lockdown)
+    # The objects dependsOn names (HelmReleases, Kustomizations), from the caches.
+    dependencies: Lookup = lambda ref: None
+    # Drift detection: the client to compare and apply with (the release's
+    # identity), and the watch told which kinds the release's objects are.
+    client_for: ClientFor | None = None
+    observe_kinds: Callable[[set[WatchedKind]], None] = lambda kinds: None
     _chart_info: dict[str, tuple[ChartMetadata, list[str]]] = field(default_factory=dict)
+    # Release manifests by release, for the revision they were read at.
+    _manifests: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = field(
+        default_factory=dict
+    )
 
     async def reconcile(self, obj: Object) -> Outcome:
         return await self.frame.run(obj, self._steps)
@@ -66,6 +89,15 @@ class HelmReleaseReconciler:
             raise ReconcileError(reason, str(exc), stalled=True) from None
         run.retry_after = spec.interval
         self.lockdown.check_references(run.ref.namespace, spec.references())
+        blocked = dependency_not_ready(run.obj, spec.depends_on, self.dependencies)
+        if blocked:
+            # Waiting for a dependency is normal operation (Flux's order: before the chart).
+            raise ReconcileError(
+                cond.DEPENDENCY_NOT_READY,
+                blocked,
+                requeue_after=REQUEUE_SECONDS,
+                event=NORMAL,
+            )
         source = spec.chart
 
         previous_chart = run.status.get("helmChart")
@@ -117,7 +149,72 @@ class HelmReleaseReconciler:
             as_user=spec.impersonate(namespace, self.lockdown.default_service_account),
         )
         await self.engine.reconcile(run, inputs, force=self._force_requested(run))
+        await self._check_drift(run, inputs)
         run.requeue_after = jittered(spec.interval)
+
+    async def _check_drift(self, run: ReconcileRun, inputs: ReleaseInputs) -> None:
+        """Compare the deployed revision's objects with the live ones (see `drift`)."""
+        spec, ref = inputs.spec, inputs.ref
+        history = run.status.get("history") or []
+        if not spec.drift.active or self.client_for is None:
+            self._manifests.pop((ref.namespace, ref.name), None)
+            run.status = cond.remove_condition(run.status, drift.DRIFTED)
+            return
+        if not history or history[0].get("status") != "deployed":
+            return
+        objects = await self._release_objects(inputs, history[0])
+        client = await self.client_for(spec, run.ref.namespace)
+        try:
+            objects = await drift.as_installed(client, objects, ref.name, ref.namespace)
+            self.observe_kinds({WatchedKind(str(o["apiVersion"]), str(o["kind"])) for o in objects})
+            owner = release_spec.origin_labels(run.ref.namespace, run.ref.name)
+            report = await drift.detect(client, objects, spec.drift, owner)
+        except ssa.ApplyError as exc:
+            raise ReconcileError(
+                cond.RECONCILIATION_FAILED, f"drift detection failed: {exc}"
+            ) from None
+        if not report.drifted:
+            self._set_drifted(run, False, "No drift detected")
+            return
+        subjects = ", ".join(entry.subject for entry in report.drifted)
+        if report.corrected:
+            run.notify(
+                WARNING, drift.DRIFT_DETECTED, "Drift detected and corrected:\n" + report.describe()
+            )
+            self._set_drifted(run, False, f"Drift corrected: {subjects}")
+        else:
+            run.notify(WARNING, drift.DRIFT_DETECTED, "Drift detected:\n" + report.describe())
+            self._set_drifted(run, True, f"Drift detected: {subjects}")
+
+    def _set_drifted(self, run: ReconcileRun, drifted: bool, message: str) -> None:
+        run.status = cond.set_condition(
+            run.status,
+            drift.DRIFTED,
+            cond.TRUE if drifted else cond.FALSE,
+            drift.DRIFT_DETECTED if drifted else drift.NO_DRIFT_DETECTED,
+            message,
+            generation=run.generation,
+        )
+
+    async def _release_objects(
+        self, inputs: ReleaseInputs, snapshot: Mapping[str, Any]
+    ) -> list[dict[str, Any]]:
+        """The deployed revision's manifest objects; helm is asked once per revision."""
+        ref = inputs.ref
+        key = (ref.namespace, ref.name)
+        stamp = f"{snapshot.get('version')}:{snapshot.get('digest')}"
+        cached = self._manifests.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            manifest = await self.engine.helm.manifest(ref, int(snapshot.get("version") or 0))
+        except HelmError as exc:
+            raise ReconcileError(
+                cond.RECONCILIATION_FAILED, f"drift detection could not read the manifest: {exc}"
+            ) from None
+        objects = drift.manifest_objects(manifest)
+        self._manifests[key] = (stamp, objects)
+        return objects
 
     def _force_requested(self, run: ReconcileRun) -> bool:
         """Flux's forceAt: honoured once, and only together with an equal requestedAt."""
@@ -192,6 +289,7 @@ class HelmReleaseReconciler:
         except HelmError as exc:
             log.warning("uninstalling release %s failed: %s", ref, exc.message)
             return False
+        self._manifests.pop((ref.namespace, ref.name), None)
         owned = status.get("helmChart")
         if owned and spec is not None and spec.chart.template is not None:
             namespace, _, name = str(owned).partition("/")

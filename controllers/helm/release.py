@@ -27,6 +27,7 @@ so a reconcile that needs no helm call can be seen to make none.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from prometheus_client import Counter
 from pyhelm3 import Command
 from pyhelm3 import errors as helm_errors
 
+from controllers.helm import postrender
+
 log = logging.getLogger(__name__)
 
 HELM_COMMANDS = Counter(
@@ -45,6 +48,11 @@ HELM_COMMANDS = Counter(
     ["command"],
 )
 _MAX_MESSAGE = 900
+# Arguments pyhelm3 has no option for (the post-renderer), added to the helm
+# command started by the task that set them.
+_EXTRA_ARGS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "helm_extra_args", default=()
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class _CountingCommand(Command):  # type: ignore[misc]  # pyhelm3 ships no type 
         HELM_COMMANDS.labels(str(command[0]) if command else "").inc()
         if self._as_user:
             command = [*command, "--kube-as-user", self._as_user]
+        command = [*command, *_EXTRA_ARGS.get()]
         output: bytes = await super().run(command, input)
         return output
 
@@ -117,9 +126,17 @@ class _CountingCommand(Command):  # type: ignore[misc]  # pyhelm3 ships no type 
 class Helm:
     """The helm binary, for one cluster (the controller's kubeconfig)."""
 
-    def __init__(self, executable: str = "helm", kubeconfig: Path | None = None) -> None:
+    def __init__(
+        self,
+        executable: str = "helm",
+        kubeconfig: Path | None = None,
+        *,
+        kustomize: str | None = None,
+    ) -> None:
         self._executable = executable
         self._kubeconfig = kubeconfig
+        # The pinned kustomize the post-renderer plugin runs (see `postrender`).
+        self._kustomize = kustomize
         self._commands: dict[tuple[int, str | None], Command] = {}
 
     def _command(self, max_history: int = 0, as_user: str | None = None) -> Command:
@@ -135,7 +152,19 @@ class Helm:
             self._commands[key] = command
         return command
 
-    async def _call(self, what: str, coroutine: Any) -> Any:
+    def _post_render_args(self, renderers: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+        if not renderers:
+            return ()
+        if self._kustomize is None:
+            raise HelmError("post-render", "no kustomize binary for spec.postRenderers")
+        return (
+            *("--post-renderer", postrender.PLUGIN_NAME),
+            *("--post-renderer-args", self._kustomize),
+            *("--post-renderer-args", postrender.encode(renderers)),
+        )
+
+    async def _call(self, what: str, coroutine: Any, extra_args: tuple[str, ...] = ()) -> Any:
+        token = _EXTRA_ARGS.set(extra_args)
         try:
             return await coroutine
         except helm_errors.Error as exc:
@@ -143,6 +172,8 @@ class Helm:
                 "parse error" in exc.stderr.decode("utf-8", "replace")
             )
             raise HelmError(what, _error_text(exc), render=render) from None
+        finally:
+            _EXTRA_ARGS.reset(token)
 
     async def install(
         self,
@@ -158,7 +189,9 @@ class Helm:
         hooks: bool = True,
         take_ownership: bool = True,
         server_side: str = "auto",
+        post_renderers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        extra = self._post_render_args(post_renderers)
         await self._call(
             "install",
             self._command(max_history, ref.as_user).install_or_upgrade(
@@ -175,6 +208,7 @@ class Helm:
                 take_ownership=take_ownership,
                 server_side=server_side,
             ),
+            extra,
         )
 
     async def upgrade(
@@ -191,7 +225,9 @@ class Helm:
         take_ownership: bool = True,
         server_side: str = "auto",
         cleanup_on_fail: bool = False,
+        post_renderers: Sequence[Mapping[str, Any]] = (),
     ) -> None:
+        extra = self._post_render_args(post_renderers)
         await self._call(
             "upgrade",
             self._command(max_history, ref.as_user).install_or_upgrade(
@@ -213,6 +249,7 @@ class Helm:
                 take_ownership=take_ownership,
                 cleanup_on_fail=cleanup_on_fail,
             ),
+            extra,
         )
 
     async def test(self, ref: ReleaseRef, *, timeout: float) -> None:
@@ -314,6 +351,16 @@ class Helm:
             )
             for entry in entries
         ]
+
+    async def manifest(self, ref: ReleaseRef, version: int) -> str:
+        """The rendered (and post-rendered) manifest helm stored for a revision."""
+        output = await self._call(
+            "get manifest",
+            self._command(0, ref.as_user).run(
+                ["get", "manifest", ref.name, "--namespace", ref.namespace, "--revision", version]
+            ),
+        )
+        return bytes(output).decode("utf-8", "replace")
 
     async def test_hooks(self, ref: ReleaseRef) -> dict[str, dict[str, str]]:
         """The last run of each test hook of the current revision, as Flux's `testHooks`."""

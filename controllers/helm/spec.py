@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controllers.helm import postrender
+from controllers.helm.dependencies import Dependency, parse_dependencies
+from controllers.helm.drift import (
+    NO_DRIFT_DETECTION,
+    DriftSettings,
+    DriftSpecError,
+    parse_drift_detection,
+)
 from controllers.helm.values import ValuesReference, ValuesSpecError, parse_values_from
+from controllers.toolkit.dependencies import DependencySpecError
 from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from controllers.toolkit.runtime.fields import refuse_unsupported
 from controllers.toolkit.runtime.frame import ReconcileError
@@ -38,9 +47,6 @@ Strategy = Literal["rollback", "uninstall"]
 # Fields the CRD accepts that headwater does not implement yet: refused (the
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "spec.postRenderers": "post-renderers are not implemented yet",
-    "spec.driftDetection": "drift detection is not implemented yet",
-    "spec.dependsOn": "dependencies are not implemented yet",
     "spec.kubeConfig": "remote clusters are not implemented yet",
     "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
@@ -164,6 +170,16 @@ class HelmReleaseSpec:
     upgrade_server_side: str = "auto"
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
+    depends_on: tuple[Dependency, ...] = ()
+    # Each the kustomize settings (patches, images) of one post-renderer, in order;
+    # with drift detection, the origin labels last.
+    post_renderers: tuple[dict[str, Any], ...] = ()
+    drift: DriftSettings = NO_DRIFT_DETECTION
+
+    @property
+    def post_renderers_digest(self) -> str:
+        """Flux's observedPostRenderersDigest; empty without post-renderers."""
+        return postrender.digest(self.post_renderers) if self.post_renderers else ""
 
     def impersonate(self, namespace: str, default_account: str = "") -> str | None:
         """The user helm acts as: the service account in the HelmRelease's namespace.
@@ -196,6 +212,11 @@ class HelmReleaseSpec:
         if remediation.ignore_test_failures is not None:
             return remediation.ignore_test_failures
         return self.test_ignore_failures
+
+
+def origin_labels(namespace: str, name: str) -> dict[str, str]:
+    """Flux's labels on a release's objects: the HelmRelease they come from."""
+    return {f"{RESOURCE.group}/name": name, f"{RESOURCE.group}/namespace": namespace}
 
 
 def release_name(name: str, target_namespace: str = "", explicit: str = "") -> str:
@@ -364,6 +385,20 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
     # client, so no client outlives an action: true and false behave the same.
     if not isinstance(spec.get("persistentClient", True), bool):
         raise SpecError("spec.persistentClient: must be true or false")
+    try:
+        depends_on = parse_dependencies(spec, namespace)
+    except DependencySpecError as exc:
+        raise SpecError(str(exc)) from None
+    try:
+        post_renderers = postrender.parse_post_renderers(spec.get("postRenderers"))
+    except postrender.PostRenderSpecError as exc:
+        raise SpecError(str(exc)) from None
+    try:
+        drift = parse_drift_detection(spec.get("driftDetection"))
+    except DriftSpecError as exc:
+        raise SpecError(str(exc)) from None
+    if drift.active:
+        post_renderers = (*post_renderers, postrender.origin_labels(origin_labels(namespace, name)))
     return HelmReleaseSpec(
         interval=interval if interval > 0 else DEFAULT_INTERVAL,
         release_name=release_name(name, target, str(spec.get("releaseName") or "")),
@@ -407,4 +442,7 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         upgrade_take_ownership=not upgrade.get("disableTakeOwnership"),
         install_server_side=_server_side(install.get("serverSideApply")),
         upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
+        depends_on=depends_on,
+        post_renderers=post_renderers,
+        drift=drift,
     )

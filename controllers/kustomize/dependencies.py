@@ -1,70 +1,48 @@
-"""dependsOn: is every Kustomization this one depends on ready for it?
+"""dependsOn: is every object this Kustomization depends on ready for it?
 
 Flux's rules: each dependency must exist; with `readyExpr` the expression
 decides (variables `self`, the dependent, and `dep`); otherwise it must have
-observed its current generation and be Ready, and when it uses the same
-source it must already have applied the revision we are about to apply.
-A cycle can never become ready, so it is named as such instead of waiting.
+observed its current generation and be Ready, and a Kustomization that uses
+the same source must already have applied the revision we are about to
+apply. A dependency may also be a HelmRelease (`kind: HelmRelease`,
+headwater's extension; `controllers.toolkit.dependencies` holds the rules
+shared with the helm controller). A cycle can never become ready, so it is
+named as such instead of waiting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from controllers.kustomize.spec import Dependency, KustomizationSpec, SourceRef, dependency_refs
+from controllers.kustomize.spec import Dependency, KustomizationSpec, SourceRef
 from controllers.toolkit.cel import ExpressionError
-from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.reconciler import Object, ObjectRef
+from controllers.toolkit.dependencies import (
+    KUSTOMIZATION,
+    DependencyRef,
+    Lookup,
+    cycle_message,
+    find_cycle,
+    not_ready,
+    ref_of,
+)
+from controllers.toolkit.runtime.reconciler import Object
 
-Lookup = Callable[[ObjectRef], Object | None]
+__all__ = ["Lookup", "dependency_not_ready", "find_cycle"]
 
 
 def _source_of(obj: Mapping[str, Any]) -> SourceRef:
     return SourceRef.of(obj.get("spec") or {}, obj["metadata"].get("namespace") or "")
 
 
-def find_cycle(start: ObjectRef, lookup: Lookup) -> list[ObjectRef] | None:
-    """The dependency cycle through `start`, if there is one (start ... start)."""
-
-    def depends_on(ref: ObjectRef) -> list[ObjectRef]:
-        obj = lookup(ref)
-        if obj is None:
-            return []
-        return [
-            ObjectRef(namespace, name)
-            for namespace, name in dependency_refs(obj.get("spec") or {}, ref.namespace)
-        ]
-
-    path: list[ObjectRef] = [start]
-    visited: set[ObjectRef] = set()
-
-    def visit(ref: ObjectRef) -> list[ObjectRef] | None:
-        for nxt in depends_on(ref):
-            if nxt == start:
-                return [*path, start]
-            if nxt in visited:
-                continue
-            visited.add(nxt)
-            path.append(nxt)
-            found = visit(nxt)
-            if found:
-                return found
-            path.pop()
-        return None
-
-    return visit(start)
-
-
 def dependency_not_ready(
     obj: Object, spec: KustomizationSpec, revision: str, lookup: Lookup
 ) -> str | None:
     """Why a dependency is not ready (a message naming it), or None when all are."""
-    ref = ObjectRef.of(obj)
     if spec.depends_on:
-        cycle = find_cycle(ref, lookup)
+        cycle = find_cycle(ref_of(KUSTOMIZATION, obj), lookup)
         if cycle:
-            return "dependency cycle: " + " -> ".join(str(r) for r in cycle)
+            return cycle_message(cycle, KUSTOMIZATION)
     for dependency in spec.depends_on:
         reason = _not_ready(obj, spec, dependency, revision, lookup)
         if reason:
@@ -75,7 +53,8 @@ def dependency_not_ready(
 def _not_ready(
     obj: Object, spec: KustomizationSpec, dependency: Dependency, revision: str, lookup: Lookup
 ) -> str | None:
-    dep = lookup(ObjectRef(dependency.namespace, dependency.name))
+    ref: DependencyRef = dependency.ref
+    dep = lookup(ref)
     if dep is None:
         return "not found"
     if dependency.ready_expr is not None:
@@ -84,12 +63,14 @@ def _not_ready(
         except ExpressionError as exc:
             return str(exc)
         return None if satisfied else f"readyExpr {dependency.ready_expr.source!r} is false"
+    general = not_ready(ref, dep)
+    if general:
+        return general
     status = dep.get("status") or {}
-    if cond.observed_generation(status) != dep["metadata"].get("generation"):
-        return "its latest generation has not been reconciled yet"
-    if not cond.is_true(status, cond.READY):
-        ready = cond.get_condition(status, cond.READY)
-        return ready["message"] if ready else "it has not reported Ready yet"
-    if _source_of(dep) == spec.source and status.get("lastAppliedRevision") != revision:
+    if (
+        ref.kind == KUSTOMIZATION
+        and _source_of(dep) == spec.source
+        and status.get("lastAppliedRevision") != revision
+    ):
         return f"it has not applied revision '{revision}' of the shared source yet"
     return None

@@ -35,8 +35,14 @@ from controllers.toolkit.apply.inventory import Inventory
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher, WatchedKind
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactCache
+from controllers.toolkit.dependencies import (
+    HELM_RELEASE,
+    KUSTOMIZATION,
+    DependencyRef,
+    readiness,
+    ref_of,
+)
 from controllers.toolkit.kustomize.substitute import read_as
-from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime import kube
 from controllers.toolkit.runtime.clients import (
     ClientPool,
@@ -51,6 +57,7 @@ from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import (
     Object,
     ObjectRef,
+    ObserverFn,
     Reconciler,
     Resource,
     WatchCache,
@@ -62,6 +69,7 @@ log = logging.getLogger(__name__)
 
 CONTROLLER = "kustomize"
 GIT_REPOSITORY = Resource(SOURCE_GROUP, "v1", "gitrepositories", "GitRepository")
+HELM_RELEASE_RESOURCE = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", HELM_RELEASE)
 NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
 # Index names on the Kustomization cache.
@@ -130,11 +138,18 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     def observe_kinds(inventory: Inventory) -> None:
         watcher.ensure({WatchedKind(entry.api_version, entry.id.kind) for entry in inventory})
 
+    # Read-only: a Kustomization may depend on a HelmRelease (headwater's extension).
+    helm_releases = WatchCache(HELM_RELEASE_RESOURCE)
+
+    def dependency(ref: DependencyRef) -> Object | None:
+        cache = queue if ref.kind == KUSTOMIZATION else helm_releases
+        return cache.peek(ObjectRef(ref.namespace, ref.name))
+
     kustomizations = KustomizationReconciler(
         frame=ReconcileFrame(RESOURCE, writer, make_recorder(CONTROLLER, api, settings)),
         artifacts=artifacts,
         sources={"GitRepository": git_repositories},
-        kustomizations=lambda ref: queue.peek(ref),
+        dependencies=dependency,
         read_config=read_as,
         load_keys=load_keys,
         client_for=client_for,
@@ -185,20 +200,25 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
             kustomizations.cancel_health_wait(ref, _artifact_revision(new))
             queue.request(ref)
 
+    def dependents_of(kind: str) -> ObserverFn:
+        def on_change(old: Object | None, new: Object | None) -> None:
+            if new is None or readiness(old) == readiness(new):
+                return
+            for ks in queue.indexed(BY_DEPENDENCY, ref_of(kind, new)):
+                queue.request(ObjectRef.of(ks))
+
+        return on_change
+
     def on_kustomization_change(old: Object | None, new: Object | None) -> None:
-        if new is None:
-            if old is not None:
-                kustomizations.forget(ObjectRef.of(old))
-            return
-        if _readiness(old) == _readiness(new):
-            return
-        changed = ObjectRef.of(new)
-        for ks in queue.indexed(BY_DEPENDENCY, (changed.namespace, changed.name)):
-            queue.request(ObjectRef.of(ks))
+        if new is None and old is not None:
+            kustomizations.forget(ObjectRef.of(old))
 
     git_repositories.add_observer(on_source_change)
     queue.add_observer(on_kustomization_change)
+    queue.add_observer(dependents_of(KUSTOMIZATION))
+    helm_releases.add_observer(dependents_of(HELM_RELEASE))
     git_repositories.register(registry)
+    helm_releases.register(registry)
     queue.register(registry)
 
     key_manager = sealing_keys.KeyManager(
@@ -230,7 +250,7 @@ def _source_key(obj: Object) -> list[tuple[str, str, str]]:
     return [(source.kind, source.namespace, source.name)]
 
 
-def _dependency_keys(obj: Object) -> list[tuple[str, str]]:
+def _dependency_keys(obj: Object) -> list[DependencyRef]:
     return dependency_refs(obj.get("spec") or {}, ObjectRef.of(obj).namespace)
 
 
@@ -239,14 +259,3 @@ def _artifact_revision(obj: Object | None) -> str | None:
         return None
     revision = ((obj.get("status") or {}).get("artifact") or {}).get("revision")
     return str(revision) if revision else None
-
-
-def _readiness(obj: Object | None) -> tuple[Any, ...]:
-    if obj is None:
-        return ()
-    status = obj.get("status") or {}
-    return (
-        cond.condition_status(status, cond.READY),
-        status.get("lastAppliedRevision"),
-        status.get("observedGeneration"),
-    )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controllers.kustomize import decrypt
-from controllers.kustomize.dependencies import dependency_not_ready
+from controllers.kustomize.dependencies import Lookup, dependency_not_ready
 from controllers.kustomize.spec import (
     DEPENDENCY_REQUEUE_SECONDS,
     GROUP,
@@ -148,7 +148,8 @@ class KustomizationReconciler:
     frame: ReconcileFrame
     artifacts: ArtifactCache
     sources: Mapping[str, WatchCache]  # by source kind
-    kustomizations: Callable[[ObjectRef], Object | None]
+    # The objects dependsOn names (Kustomizations, HelmReleases), from the caches.
+    dependencies: Lookup
     read_config: ConfigReader
     load_keys: KeyLoader
     client_for: ClientFactory
@@ -199,7 +200,7 @@ class KustomizationReconciler:
         artifact, revision = self._source_artifact(spec)
         attempt.revision = revision
         run.event_metadata["revision"] = revision
-        blocked = dependency_not_ready(run.obj, spec, revision, self.kustomizations)
+        blocked = dependency_not_ready(run.obj, spec, revision, self.dependencies)
         if blocked:
             # Waiting for a dependency is normal operation, not worth a Warning.
             raise ReconcileError(

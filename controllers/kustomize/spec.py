@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controllers.toolkit.apply.health import CustomStatus, ObjectStatus, Status
-from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, Selector, parse_pointer
+from controllers.toolkit.apply.ignore import IgnoreError, IgnoreRule, parse_rules
 from controllers.toolkit.apply.prune import DeletionPolicy
 from controllers.toolkit.apply.resources import shorten
 from controllers.toolkit.cel import Expression, ExpressionError, compile_expression
+from controllers.toolkit.dependencies import (
+    KUSTOMIZATION,
+    DependencyRef,
+    DependencySpecError,
+    check_kinds,
+)
+from controllers.toolkit.dependencies import dependency_refs as shared_dependency_refs
 from controllers.toolkit.kustomize.build import CommonMetadata
 from controllers.toolkit.kustomize.generate import BuildOptions
 from controllers.toolkit.kustomize.substitute import PostBuild
@@ -76,17 +83,20 @@ class Dependency:
     name: str
     namespace: str
     ready_expr: Expression | None = None
+    # headwater's extension: a Kustomization may wait for a HelmRelease.
+    kind: str = KUSTOMIZATION
+
+    @property
+    def ref(self) -> DependencyRef:
+        return DependencyRef(self.kind, self.namespace, self.name)
 
     def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+        return self.ref.label(KUSTOMIZATION)
 
 
-def dependency_refs(spec: Mapping[str, Any], namespace: str) -> list[tuple[str, str]]:
-    """`spec.dependsOn` as (namespace, name), the namespace defaulting to the object's own."""
-    return [
-        (str(item.get("namespace") or namespace), str(item.get("name")))
-        for item in spec.get("dependsOn") or []
-    ]
+def dependency_refs(spec: Mapping[str, Any], namespace: str) -> list[DependencyRef]:
+    """`spec.dependsOn` as refs: namespace defaulting to the object's own, kind to ours."""
+    return shared_dependency_refs(spec, namespace, KUSTOMIZATION)
 
 
 @dataclass(frozen=True)
@@ -253,36 +263,10 @@ class KustomizationSpec:
 
 def parse_ignore_rules(items: Sequence[Mapping[str, Any]]) -> tuple[IgnoreRule, ...]:
     """spec.ignore as toolkit rules; a bad pointer or selector names its field."""
-    rules = []
-    for index, item in enumerate(items):
-        where = f"spec.ignore[{index}]"
-        paths = []
-        for number, path in enumerate(item.get("paths") or []):
-            try:
-                paths.append(parse_pointer(str(path)))
-            except IgnoreError as exc:
-                raise SpecError(f"{where}.paths[{number}]: {exc}") from None
-        if not paths:
-            raise SpecError(f"{where}.paths: at least one JSON pointer is required")
-        target = item.get("target")
-        try:
-            selector = (
-                Selector.parse(
-                    group=target.get("group"),
-                    version=target.get("version"),
-                    kind=target.get("kind"),
-                    name=target.get("name"),
-                    namespace=target.get("namespace"),
-                    label_selector=target.get("labelSelector"),
-                    annotation_selector=target.get("annotationSelector"),
-                )
-                if target
-                else None
-            )
-        except IgnoreError as exc:
-            raise SpecError(f"{where}.target.{exc}") from None
-        rules.append(IgnoreRule(tuple(paths), selector))
-    return tuple(rules)
+    try:
+        return parse_rules(items, "spec.ignore")
+    except IgnoreError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _duration(spec: Mapping[str, Any], name: str, *, required: bool = False) -> float:
@@ -308,13 +292,18 @@ def _expression(source: str | None, field_path: str) -> Expression | None:
 
 def _dependencies(spec: Mapping[str, Any], namespace: str) -> list[Dependency]:
     items = spec.get("dependsOn") or []
+    try:
+        check_kinds(spec)
+    except DependencySpecError as exc:
+        raise SpecError(str(exc)) from None
     return [
         Dependency(
-            name=name,
-            namespace=dep_namespace,
+            name=ref.name,
+            namespace=ref.namespace,
             ready_expr=_expression(item.get("readyExpr"), f"spec.dependsOn[{index}].readyExpr"),
+            kind=ref.kind,
         )
-        for index, (item, (dep_namespace, name)) in enumerate(
+        for index, (item, ref) in enumerate(
             zip(items, dependency_refs(spec, namespace), strict=True)
         )
     ]

@@ -271,6 +271,49 @@ def keep_live(
     return without_paths(out, removed) if removed else out
 
 
+def parse_rules(items: Any, field: str) -> tuple[IgnoreRule, ...]:
+    """Flux's `ignore` list (`paths` + optional `target`) as rules.
+
+    IgnoreError names the entry's field (`spec.ignore[0].paths[1]: ...`).
+    """
+    if items in (None, []):
+        return ()
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise IgnoreError(f"{field}: must be a list")
+    rules = []
+    for index, item in enumerate(items):
+        where = f"{field}[{index}]"
+        if not isinstance(item, Mapping):
+            raise IgnoreError(f"{where}: must be an object with paths")
+        paths = []
+        for number, path in enumerate(item.get("paths") or []):
+            try:
+                paths.append(parse_pointer(str(path)))
+            except IgnoreError as exc:
+                raise IgnoreError(f"{where}.paths[{number}]: {exc}") from None
+        if not paths:
+            raise IgnoreError(f"{where}.paths: at least one JSON pointer is required")
+        target = item.get("target")
+        try:
+            selector = (
+                Selector.parse(
+                    group=target.get("group"),
+                    version=target.get("version"),
+                    kind=target.get("kind"),
+                    name=target.get("name"),
+                    namespace=target.get("namespace"),
+                    label_selector=target.get("labelSelector"),
+                    annotation_selector=target.get("annotationSelector"),
+                )
+                if target
+                else None
+            )
+        except IgnoreError as exc:
+            raise IgnoreError(f"{where}.target.{exc}") from None
+        rules.append(IgnoreRule(tuple(paths), selector))
+    return tuple(rules)
+
+
 MISSING = _MISSING
 
 __all__ = [
@@ -286,6 +329,7 @@ __all__ = [
     "keep_live",
     "parse_label_selector",
     "parse_pointer",
+    "parse_rules",
     "value_at",
     "without_paths",
 ]

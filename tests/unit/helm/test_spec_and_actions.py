@@ -78,8 +78,8 @@ def test_bad_and_refused_fields_name_the_field() -> None:
         parse(release(install={"crds": "Sometimes"}))
     with pytest.raises(SpecError, match=r"spec.timeout"):
         parse(release(timeout="soon"))
-    with pytest.raises(ReconcileError, match=r"spec.postRenderers") as refused:
-        parse(release(postRenderers=[{"kustomize": {}}]))
+    with pytest.raises(ReconcileError, match=r"spec.commonMetadata") as refused:
+        parse(release(commonMetadata={"labels": {"a": "b"}}))
     assert refused.value.stalled
     with pytest.raises(ReconcileError, match=r"spec.storageNamespace"):
         parse(release(storageNamespace="elsewhere"))

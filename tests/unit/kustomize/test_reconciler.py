@@ -104,7 +104,7 @@ class Harness:
             frame=frame,
             artifacts=cast(ArtifactCache, self.artifacts),
             sources={"GitRepository": self.sources},
-            kustomizations=self.others.get,
+            dependencies=lambda dep: self.others.get(ObjectRef(dep.namespace, dep.name)),
             read_config=self.read_config,
             load_keys=self.load_keys,
             client_for=self.client_for,

@@ -6,7 +6,12 @@ import pytest
 
 from controllers.kustomize.dependencies import dependency_not_ready, find_cycle
 from controllers.kustomize.spec import KustomizationSpec, SpecError
-from controllers.toolkit.runtime.reconciler import ObjectRef
+from controllers.toolkit.dependencies import DependencyRef
+
+
+def _ref(name: str, kind: str = "Kustomization") -> DependencyRef:
+    return DependencyRef(kind, "apps", name)
+
 
 BASE: dict[str, Any] = {
     "interval": "10m",
@@ -53,7 +58,10 @@ def test_bad_fields_are_named() -> None:
 
 
 def _lookup(*objects: dict[str, Any]):  # type: ignore[no-untyped-def]
-    table = {ObjectRef("apps", o["metadata"]["name"]): o for o in objects}
+    table = {
+        DependencyRef(o.get("kind", "Kustomization"), "apps", o["metadata"]["name"]): o
+        for o in objects
+    }
     return table.get
 
 
@@ -103,14 +111,47 @@ def test_missing_dependency_and_ready_expr() -> None:
 def test_cycles_are_named() -> None:
     a, b, c = _ks("a", ["b"]), _ks("b", ["c"]), _ks("c", ["a"])
     lookup = _lookup(a, b, c)
-    assert find_cycle(ObjectRef("apps", "a"), lookup) == [
-        ObjectRef("apps", "a"),
-        ObjectRef("apps", "b"),
-        ObjectRef("apps", "c"),
-        ObjectRef("apps", "a"),
-    ]
+    assert find_cycle(_ref("a"), lookup) == [_ref("a"), _ref("b"), _ref("c"), _ref("a")]
     spec = KustomizationSpec.parse(a["spec"], "apps")
     assert "apps/a -> apps/b -> apps/c -> apps/a" in (
         dependency_not_ready(a, spec, "r", lookup) or ""
     )
-    assert find_cycle(ObjectRef("apps", "x"), _lookup(_ks("x", ["y"]), _ks("y"))) is None
+    assert find_cycle(_ref("x"), _lookup(_ks("x", ["y"]), _ks("y"))) is None
+
+
+def _hr(name: str, depends: list[dict[str, str]] = (), **status: Any) -> dict[str, Any]:  # type: ignore[assignment]
+    return {
+        "kind": "HelmRelease",
+        "metadata": {"name": name, "namespace": "apps", "generation": 1},
+        "spec": {"dependsOn": depends},
+        "status": status,
+    }
+
+
+def test_a_helm_release_dependency_is_looked_up_as_one() -> None:
+    app = _ks("app")
+    app["spec"]["dependsOn"] = [{"name": "db", "kind": "HelmRelease"}]
+    spec = KustomizationSpec.parse(app["spec"], "apps")
+    assert spec.depends_on[0].ref == _ref("db", "HelmRelease")
+    # A Kustomization of the same name is not the HelmRelease it waits for.
+    message = dependency_not_ready(app, spec, "r", _lookup(app, _ks("db", **READY)))
+    assert message == "dependency 'HelmRelease/apps/db' is not ready: not found"
+    ready = {**READY, "observedGeneration": 1}
+    assert dependency_not_ready(app, spec, "r", _lookup(app, _hr("db", **ready))) is None
+
+
+def test_a_cycle_through_a_helm_release_is_named_with_its_kind() -> None:
+    app = _ks("app")
+    app["spec"]["dependsOn"] = [{"name": "db", "kind": "HelmRelease"}]
+    db = _hr("db", [{"name": "app", "kind": "Kustomization"}])
+    spec = KustomizationSpec.parse(app["spec"], "apps")
+    assert dependency_not_ready(app, spec, "r", _lookup(app, db)) == (
+        "dependency cycle: apps/app -> HelmRelease/apps/db -> apps/app"
+    )
+
+
+def test_an_unknown_dependency_kind_is_named() -> None:
+    with pytest.raises(SpecError, match=r"spec\.dependsOn\[0\]\.kind: 'GitRepository'"):
+        KustomizationSpec.parse(
+            {**BASE, "dependsOn": [{"name": "a", "kind": "GitRepository"}]}, "apps"
+        )
