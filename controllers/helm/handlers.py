@@ -151,9 +151,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         concurrency=settings.concurrent * 4,
     )
 
+    lockdown = Lockdown.of(settings)
+
     async def client_for(spec: ReleaseSpec, namespace: str) -> ResourceClient:
-        """Drift is checked and corrected as the release's identity (serviceAccountName)."""
-        return await pool.client(namespace, service_account=spec.service_account_name or None)
+        """Drift is checked and corrected as the identity helm acts as: the release's
+        serviceAccountName, else the lockdown's default service account."""
+        account = spec.service_account_name or lockdown.default_service_account
+        return await pool.client(namespace, service_account=account or None)
 
     spec_changes = SpecChanges()
 
@@ -182,7 +186,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         charts=charts,
         helm_charts=HelmCharts(api, helm_charts.get),
         read_config=read_config,
-        lockdown=Lockdown.of(settings),
+        lockdown=lockdown,
         dependencies=dependency,
         client_for=client_for,
         observe_kinds=watcher.ensure,

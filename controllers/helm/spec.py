@@ -48,10 +48,10 @@ Strategy = Literal["rollback", "uninstall"]
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.kubeConfig": "remote clusters are not implemented yet",
-    "spec.commonMetadata": "common metadata needs a post-renderer, not implemented yet",
+    "spec.commonMetadata": "not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
     "spec.waitStrategy": "headwater waits with helm's own watcher",
-    "spec.postRenderStrategy": "post-renderers are not implemented yet",
+    "spec.postRenderStrategy": "post-renderers run on the rendered manifests only (no strategy)",
     "spec.install.strategy": "only the RemediateOnFailure strategy is implemented",
     "spec.upgrade.strategy": "only the RemediateOnFailure strategy is implemented",
     "spec.upgrade.preserveValues": "values are always those of the spec",
@@ -193,19 +193,24 @@ class HelmReleaseSpec:
         return f"system:serviceaccount:{namespace}:{account}"
 
     def references(self) -> list[Reference]:
-        """What --no-cross-namespace-refs checks: where the chart comes from."""
+        """What --no-cross-namespace-refs checks: where the chart comes from, and
+        every dependency (as for a Kustomization)."""
         chart = self.chart
+        dependencies = [
+            Reference(f"spec.dependsOn[{index}]", dep.ref.kind, dep.ref.name, dep.ref.namespace)
+            for index, dep in enumerate(self.depends_on)
+        ]
         if chart.template is None:
-            return [Reference("spec.chartRef", "HelmChart", chart.name, chart.namespace)]
-        template = chart.template
-        return [
-            Reference(
+            source = Reference("spec.chartRef", "HelmChart", chart.name, chart.namespace)
+        else:
+            template = chart.template
+            source = Reference(
                 "spec.chart.spec.sourceRef",
                 template.source_kind,
                 template.source_name,
                 template.source_namespace,
             )
-        ]
+        return [source, *dependencies]
 
     def ignores_test_failures(self, action: str) -> bool:
         remediation = self.install_remediation if action == "install" else self.upgrade_remediation

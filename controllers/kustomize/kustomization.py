@@ -572,7 +572,7 @@ def references(spec: KustomizationSpec) -> list[Reference]:
     source = spec.source
     found = [Reference("spec.sourceRef", source.kind, source.name, source.namespace)]
     found += [
-        Reference(f"spec.dependsOn[{index}]", "Kustomization", dep.name, dep.namespace)
+        Reference(f"spec.dependsOn[{index}]", dep.kind, dep.name, dep.namespace)
         for index, dep in enumerate(spec.depends_on)
     ]
     return found

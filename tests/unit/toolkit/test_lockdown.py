@@ -129,6 +129,21 @@ def test_a_helm_release_chart_source_in_another_namespace_is_refused() -> None:
         Lockdown(no_cross_namespace_refs=True).check_references("apps", by_ref.references())
 
 
+def test_a_dependency_in_another_namespace_is_refused_with_its_kind() -> None:
+    across = [{"kind": "HelmRelease", "name": "db", "namespace": "data"}]
+    with pytest.raises(
+        ReconcileError, match=r"spec\.dependsOn\[0\]: cannot use HelmRelease 'data/db'"
+    ):
+        Lockdown(no_cross_namespace_refs=True).check_references(
+            "apps", references(_kustomization(dependsOn=across))
+        )
+    release = parse_release(_release(chartRef={"kind": "HelmChart", "name": "c"}, dependsOn=across))
+    with pytest.raises(
+        ReconcileError, match=r"spec\.dependsOn\[0\]: cannot use HelmRelease 'data/db'"
+    ):
+        Lockdown(no_cross_namespace_refs=True).check_references("apps", release.references())
+
+
 def test_a_helm_release_is_impersonated_as_the_default_account() -> None:
     release = parse_release(_release(chartRef={"kind": "HelmChart", "name": "c"}))
     assert release.impersonate("apps") is None
