@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import kopf
-import kubernetes.client
 
 from controllers.helm.chart import ChartStore
 from controllers.helm.crds import apply_crds
@@ -116,19 +115,16 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     async def revisions(namespace: str, name: str) -> list[StoredRevision]:
         return await stored_revisions(api, namespace, name)
 
-    impersonating: dict[str, kubernetes.client.ApiClient] = {}
-
-    def client_as(user: str | None) -> kubernetes.client.ApiClient:
-        if user is None:
-            return api
-        if user not in impersonating:
-            client = kubernetes.client.ApiClient(api.configuration)
-            client.set_default_header("Impersonate-User", user)
-            impersonating[user] = client
-        return impersonating[user]
+    pool = ClientPool(
+        api,
+        read_secret=read_secret,
+        read_config_map=read_config_map,
+        concurrency=settings.concurrent * 4,
+    )
 
     async def crds(files: Sequence[str], policy: str, user: str | None) -> list[str]:
-        return await apply_crds(client_as(user), files, policy)  # type: ignore[arg-type]
+        # CRDs are written as the identity helm acts as (impersonated when set).
+        return await apply_crds(pool.impersonating(user).api_client, files, policy)  # type: ignore[arg-type]
 
     helm_charts = WatchCache(HELM_CHART)
     charts = ChartStore(
@@ -143,13 +139,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     def dependency(ref: DependencyRef) -> Object | None:
         cache = queue if ref.kind == HELM_RELEASE else kustomizations
         return cache.peek(ObjectRef(ref.namespace, ref.name))
-
-    pool = ClientPool(
-        api,
-        read_secret=read_secret,
-        read_config_map=read_config_map,
-        concurrency=settings.concurrent * 4,
-    )
 
     lockdown = Lockdown.of(settings)
 
@@ -235,8 +224,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         watcher.close()
         pool.close()
         await charts.close()
-        for client in impersonating.values():
-            client.close()
         api.close()
 
 

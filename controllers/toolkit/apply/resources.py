@@ -234,6 +234,11 @@ class ResourceClient:
     async def __aexit__(self, *_: object) -> None:
         self.close()
 
+    @property
+    def api_client(self) -> kubernetes.client.ApiClient:
+        """The API client underneath, for typed calls the apply engine does not make."""
+        return self._api
+
     def close(self) -> None:
         """Stop the worker threads; requests still queued are cancelled."""
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -302,11 +302,17 @@ class ClientPool:
         if service_account and user:
             if account_must_exist:
                 await self._require_service_account(namespace, service_account)
-            configuration = self._api.configuration
-            return self._cached(
-                ("impersonate", user), "", lambda: _resource_client(configuration, user)
-            )
+            return self.impersonating(user)
         return self.default
+
+    def impersonating(self, user: str | None) -> ResourceClient:
+        """The local cluster as `user` (a full user name), or as the controller for None."""
+        if user is None:
+            return self.default
+        configuration = self._api.configuration
+        return self._cached(
+            ("impersonate", user), "", lambda: _resource_client(configuration, user)
+        )
 
     def close(self) -> None:
         for client in [self.default, *self._retired, *(e.client for e in self._entries.values())]:
