@@ -1,8 +1,9 @@
 """Build: the Kustomization's manifests from an extracted artifact, by ``kustomize build``.
 
 The artifact tree is shared by every Kustomization of the same revision, so each build
-works in a private copy: the kustomization is found or generated there and the spec's
-overlays merged into it (`generate`), local references are checked, and the pinned
+works in a private copy of what it can read (its directory and the directories its
+kustomizations name, not the whole tree): the kustomization is found or generated there
+and the spec's overlays merged into it (`generate`), local references are checked, and the pinned
 kustomize binary renders the result. Output is split per object, keeping each object's
 YAML text as kustomize printed it, because post-build substitution works on that text
 (Flux substitutes on each resource's YAML, not on a re-serialisation of it).
@@ -51,6 +52,7 @@ __all__ = [
     "apply_common_metadata",
     "build",
     "check_references",
+    "copy_build_inputs",
     "copy_tree",
     "find_kustomize",
     "parse_output",
@@ -151,6 +153,11 @@ def copy_tree(source: Path, dest: Path) -> None:
     links and special files are left out, so the copy can never point outside itself.
     """
     dest.mkdir(mode=0o755)
+    _merge_tree(source, dest)
+
+
+def _merge_tree(source: Path, dest: Path) -> None:
+    """Copy what `source` holds and the existing directory `dest` lacks (nothing replaced)."""
     stack = [(source, dest)]
     while stack:
         src_dir, dst_dir = stack.pop()
@@ -158,12 +165,79 @@ def copy_tree(source: Path, dest: Path) -> None:
             for entry in entries:
                 target = dst_dir / entry.name
                 if entry.is_dir(follow_symlinks=False):
-                    target.mkdir(mode=0o755)
+                    with contextlib.suppress(FileExistsError):
+                        target.mkdir(mode=0o755)
                     stack.append((Path(entry.path), target))
-                elif entry.is_file(follow_symlinks=False):
-                    executable = entry.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
-                    shutil.copyfile(entry.path, target, follow_symlinks=False)
-                    os.chmod(target, 0o755 if executable else 0o644)
+                elif entry.is_file(follow_symlinks=False) and not target.exists():
+                    _copy_file(Path(entry.path), target, entry.stat(follow_symlinks=False))
+
+
+def _copy_file(source: Path, target: Path, st: os.stat_result) -> None:
+    shutil.copyfile(source, target, follow_symlinks=False)
+    os.chmod(target, 0o755 if st.st_mode & stat.S_IXUSR else 0o644)
+
+
+def _copy_into(tree: Path, copy_root: Path, rel: str) -> bool:
+    """Copy `rel` (a directory or a regular file of `tree`) into the copy, if there.
+
+    Returns whether `rel` is a directory of the tree. Links and special files are
+    never copied, as in `copy_tree`.
+    """
+    source = tree / rel if rel else tree
+    target = copy_root / rel if rel else copy_root
+    try:
+        st = source.lstat()
+    except OSError:
+        return False
+    if stat.S_ISDIR(st.st_mode):
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _merge_tree(source, target)
+        return True
+    if stat.S_ISREG(st.st_mode) and not target.exists():
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        _copy_file(source, target, st)
+    return False
+
+
+def copy_build_inputs(tree: Path, copy_root: Path, rel: str, options: BuildOptions) -> Path:
+    """The directory `rel` of `tree` and everything its build can read, copied to `copy_root`.
+
+    The shared tree is read-only and holds every Kustomization's files; copying all of
+    it for each build was most of a reconcile's cost for a repository of many apps.
+    kustomize (root-only load restrictor) reads the kustomization directory's own
+    files and the directories its kustomizations name, recursively, so those are
+    what is copied, at the same relative places: a build sees the same files, and
+    kustomize's own errors are the same, as with a copy of the whole tree. The
+    spec's overlays are merged into the copy's kustomization first, since they may
+    name components outside `rel`. Returns the kustomization directory in the copy.
+    """
+    copy_root.mkdir(mode=0o755)
+    directory = copy_root / rel if rel else copy_root
+    _copy_into(tree, copy_root, rel)
+    for component in options.components:
+        # Before the merge: ignoreMissingComponents judges them by what is in the copy.
+        resolved = _resolve_local(rel, component)
+        if resolved is not None:
+            _copy_into(tree, copy_root, resolved)
+    write_kustomization(directory, options, copy_root)
+    seen: set[str] = set()
+    queue: deque[str] = deque([rel])
+    while queue:
+        rel_dir = queue.popleft()
+        if rel_dir in seen:
+            continue
+        seen.add(rel_dir)
+        kustomization = _load_kustomization(copy_root / rel_dir if rel_dir else copy_root)
+        if kustomization is None:
+            continue
+        for _field, entry, names_directory in _references(kustomization):
+            resolved = _resolve_local(rel_dir, entry)
+            if resolved is None:
+                continue  # check_references refuses it, naming the entry
+            is_directory = _copy_into(tree, copy_root, resolved)
+            if names_directory and is_directory:
+                queue.append(resolved)
+    return directory
 
 
 # --- references ---------------------------------------------------------------------------
@@ -206,6 +280,41 @@ def _inline(entry: str) -> bool:
     return "\n" in entry
 
 
+def _references(kustomization: Mapping[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(field, entry, whether the field names directories) for each local-looking entry."""
+    for field in _DIRECTORY_FIELDS:
+        for entry in _strings(kustomization.get(field)):
+            if not _inline(entry):
+                yield field, entry, True
+    for field, entry in _file_references(kustomization):
+        if not _inline(entry):
+            yield field, entry, False
+
+
+def _load_kustomization(directory: Path) -> Mapping[str, Any] | None:
+    """The kustomization in `directory`, or None (kustomize reports what does not parse)."""
+    kfile = find_kustomization(directory)
+    if kfile is None:
+        return None
+    try:
+        documents = [d for d in yaml.load_all(kfile.read_bytes(), Loader=YamlLoader) if d]
+    except (OSError, yaml.YAMLError):
+        return None
+    if len(documents) != 1 or not isinstance(documents[0], Mapping):
+        return None
+    return documents[0]
+
+
+def _resolve_local(base: str, entry: str) -> str | None:
+    """`entry` of the kustomization in `base`, relative to the root; None unless local inside."""
+    if entry.startswith("/") or not is_local_relative(entry):
+        return None
+    resolved = posixpath.normpath(posixpath.join(base, entry) if base else entry)
+    if resolved == ".." or resolved.startswith("../"):
+        return None
+    return "" if resolved == "." else resolved
+
+
 def check_references(root: Path, start: Path) -> None:
     """Refuse remote references and references leaving `root`, from `start` onwards.
 
@@ -221,45 +330,27 @@ def check_references(root: Path, start: Path) -> None:
             continue
         seen.add(rel_dir)
         directory = root / rel_dir if rel_dir else root
+        kustomization = _load_kustomization(directory)
+        if kustomization is None:
+            continue
         kfile = find_kustomization(directory)
-        if kfile is None:
-            continue
-        shown = kfile.relative_to(root).as_posix()
-        try:
-            documents = [d for d in yaml.load_all(kfile.read_bytes(), Loader=YamlLoader) if d]
-        except (OSError, yaml.YAMLError):
-            continue
-        if len(documents) != 1 or not isinstance(documents[0], Mapping):
-            continue
-        kustomization = documents[0]
+        shown = kfile.relative_to(root).as_posix() if kfile else rel_dir
+        for field, entry, names_directory in _references(kustomization):
+            resolved = _resolve_local(rel_dir, entry)
+            if resolved is None:
+                raise BuildError(f"'{shown}': {field} entry '{entry}' {_refusal(entry)}")
+            target = root / resolved if resolved else root
+            if names_directory and target.is_dir() and not target.is_symlink():
+                queue.append(resolved)
 
-        def inside(entry: str, field: str, *, shown: str = shown, base: str = rel_dir) -> str:
-            if entry.startswith("/"):
-                raise BuildError(
-                    f"'{shown}': {field} entry '{entry}' is an absolute path; paths must be "
-                    "relative and stay inside the artifact"
-                )
-            if not is_local_relative(entry):
-                raise BuildError(
-                    f"'{shown}': {field} entry '{entry}' is remote; remote bases and files "
-                    "are not allowed, vendor them into the repository"
-                )
-            resolved = posixpath.normpath(posixpath.join(base, entry) if base else entry)
-            if resolved == ".." or resolved.startswith("../"):
-                raise BuildError(f"'{shown}': {field} entry '{entry}' points outside the artifact")
-            return "" if resolved == "." else resolved
 
-        for field in _DIRECTORY_FIELDS:
-            for entry in _strings(kustomization.get(field)):
-                if _inline(entry):
-                    continue
-                resolved = inside(entry, field)
-                target = root / resolved if resolved else root
-                if target.is_dir() and not target.is_symlink():
-                    queue.append(resolved)
-        for field, entry in _file_references(kustomization):
-            if not _inline(entry):
-                inside(entry, field)
+def _refusal(entry: str) -> str:
+    """Why `_resolve_local` refused `entry`, as the end of a sentence naming it."""
+    if entry.startswith("/"):
+        return "is an absolute path; paths must be relative and stay inside the artifact"
+    if not is_local_relative(entry):
+        return "is remote; remote bases and files are not allowed, vendor them into the repository"
+    return "points outside the artifact"
 
 
 # --- running kustomize --------------------------------------------------------------------
@@ -409,11 +500,9 @@ def _manifest(text: str, document: Any, where: str) -> Manifest:
 
 def _prepare(tree: Path, copy_root: Path, rel: str, options: BuildOptions) -> Path:
     try:
-        copy_tree(tree, copy_root)
+        directory = copy_build_inputs(tree, copy_root, rel, options)
     except OSError as exc:
         raise BuildError(f"copying the artifact failed: {exc.strerror or exc}") from None
-    directory = copy_root / rel if rel else copy_root
-    write_kustomization(directory, options, copy_root)
     check_references(copy_root, directory)
     return directory
 

@@ -15,10 +15,12 @@ from controllers.toolkit.kustomize.build import (
     PathNotFoundError,
     apply_common_metadata,
     check_references,
+    copy_build_inputs,
     copy_tree,
     parse_output,
     resolve_path,
 )
+from controllers.toolkit.kustomize.generate import BuildOptions
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -78,6 +80,69 @@ def test_copy_tree_is_writable_and_leaves_links_out(tmp_path: Path) -> None:
     assert stat.S_IMODE((dest / "a").stat().st_mode) == 0o755
     assert stat.S_IMODE((dest / "a" / "b.yaml").stat().st_mode) == 0o644
     assert stat.S_IMODE((dest / "run.sh").stat().st_mode) == 0o755
+
+
+def test_a_build_copies_its_directory_and_what_its_kustomizations_name(tmp_path: Path) -> None:
+    source = tree(
+        tmp_path / "src",
+        {
+            "apps/web/kustomization.yaml": (
+                "resources: [deploy.yaml, ../../bases/web, ../shared/cm.yaml]\n"
+                "patches: [{path: ../../patches/p.yaml}]\n"
+            ),
+            "apps/web/deploy.yaml": "d",
+            "apps/web/sub/extra.yaml": "e",
+            "apps/shared/cm.yaml": "c",
+            "apps/shared/other.yaml": "not named",
+            "apps/db/kustomization.yaml": "resources: [db.yaml]\n",
+            "apps/db/db.yaml": "db",
+            "bases/web/kustomization.yaml": "resources: [svc.yaml, ../common]\n",
+            "bases/web/svc.yaml": "s",
+            "bases/common/kustomization.yaml": "resources: [ns.yaml]\n",
+            "bases/common/ns.yaml": "n",
+            "bases/unused/kustomization.yaml": "resources: [u.yaml]\n",
+            "components/debug/kustomization.yaml": "kind: Component\n",
+            "patches/p.yaml": "p",
+        },
+    )
+    dest = tmp_path / "copy"
+    directory = copy_build_inputs(
+        source, dest, "apps/web", BuildOptions.parse({"components": ["../../components/debug"]})
+    )
+    assert directory == dest / "apps" / "web"
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == [
+        "apps/shared/cm.yaml",
+        "apps/web/deploy.yaml",
+        "apps/web/kustomization.yaml",
+        "apps/web/sub/extra.yaml",
+        "bases/common/kustomization.yaml",
+        "bases/common/ns.yaml",
+        "bases/web/kustomization.yaml",
+        "bases/web/svc.yaml",
+        "components/debug/kustomization.yaml",
+        "patches/p.yaml",
+    ]
+    # The spec's component was merged into the copy's kustomization, not the tree's.
+    assert "../../components/debug" in (directory / "kustomization.yaml").read_text()
+    assert "components" not in (source / "apps/web/kustomization.yaml").read_text()
+
+
+def test_a_build_copy_leaves_links_and_escaping_entries_out(tmp_path: Path) -> None:
+    source = tree(
+        tmp_path / "src",
+        {"app/kustomization.yaml": "resources: [a.yaml, linked, ../../outside, /etc]\n"},
+    )
+    (source / "app" / "a.yaml").symlink_to("/etc/passwd")
+    (source / "linked").symlink_to("/etc", target_is_directory=True)
+    dest = tmp_path / "copy"
+    copy_build_inputs(source, dest, "app", BuildOptions())
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == [
+        "app",
+        "app/kustomization.yaml",
+    ]
+    with pytest.raises(BuildError, match="points outside the artifact"):
+        check_references(dest, dest / "app")
 
 
 # --- references ---------------------------------------------------------------------------
