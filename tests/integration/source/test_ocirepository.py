@@ -100,7 +100,8 @@ def test_a_pushed_artifact_is_synced_and_a_new_push_is_applied(
     assert artifact["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
     assert repo["status"]["url"] == artifact["url"]
     assert condition(repo, "ArtifactInStorage")["status"] == "True"  # type: ignore[index]
-    wait_for_kustomization(cluster, namespace, "app", applied(f"latest@{first}"))
+    ks = wait_for_kustomization(cluster, namespace, "app", applied(f"latest@{first}"))
+    assert ks["status"]["lastAppliedOriginRevision"] == "1"  # the pushed --revision
     assert configmap_data(cluster, namespace, "app-config") == {"color": "blue"}
     assert ("Normal", "NewArtifact") in [
         (e["type"], e["reason"]) for e in events_for(cluster, namespace, "OCIRepository", "app")
@@ -118,7 +119,8 @@ def test_a_pushed_artifact_is_synced_and_a_new_push_is_applied(
 
     second = push(oci_registry, repository, "latest", manifests(tmp_path, "v2", color="green"), "2")
     assert second != first
-    wait_for_kustomization(cluster, namespace, "app", applied(f"latest@{second}"), timeout=90)
+    ks = wait_for_kustomization(cluster, namespace, "app", applied(f"latest@{second}"), timeout=90)
+    assert ks["status"]["lastAppliedOriginRevision"] == "2"
     assert configmap_data(cluster, namespace, "app-config") == {"color": "green"}
     stored = controllers.storage_dir / "ocirepository" / namespace / "app"
     assert f"{second.removeprefix('sha256:')}.tar.gz" in [p.name for p in stored.iterdir()]
