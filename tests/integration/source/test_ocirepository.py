@@ -8,6 +8,7 @@ basic auth, and with TLS.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -35,12 +36,15 @@ from tests.support.status import (
 pytestmark = pytest.mark.integration
 
 SOURCE_URL = "https://git.example/team/app.git"
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def push(registry: OciRegistry, repository: str, tag: str, tree: Path, revision: str) -> str:
     """`headwater push artifact` as CI runs it; returns the digest it prints."""
     args = [
-        str(Path(sys.executable).parent / "headwater"),
+        sys.executable,
+        "-m",
+        "controllers.cli",
         "push",
         "artifact",
         f"{registry.url(repository)}:{tag}",
@@ -57,7 +61,9 @@ def push(registry: OciRegistry, repository: str, tag: str, tree: Path, revision:
         args += ["--ca-file", str(registry.ca_file)]
     else:
         args.append("--insecure-registry")
-    done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=120, check=False, cwd=REPO_ROOT
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -171,7 +177,8 @@ def test_basic_auth_comes_from_a_dockerconfigjson_secret(
 ) -> None:
     repository = f"{namespace}/private"
     digest = push(oci_registry_basic, repository, "v1", manifests(tmp_path, "t", a="1"), "r")
-    wrong = oci_registry_basic.dockerconfigjson().replace(oci_registry_basic.basic[1], "nope")  # type: ignore[index]
+    user = oci_registry_basic.basic[0]  # type: ignore[index]
+    wrong = json.dumps({"auths": {oci_registry_basic.host: {"username": user, "password": "nope"}}})
     apply(
         cluster,
         secret(namespace, "creds", {".dockerconfigjson": oci_registry_basic.dockerconfigjson()})
