@@ -140,8 +140,9 @@ def test_semver_follows_the_newest_matching_tag(
     tmp_path: Path,
 ) -> None:
     repository = f"{namespace}/manifests"
+    # CI's pushes by the registry helper here (the CLI is the other tests' business).
     for tag in ("1.0.0", "1.1.0", "2.0.0-rc.1"):
-        push(oci_registry, repository, tag, manifests(tmp_path, tag, version=tag), tag)
+        oci_registry.push_flux_artifact(repository, manifests(tmp_path, tag, version=tag), [tag])
     apply(
         cluster,
         oci_repository(
@@ -156,7 +157,9 @@ def test_semver_follows_the_newest_matching_tag(
     repo = wait_ready(cluster, namespace, "OCIRepository", "app")
     assert repo["status"]["artifact"]["revision"].startswith("1.1.0@sha256:")
 
-    newest = push(oci_registry, repository, "1.2.0", manifests(tmp_path, "1.2.0", v="1.2.0"), "x")
+    newest = oci_registry.push_flux_artifact(
+        repository, manifests(tmp_path, "1.2.0", version="1.2.0"), ["1.2.0"]
+    )
     wait_for_object(
         cluster,
         namespace,
