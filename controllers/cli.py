@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from controllers import commands as daily
 from controllers.sealing import cli as sealing_cli
+from controllers.source import push as push_cli
 from controllers.toolkit.runtime import runner
 from devcluster import cli as cluster_cli
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_cli.add_parser(commands)
     runner.add_parser(commands)
     sealing_cli.add_parser(commands)
+    push_cli.add_parser(commands)
     daily.add_parsers(commands)
     return parser
 

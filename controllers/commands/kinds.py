@@ -57,6 +57,9 @@ HELM_REPOSITORY = FluxKind(
     "HelmRepository", SOURCE, "v1", "helmrepositories", ("helmrepo", "helmrepos"), source=True
 )
 HELM_CHART = FluxKind("HelmChart", SOURCE, "v1", "helmcharts", ("hc", "chart"), source=True)
+OCI_REPOSITORY = FluxKind(
+    "OCIRepository", SOURCE, "v1", "ocirepositories", ("ocirepo", "ocirepos", "oci"), source=True
+)
 KUSTOMIZATION = FluxKind("Kustomization", KUSTOMIZE, "v1", "kustomizations", ("ks",))
 RECEIVER = FluxKind("Receiver", NOTIFICATION, "v1", "receivers", ("rcv",), has_revision=False)
 ALERT = FluxKind(
@@ -77,6 +80,7 @@ KINDS: tuple[FluxKind, ...] = (
     GIT_REPOSITORY,
     HELM_REPOSITORY,
     HELM_CHART,
+    OCI_REPOSITORY,
     KUSTOMIZATION,
     RECEIVER,
     ALERT,

@@ -27,7 +27,7 @@ from controllers.helm.helmchart import HelmCharts
 from controllers.helm.helmrelease import HelmReleaseReconciler
 from controllers.helm.postrender import install_plugin
 from controllers.helm.release import Helm
-from controllers.helm.spec import HELM_CHART, RESOURCE
+from controllers.helm.spec import HELM_CHART, OCI_REPOSITORY, RESOURCE
 from controllers.helm.spec import HelmReleaseSpec as ReleaseSpec
 from controllers.helm.storage import StoredRevision, stored_revisions
 from controllers.toolkit.apply.inventory_watch import ForeignChange, InventoryWatcher
@@ -127,6 +127,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         return await apply_crds(pool.impersonating(user).api_client, files, policy)  # type: ignore[arg-type]
 
     helm_charts = WatchCache(HELM_CHART)
+    # Read-only: spec.chartRef may name an OCIRepository whose artifact is the chart.
+    oci_repositories = WatchCache(OCI_REPOSITORY)
     charts = ChartStore(
         Path(tempfile.mkdtemp(prefix="headwater-helm-charts-")),
         max_size=settings.artifact_max_size,
@@ -173,7 +175,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         ),
         engine=Engine(Helm(helm_executable(), kustomize=_pinned("kustomize")), revisions, crds),
         charts=charts,
-        helm_charts=HelmCharts(api, helm_charts.get),
+        helm_charts=HelmCharts(api, helm_charts.get, oci_repositories.get),
         read_config=read_config,
         lockdown=lockdown,
         dependencies=dependency,
@@ -191,13 +193,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     )
     queue.add_index(BY_CHART, lambda release: [_chart_of(release)])
 
-    def on_chart_change(old: Object | None, new: Object | None) -> None:
-        """A HelmChart's new artifact (or its first one) makes the releases using it run."""
-        if new is None or _artifact_digest(old) == _artifact_digest(new):
-            return
-        chart = ObjectRef.of(new)
-        for release in queue.indexed(BY_CHART, f"{chart.namespace}/{chart.name}"):
-            queue.request(ObjectRef.of(release))
+    def on_chart_change(kind: str) -> ObserverFn:
+        """A chart source's new artifact (or its first one) makes the releases using it run."""
+
+        def on_change(old: Object | None, new: Object | None) -> None:
+            if new is None or _artifact_digest(old) == _artifact_digest(new):
+                return
+            chart = ObjectRef.of(new)
+            for release in queue.indexed(BY_CHART, f"{kind}/{chart.namespace}/{chart.name}"):
+                queue.request(ObjectRef.of(release))
+
+        return on_change
 
     queue.add_index(BY_DEPENDENCY, _dependency_keys)
 
@@ -212,10 +218,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
 
         return on_change
 
-    helm_charts.add_observer(on_chart_change)
+    helm_charts.add_observer(on_chart_change(HELM_CHART.kind))
+    oci_repositories.add_observer(on_chart_change(OCI_REPOSITORY.kind))
     queue.add_observer(dependents_of(HELM_RELEASE))
     kustomizations.add_observer(dependents_of(KUSTOMIZATION))
     helm_charts.register(registry)
+    oci_repositories.register(registry)
     kustomizations.register(registry)
     queue.register(registry)
 
@@ -228,15 +236,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
 
 
 def _chart_of(release: Object) -> str:
-    """`namespace/name` of the HelmChart a release reads (as `spec.parse` resolves it)."""
+    """`<kind>/<namespace>/<name>` of the chart source a release reads (as `spec.parse`
+    resolves it): its chartRef, else the HelmChart it owns."""
     metadata = release.get("metadata") or {}
     namespace, name = metadata.get("namespace") or "", metadata.get("name") or ""
     spec = release.get("spec") or {}
     chart_ref = spec.get("chartRef")
     if chart_ref:
-        return f"{chart_ref.get('namespace') or namespace}/{chart_ref.get('name')}"
+        kind = chart_ref.get("kind") or HELM_CHART.kind
+        return f"{kind}/{chart_ref.get('namespace') or namespace}/{chart_ref.get('name')}"
     source = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
-    return f"{source.get('namespace') or namespace}/{namespace}-{name}"
+    return f"{HELM_CHART.kind}/{source.get('namespace') or namespace}/{namespace}-{name}"
 
 
 def _dependency_keys(release: Object) -> list[DependencyRef]:

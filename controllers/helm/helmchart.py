@@ -1,4 +1,5 @@
-"""The HelmChart a release takes its chart from, and the one it owns for `spec.chart`.
+"""The HelmChart (or OCIRepository) a release takes its chart from, and the HelmChart it
+owns for `spec.chart`.
 
 For `spec.chart` the release creates HelmChart `<namespace>-<name>` in the
 source's namespace, as Flux does, labelled with the release it belongs to
@@ -17,7 +18,7 @@ from typing import Any
 import kubernetes.client
 from kubernetes.client.rest import ApiException
 
-from controllers.helm.spec import HELM_CHART, ChartSource, HelmReleaseSpec
+from controllers.helm.spec import HELM_CHART, OCI_REPOSITORY, ChartSource, HelmReleaseSpec
 from controllers.toolkit.artifacts import Artifact, ArtifactError
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef
@@ -31,7 +32,7 @@ class ChartNotReady(Exception):
 
 
 def chart_artifact(source: ChartSource, helm_chart: Mapping[str, Any] | None) -> Artifact:
-    where = f"HelmChart '{source.namespace}/{source.name}'"
+    where = f"{source.kind} '{source.namespace}/{source.name}'"
     if helm_chart is None:
         raise ChartNotReady(f"{where} not found")
     status = helm_chart.get("status") or {}
@@ -59,9 +60,12 @@ class HelmCharts:
 
     api: kubernetes.client.ApiClient
     lookup: Callable[[ObjectRef], Object | None]
+    oci_lookup: Callable[[ObjectRef], Object | None] = lambda ref: None
 
     def get(self, source: ChartSource) -> Object | None:
-        return self.lookup(ObjectRef(source.namespace, source.name))
+        """The source object from its watch cache: the HelmChart, or the OCIRepository."""
+        lookup = self.oci_lookup if source.kind == OCI_REPOSITORY.kind else self.lookup
+        return lookup(ObjectRef(source.namespace, source.name))
 
     async def ensure(self, release: Mapping[str, Any], spec: HelmReleaseSpec) -> Object | None:
         """Create or update the release's own HelmChart; what was written, if anything.

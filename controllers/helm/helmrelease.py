@@ -108,7 +108,10 @@ class HelmReleaseReconciler:
         if previous_chart and previous_chart != chart_id:
             # The template moved (or became a chartRef): the HelmChart we made goes.
             await self.helm_charts.delete_if_owned(str(previous_chart), run.obj)
-        run.status["helmChart"] = chart_id
+        if source.kind == release_spec.HELM_CHART.kind:
+            run.status["helmChart"] = chart_id
+        else:
+            run.status.pop("helmChart", None)  # Flux names only a HelmChart there
         run.status["storageNamespace"] = spec.namespace
 
         try:
@@ -131,14 +134,17 @@ class HelmReleaseReconciler:
             raise ReconcileError(INIT_FAILED, f"could not compose values: {exc}") from None
         digest = release_values.config_digest(composed)
 
-        self._reset_counters(run, artifact.revision or metadata.version, digest)
+        revision, revision_digest = artifact.revision or metadata.version, artifact.digest
+        if source.kind == release_spec.OCI_REPOSITORY.kind:
+            # As Flux: the chart's version, and the manifest digest the OCIRepository pulled.
+            revision = metadata.version
+            revision_digest = (artifact.revision or "").rpartition("@")[2] or artifact.digest
+        self._reset_counters(run, revision, digest)
         run.status["lastAttemptedConfigDigest"] = digest
         run.status["lastAttemptedValuesChecksum"] = release_values.values_checksum(composed)
         run.status["lastAttemptedGeneration"] = run.generation
-        run.status["lastAttemptedRevisionDigest"] = artifact.digest
-        await run.progressing(
-            f"Fetched revision: {metadata.version}", revision=artifact.revision or metadata.version
-        )
+        run.status["lastAttemptedRevisionDigest"] = revision_digest
+        await run.progressing(f"Fetched revision: {metadata.version}", revision=revision)
         inputs = ReleaseInputs(
             spec=spec,
             chart=chart_path,

@@ -31,6 +31,9 @@ from controllers.toolkit.runtime.tenancy import Reference
 
 RESOURCE = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease")
 HELM_CHART = Resource("source.toolkit.fluxcd.io", "v1", "helmcharts", "HelmChart")
+OCI_REPOSITORY = Resource("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository")
+# What spec.chartRef may name: a HelmChart, or an OCIRepository whose artifact is a chart.
+CHART_REF_KINDS = (HELM_CHART.kind, OCI_REPOSITORY.kind)
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_HISTORY = 5
@@ -120,11 +123,18 @@ class ChartTemplate:
 
 @dataclass(frozen=True)
 class ChartSource:
-    """Where the chart comes from: a HelmChart object (given, or the one we own)."""
+    """Where the chart comes from: a HelmChart (given, or the one we own) or an
+    OCIRepository (`kind`), whose artifact is the chart."""
 
     namespace: str
     name: str
     template: ChartTemplate | None  # set when the release owns the HelmChart
+    kind: str = HELM_CHART.kind
+
+    @property
+    def key(self) -> str:
+        """`<kind>/<namespace>/<name>`: the releases index their source by it."""
+        return f"{self.kind}/{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -201,7 +211,7 @@ class HelmReleaseSpec:
             for index, dep in enumerate(self.depends_on)
         ]
         if chart.template is None:
-            source = Reference("spec.chartRef", "HelmChart", chart.name, chart.namespace)
+            source = Reference("spec.chartRef", chart.kind, chart.name, chart.namespace)
         else:
             template = chart.template
             source = Reference(
@@ -294,14 +304,15 @@ def _chart_source(spec: Mapping[str, Any], namespace: str, name: str, interval: 
         raise SpecError("spec.chart, spec.chartRef: exactly one of them must be set")
     if chart_ref:
         kind = chart_ref.get("kind")
-        if kind != "HelmChart":
+        if kind not in CHART_REF_KINDS:
             raise SpecError(
-                f"spec.chartRef.kind: {kind!r} is not supported by headwater yet (use HelmChart)"
+                f"spec.chartRef.kind: {kind!r} is not supported by headwater "
+                f"(supported: {', '.join(CHART_REF_KINDS)})"
             )
         ref_name = str(chart_ref.get("name") or "")
         if not ref_name:
             raise SpecError("spec.chartRef.name: required")
-        return ChartSource(str(chart_ref.get("namespace") or namespace), ref_name, None)
+        return ChartSource(str(chart_ref.get("namespace") or namespace), ref_name, None, str(kind))
     template: Mapping[str, Any] = (chart or {}).get("spec") or {}
     source: Mapping[str, Any] = template.get("sourceRef") or {}
     chart_name = str(template.get("chart") or "")

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 CONTROLLER = "kustomize"
 GIT_REPOSITORY = Resource(SOURCE_GROUP, "v1", "gitrepositories", "GitRepository")
+OCI_REPOSITORY = Resource(SOURCE_GROUP, "v1", "ocirepositories", "OCIRepository")
 HELM_RELEASE_RESOURCE = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", HELM_RELEASE)
 NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
@@ -91,6 +92,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         max_size=settings.artifact_max_size,
     )
     git_repositories = WatchCache(GIT_REPOSITORY)
+    oci_repositories = WatchCache(OCI_REPOSITORY)
     writer = ObjectWriter(api, RESOURCE)
 
     read_secret = kube.secret_reader(api)
@@ -148,7 +150,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     kustomizations = KustomizationReconciler(
         frame=ReconcileFrame(RESOURCE, writer, make_recorder(CONTROLLER, api, settings)),
         artifacts=artifacts,
-        sources={"GitRepository": git_repositories},
+        sources={"GitRepository": git_repositories, "OCIRepository": oci_repositories},
         dependencies=dependency,
         read_config=read_as,
         load_keys=load_keys,
@@ -191,14 +193,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     queue.add_index(BY_SOURCE, _source_key)
     queue.add_index(BY_DEPENDENCY, _dependency_keys)
 
-    def on_source_change(old: Object | None, new: Object | None) -> None:
-        if _artifact_revision(old) == _artifact_revision(new) or new is None:
-            return
-        source = ObjectRef.of(new)
-        for ks in queue.indexed(BY_SOURCE, ("GitRepository", source.namespace, source.name)):
-            ref = ObjectRef.of(ks)
-            kustomizations.cancel_health_wait(ref, _artifact_revision(new))
-            queue.request(ref)
+    def on_source_change(kind: str) -> ObserverFn:
+        def on_change(old: Object | None, new: Object | None) -> None:
+            if _artifact_revision(old) == _artifact_revision(new) or new is None:
+                return
+            source = ObjectRef.of(new)
+            for ks in queue.indexed(BY_SOURCE, (kind, source.namespace, source.name)):
+                ref = ObjectRef.of(ks)
+                kustomizations.cancel_health_wait(ref, _artifact_revision(new))
+                queue.request(ref)
+
+        return on_change
 
     def dependents_of(kind: str) -> ObserverFn:
         def on_change(old: Object | None, new: Object | None) -> None:
@@ -213,11 +218,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         if new is None and old is not None:
             kustomizations.forget(ObjectRef.of(old))
 
-    git_repositories.add_observer(on_source_change)
+    git_repositories.add_observer(on_source_change(GIT_REPOSITORY.kind))
+    oci_repositories.add_observer(on_source_change(OCI_REPOSITORY.kind))
     queue.add_observer(on_kustomization_change)
     queue.add_observer(dependents_of(KUSTOMIZATION))
     helm_releases.add_observer(dependents_of(HELM_RELEASE))
     git_repositories.register(registry)
+    oci_repositories.register(registry)
     helm_releases.register(registry)
     queue.register(registry)
 

@@ -200,6 +200,8 @@ class KustomizationReconciler:
         artifact, revision = self._source_artifact(spec)
         attempt.revision = revision
         run.event_metadata["revision"] = revision
+        if artifact.origin_revision:
+            run.event_metadata["originRevision"] = artifact.origin_revision
         blocked = dependency_not_ready(run.obj, spec, revision, self.dependencies)
         if blocked:
             # Waiting for a dependency is normal operation, not worth a Warning.
@@ -237,6 +239,10 @@ class KustomizationReconciler:
         # The revision just reconciled, even when its build was reused (Flux's rule).
         run.ready(f"Applied revision: {revision}")
         run.status["lastAppliedRevision"] = revision
+        if artifact.origin_revision:
+            run.status["lastAppliedOriginRevision"] = artifact.origin_revision
+        else:
+            run.status.pop("lastAppliedOriginRevision", None)
         run.status = self._record_history(run.status, built, time.monotonic() - started)
         if before.get("lastAppliedRevision") != revision or not cond.is_true(before, cond.READY):
             run.notify(

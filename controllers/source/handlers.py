@@ -1,9 +1,10 @@
-"""Kopf wiring of the source controller: GitRepository, HelmRepository, HelmChart, artifacts.
+"""Kopf wiring of the source controller: GitRepository, HelmRepository, HelmChart,
+OCIRepository, artifacts.
 
 Handlers are added by `register`, on the registry the runner passes in,
 never on kopf's global registry: that is how `headwater run all` combines
 every controller in one operator. The work lives in `gitrepository`,
-`helmrepository`, `helmchart` and their step modules; this file only connects
+`helmrepository`, `helmchart`, `ocirepository` and their step modules; this file only connects
 them to the API and to each other: a repository that includes another, and a
 HelmChart built from a source, are found through indexes on the watch caches
 and requeued when that source's artifact moves.
@@ -17,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from controllers.source import helmchart, helmrepository
+from controllers.source import helmchart, helmrepository, ocirepository
 from controllers.source.gitrepository import RESOURCE, GitRepositoryReconciler
 from controllers.source.server import ArtifactServer
 from controllers.source.storage import Storage
@@ -81,6 +82,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     _register_helm(
         registry, settings, api, storage, read_secret, git_queue=queue, leadership=leadership
     )
+    _register_oci(registry, settings, api, storage, read_secret, leadership=leadership)
 
     @kopf.on.startup(registry=registry)
     async def start_artifact_server(**_: Any) -> None:
@@ -149,6 +151,36 @@ def _register_helm(
     )
     repo_queue.register(registry)
     chart_queue.register(registry)
+
+
+def _register_oci(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    api: Any,
+    storage: Storage,
+    read_secret: kube.SecretReader,
+    *,
+    leadership: Leadership,
+) -> None:
+    """OCIRepository: its own queue and slots (a slow registry does not hold up git)."""
+    writer = ObjectWriter(api, ocirepository.RESOURCE)
+    repos = ocirepository.OCIRepositoryReconciler(
+        frame=ReconcileFrame(
+            ocirepository.RESOURCE, writer, make_recorder(CONTROLLER, api, settings)
+        ),
+        storage=storage,
+        read_secret=read_secret,
+    )
+    queue = Reconciler(
+        ocirepository.RESOURCE,
+        reconcile=repos.reconcile,
+        finalize=repos.finalize,
+        patch_finalizers=writer.set_finalizers,
+        slots=ReconcileSlots(settings.concurrent),
+        leadership=leadership,
+        selector=settings.watch_selector,
+    )
+    queue.register(registry)
 
 
 def _include_keys(obj: Object) -> list[tuple[str, str]]:

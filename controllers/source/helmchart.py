@@ -9,6 +9,11 @@ Sources (`spec.sourceRef.kind`):
   index digest, and stored as is (revision = chart version), or, with `valuesFiles`,
   unpacked, given the merged values.yaml and packaged again (revision
   ``<version>+<generation>``).
+- HelmRepository of type ``oci``: no index; an exact `spec.version` is pulled as
+  written, a range is resolved with one tag listing of ``<url>/<chart>`` (`helmoci`),
+  and when that version is already the artifact nothing more happens; otherwise the
+  pinned helm pulls it with the repository's credentials and TLS (revision = chart
+  version; repackaged with `valuesFiles` as above).
 - GitRepository: the repository's artifact is unpacked safely, `spec.chart` is the
   chart directory in it; dependencies are filled with ``helm dependency build``,
   `valuesFiles` (relative to the artifact root) are merged into values.yaml, and the
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from controllers.source import chartbuild
+from controllers.source import chartbuild, helmoci
 from controllers.source.artifactfile import ARTIFACT_IN_STORAGE, store_file, verified_artifact
 from controllers.source.chartbuild import ChartBuildError
 from controllers.source.chartindex import (
@@ -44,8 +49,9 @@ from controllers.source.chartindex import (
     parse_index,
     select_version,
 )
-from controllers.source.helmhttp import MAX_CHART_SIZE, FetchError
+from controllers.source.helmhttp import MAX_CHART_SIZE, FetchError, RepositoryAuthError
 from controllers.source.helmrepository import (
+    AUTHENTICATION_FAILED,
     FETCH_FAILED,
     STORAGE_OPERATION_FAILED,
     TYPE_OCI,
@@ -53,6 +59,7 @@ from controllers.source.helmrepository import (
     repository_client,
 )
 from controllers.source.storage import ObjectKey, Storage, StoredArtifact
+from controllers.toolkit import oci
 from controllers.toolkit.git import errors
 from controllers.toolkit.git.redact import scrub_text
 from controllers.toolkit.runtime import conditions as cond
@@ -77,7 +84,7 @@ STRATEGY_REVISION = "Revision"
 # Fields the CRD accepts that headwater does not implement.
 UNSUPPORTED_FIELDS: dict[str, str] = {
     # Flux verifies signatures only for charts pulled from OCI registries.
-    "spec.verify": "signature verification is for OCI charts, which headwater does not pull yet",
+    "spec.verify": "cosign and notation signature verification are not implemented",
 }
 
 BUILD_FAILED = "BuildFailed"
@@ -251,6 +258,7 @@ class HelmChartReconciler:
             verified_artifact, self.storage, run, key, again="building it again"
         )
         source = self._source(run, spec)
+        from_oci = _is_oci(spec, source)
         source_artifact: Mapping[str, Any] = (source.get("status") or {}).get("artifact") or {}
         source_revision = str(source_artifact.get("revision") or "")
         # Flux moves observedGeneration only on success: equal means this spec was built.
@@ -258,7 +266,10 @@ class HelmChartReconciler:
         kept = current if unchanged_spec else None
 
         with tempfile.TemporaryDirectory(prefix="headwater-chart-") as tmp:
-            if (
+            if from_oci:
+                # No index to watch: the registry is asked every interval.
+                built = await self._from_oci(run, spec, source, kept, Path(tmp))
+            elif (
                 kept is not None
                 and run.status.get("observedSourceArtifactRevision") == source_revision
             ):
@@ -306,15 +317,8 @@ class HelmChartReconciler:
                 f"failed to get source: {where} not found",
                 requeue_after=SOURCE_RETRY,
             )
-        if spec.source_kind == HELM_REPOSITORY:
-            kind = str((source.get("spec") or {}).get("type") or "default")
-            if kind == TYPE_OCI:
-                raise ReconcileError(
-                    UNSUPPORTED_FIELD,
-                    f"spec.sourceRef: {where} is of type oci; pulling charts from OCI "
-                    "registries is not supported by headwater yet",
-                    stalled=True,
-                )
+        if _is_oci(spec, source):
+            return source  # an OCI HelmRepository holds no artifact, as in Flux
         if not (source.get("status") or {}).get("artifact"):
             self._fail(
                 run,
@@ -396,6 +400,98 @@ class HelmChartReconciler:
             packaged=True,
             archive=built.path,
             values_files=built.values_files,
+        )
+
+    async def _from_oci(
+        self,
+        run: ReconcileRun,
+        spec: HelmChartSpec,
+        repository: Object,
+        current: Mapping[str, Any] | None,
+        workdir: Path,
+    ) -> _Built:
+        source = await self._oci_source(run, spec, repository)
+        try:
+            version = await asyncio.to_thread(helmoci.resolve_version, source, spec.version)
+        except helmoci.ChartVersionError as exc:
+            message = f"invalid chart reference: failed to get chart version: {exc}"
+            self._fail(run, FETCH_FAILED, chartbuild.INVALID_CHART_REFERENCE, message)
+        except helmoci.ChartPullError as exc:
+            self._fail(run, FETCH_FAILED, chartbuild.CHART_PULL_ERROR, f"chart pull error: {exc}")
+        revision = chartbuild.version_with_metadata(
+            version, version_metadata(spec, "", run.generation)
+        )
+        packaged = bool(spec.values_files)
+        if current is not None and current.get("revision") == revision:
+            return _Built(
+                name=spec.chart,
+                revision=revision,
+                packaged=packaged,
+                values_files=tuple(run.status.get("observedValuesFiles") or ()),
+            )
+        try:
+            archive = await asyncio.to_thread(helmoci.pull, source, version, workdir / "oci")
+        except helmoci.ChartPullError as exc:
+            self._fail(run, FETCH_FAILED, chartbuild.CHART_PULL_ERROR, f"chart pull error: {exc}")
+        if not spec.values_files:
+            return _Built(name=spec.chart, revision=revision, packaged=False, archive=archive)
+        try:
+            built = await asyncio.to_thread(
+                chartbuild.repackage_with_values,
+                archive,
+                version=revision,
+                values_files=spec.values_files,
+                ignore_missing=spec.ignore_missing_values_files,
+                workdir=workdir / "build",
+                timeout=PACKAGE_TIMEOUT,
+            )
+        except ChartBuildError as exc:
+            self._build_failed(run, exc)
+        return _Built(
+            name=built.name,
+            revision=revision,
+            packaged=True,
+            archive=built.path,
+            values_files=built.values_files,
+        )
+
+    async def _oci_source(
+        self, run: ReconcileRun, spec: HelmChartSpec, repository: Object
+    ) -> helmoci.OCIChartSource:
+        repo_spec = HelmRepositorySpec.parse(repository)
+        namespace = run.ref.namespace
+        try:
+            url = helmoci.chart_url(repo_spec, spec.chart)
+        except oci.OCIError as exc:
+            self._fail(
+                run,
+                FETCH_FAILED,
+                chartbuild.INVALID_CHART_REFERENCE,
+                f"invalid chart reference: {exc}",
+                stalled=True,
+            )
+        credentials = tls = None
+        try:
+            if repo_spec.secret_name:
+                where = f"'{namespace}/{repo_spec.secret_name}' (spec.secretRef)"
+                data = await self.read_secret(namespace, repo_spec.secret_name)
+                if data is None:
+                    raise RepositoryAuthError(f"secret {where} not found")
+                credentials = helmoci.credentials_from_secret(data, url.host, where)
+            if repo_spec.cert_secret_name:
+                where = f"'{namespace}/{repo_spec.cert_secret_name}' (spec.certSecretRef)"
+                data = await self.read_secret(namespace, repo_spec.cert_secret_name)
+                if data is None:
+                    raise RepositoryAuthError(f"secret {where} not found")
+                tls = helmoci.tls_material(data, where)
+        except (RepositoryAuthError, oci.OCIError) as exc:
+            self._fail(run, FETCH_FAILED, AUTHENTICATION_FAILED, str(exc))
+        return helmoci.OCIChartSource(
+            url=url,
+            credentials=credentials,
+            tls=tls,
+            plain_http=repo_spec.insecure,
+            timeout=repo_spec.timeout,
         )
 
     async def _from_git(
@@ -535,6 +631,12 @@ class HelmChartReconciler:
             requeue_after=requeue_after,
             event=WARNING if event else None,
         )
+
+
+def _is_oci(spec: HelmChartSpec, source: Object) -> bool:
+    if spec.source_kind != HELM_REPOSITORY:
+        return False
+    return str((source.get("spec") or {}).get("type") or "") == TYPE_OCI
 
 
 def _sha256_hex(path: Path) -> str:

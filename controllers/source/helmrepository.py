@@ -12,8 +12,8 @@ Type ``default`` (an HTTP(S) chart repository), in Flux's order:
   ``index-<hex>.yaml``, revision and digest ``sha256:<hex>``; when that revision is
   already the stored artifact nothing is written at all.
 
-Type ``oci``: as in Flux, no artifact; it is Ready with a message and holds nothing
-(charts from OCI registries are not pulled by headwater yet).
+Type ``oci``: as in Flux, no artifact; it is Ready with a message and holds nothing.
+Its HelmCharts pull from the registry themselves (`helmoci`).
 
 On any failure the last good artifact stays in the status and in storage.
 """
@@ -128,6 +128,12 @@ class HelmRepositorySpec:
                 URL_INVALID,
                 "invalid Helm repository URL: 'oci' URL scheme cannot be used with "
                 "'default' HelmRepository type (spec.url)",
+                stalled=True,
+            )
+        if kind == TYPE_OCI and (scheme != "oci" or not urlsplit(url).hostname):
+            raise ReconcileError(
+                URL_INVALID,
+                f"spec.url: an 'oci' HelmRepository needs an oci:// URL, not '{scrub_text(url)}'",
                 stalled=True,
             )
         if kind == TYPE_DEFAULT and (scheme not in ("http", "https") or not urlsplit(url).hostname):

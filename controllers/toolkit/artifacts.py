@@ -159,6 +159,9 @@ def parse_digest(digest: str) -> tuple[str, str]:
     return algorithm, hexpart
 
 
+ORIGIN_REVISION_KEY = "org.opencontainers.image.revision"
+
+
 @dataclass(frozen=True)
 class Artifact:
     """What a consumer needs of a source's ``status.artifact``."""
@@ -167,6 +170,9 @@ class Artifact:
     digest: str  # normalised "<algorithm>:<hex>"
     revision: str = ""
     size: int | None = None
+    # Where the content came from, per its producer: an OCI artifact's
+    # org.opencontainers.image.revision annotation (Flux's origin revision).
+    origin_revision: str = ""
 
     @classmethod
     def from_status(cls, artifact: Mapping[str, Any]) -> Artifact:
@@ -183,11 +189,14 @@ class Artifact:
         algorithm, hexpart = parse_digest(digest)
         size = artifact.get("size")
         revision = artifact.get("revision")
+        metadata = artifact.get("metadata")
+        origin = metadata.get(ORIGIN_REVISION_KEY) if isinstance(metadata, Mapping) else None
         return cls(
             url=url,
             digest=f"{algorithm}:{hexpart}",
             revision=revision if isinstance(revision, str) else "",
             size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+            origin_revision=origin if isinstance(origin, str) else "",
         )
 
     @property

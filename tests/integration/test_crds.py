@@ -31,6 +31,7 @@ PLURALS = {
     "GitRepository": "gitrepositories",
     "HelmRepository": "helmrepositories",
     "HelmChart": "helmcharts",
+    "OCIRepository": "ocirepositories",
     "Kustomization": "kustomizations",
     "HelmRelease": "helmreleases",
     "Provider": "providers",

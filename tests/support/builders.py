@@ -38,6 +38,15 @@ def git_repository(
     return obj
 
 
+def oci_repository(
+    namespace: str, name: str, url: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """An OCIRepository of `url` (``oci://...``; interval 10m unless spec says)."""
+    obj = _object("source.toolkit.fluxcd.io/v1", "OCIRepository", namespace, name, metadata)
+    obj["spec"] = {"interval": "10m", "url": url, **spec}
+    return obj
+
+
 def helm_repository(
     namespace: str, name: str, url: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:

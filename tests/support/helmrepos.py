@@ -6,6 +6,8 @@ version is published by adding it and reindexing. `ChartRepoServer` serves the
 directory over HTTP, optionally behind basic auth and/or TLS (certificates from
 devcluster's CA via `TestCA`), and records every request so tests can tell what the
 controller fetched. `helm_history` reads a release back the way a user does.
+`push_chart` puts a packaged chart into an OCI registry (`tests.support.registry`) with
+``helm push``, for HelmRepositories of type oci.
 """
 
 from __future__ import annotations
@@ -141,6 +143,27 @@ class ChartRepo:
 
     def write_index(self, data: bytes) -> None:
         (self.root / "index.yaml").write_bytes(data)
+
+
+def push_chart(registry: Any, archive: Path, path: str = "charts") -> None:
+    """`helm push` a packaged chart to `oci://<registry>/<path>` (a `registry.OciRegistry`),
+    with its credentials and CA as a user's CI passes them."""
+    args = ["push", str(archive), f"oci://{registry.host}/{path}"]
+    if registry.basic:
+        args += ["--username", registry.basic[0], "--password", registry.basic[1]]
+    if registry.ca_pem:
+        args += ["--ca-file", str(registry.ca_file)]
+    else:
+        args.append("--plain-http")
+    helm(*args)
+
+
+def package_chart(directory: Path, name: str, version: str, **kwargs: Any) -> Path:
+    """Write (a ConfigMap chart) and package one chart version; returns the archive."""
+    source = write_chart(directory / f"src-{name}-{version}", name, version, **kwargs)
+    out = directory / f"packaged-{name}-{version}"
+    helm("package", str(source), "--destination", str(out))
+    return out / f"{name}-{version}.tgz"
 
 
 @dataclass

@@ -37,6 +37,7 @@ SERVED: dict[str, Served] = {
     "GitRepository": Served("controllers/source", "controllers.source.spec"),
     "HelmRepository": Served("controllers/source", "controllers.source.helmrepository"),
     "HelmChart": Served("controllers/source", "controllers.source.helmchart"),
+    "OCIRepository": Served("controllers/source", "controllers.source.ocirepository"),
     "Kustomization": Served("controllers/kustomize", "controllers.kustomize.spec"),
     "Provider": Served("controllers/notification", "controllers.notification.providers.config"),
     "Alert": Served("controllers/notification", "controllers.notification.matching"),

@@ -75,6 +75,16 @@ KINDS = [
         ),
     ),
     Kind(
+        "OCIRepository",
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "ocirepositories",
+        ("ocirepo",),
+        "fluxcd-sources",
+        True,
+        (("URL", ".spec.url"),),
+    ),
+    Kind(
         "Kustomization",
         "kustomize.toolkit.fluxcd.io",
         "v1",

@@ -26,7 +26,7 @@ WATCHED = ("list", "watch")
 EVENTS = {("", "events", "create"), ("", "events", "patch")}
 KOPF_CRD_WATCH = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in WATCHED}
 LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
-SOURCE_KINDS = ("gitrepositories", "helmrepositories", "helmcharts")
+SOURCE_KINDS = ("gitrepositories", "helmrepositories", "helmcharts", "ocirepositories")
 FLUX_TARGETS = {
     "source.toolkit.fluxcd.io": (
         "buckets",

@@ -128,6 +128,7 @@ def test_row_with_namespace_suspended_and_not_yet_reconciled() -> None:
         ("GitRepositories", kinds.GIT_REPOSITORY),
         ("helmrepo", kinds.HELM_REPOSITORY),
         ("hc", kinds.HELM_CHART),
+        ("oci", kinds.OCI_REPOSITORY),
         ("receiver", kinds.RECEIVER),
         ("alerts", kinds.ALERT),
         ("alert-providers", kinds.PROVIDER),
@@ -143,6 +144,7 @@ def test_all_and_sources() -> None:
         kinds.GIT_REPOSITORY,
         kinds.HELM_REPOSITORY,
         kinds.HELM_CHART,
+        kinds.OCI_REPOSITORY,
     ]
 
 

@@ -71,6 +71,21 @@ def test_spec_chart_owns_a_helmchart_named_like_fluxs() -> None:
     assert spec.release_name == "web-blog" and spec.namespace == "web"
 
 
+def test_chart_ref_may_name_an_oci_repository_and_nothing_else() -> None:
+    spec = parse(release(chartRef={"kind": "OCIRepository", "name": "web", "namespace": "src"}))
+    assert (spec.chart.kind, spec.chart.namespace, spec.chart.name) == (
+        "OCIRepository",
+        "src",
+        "web",
+    )
+    assert spec.chart.key == "OCIRepository/src/web"
+    first = spec.references()[0]
+    assert (first.kind, first.name) == ("OCIRepository", "web")
+    assert parse(release()).chart.key == "HelmChart/apps/wp"
+    with pytest.raises(SpecError, match=r"spec.chartRef.kind: 'ExternalArtifact'"):
+        parse(release(chartRef={"kind": "ExternalArtifact", "name": "x"}))
+
+
 def test_bad_and_refused_fields_name_the_field() -> None:
     with pytest.raises(SpecError, match=r"spec.chart, spec.chartRef"):
         parse({"metadata": {"name": "a", "namespace": "b"}, "spec": {}})

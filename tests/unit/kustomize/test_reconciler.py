@@ -203,7 +203,7 @@ async def test_a_spec_error_stalls_without_retry(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
-        ({"sourceRef": {"kind": "OCIRepository", "name": "repo"}}, "spec.sourceRef.kind"),
+        ({"sourceRef": {"kind": "Bucket", "name": "repo"}}, "spec.sourceRef.kind"),
         ({"decryption": {"provider": "sops"}}, "spec.decryption.provider"),
     ],
 )
