@@ -25,8 +25,14 @@ from devcluster import build
 from tests.support.cluster import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
 
-# Stand-in chat and provider servers, real git servers, repositories and keys, kubeseal.
-pytest_plugins = ["tests.support.chatservers", "tests.support.fixtures", "tests.support.sealing"]
+# Stand-in chat and provider servers, real git servers, repositories and keys, OCI
+# registries, kubeseal.
+pytest_plugins = [
+    "tests.support.chatservers",
+    "tests.support.fixtures",
+    "tests.support.registry",
+    "tests.support.sealing",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"
