@@ -27,6 +27,7 @@ from controllers.toolkit.git.gitref import HEADS, GitRef
 from controllers.toolkit.git.giturl import GitURL
 
 GPG = shutil.which("gpg") or "/usr/bin/gpg"
+GPGCONF = shutil.which("gpgconf") or "/usr/bin/gpgconf"
 
 
 class SigningError(SourceError):
@@ -147,29 +148,68 @@ def commit_and_push(
                 "GIT_COMMITTER_EMAIL": author.email,
             }
         )
-        if signing is not None:
-            _add_config(env, _signing_config(signing, genv.home, timeout))
-        runner = GitRunner(env, Deadline(timeout), where=str(url), secrets=genv.secrets)
-        runner.run(["add", "--", *files], what="staging the updated files", cwd=work)
-        with tempfile.NamedTemporaryFile("w", dir=genv.home, suffix=".msg", delete=False) as fh:
-            fh.write(message)
-        runner.run(
-            ["commit", "-q", "--no-verify", "-F", fh.name], what="committing the update", cwd=work
-        )
-        commit = runner.run(["rev-parse", "HEAD"], what="reading the commit", cwd=work).strip()
-        # Local branches, so a refspec's source (refs/heads/<branch>) names the new commit.
-        runner.run(["update-ref", HEADS + push_branch, commit], what="naming the commit", cwd=work)
-        destinations = [f"{HEADS}{push_branch}"]
-        specs = [f"{'+' if force else ''}{commit}:{HEADS}{push_branch}"]
-        if refspec:
-            src, _, dst = refspec.partition(":")
-            specs.append(f"{src}:{dst}")
-            destinations.append(dst)
-        args = ["push", "--atomic"]
-        for key, value in sorted(options.items()):
-            args.append(f"--push-option={key}={value}" if value else f"--push-option={key}")
         try:
-            runner.run([*args, "origin", *specs], what="pushing the update", cwd=work)
-        except GitOperationError as exc:
-            raise GitOperationError(f"push rejected: {exc.message}") from None
-        return Pushed(commit=commit, destinations=tuple(destinations))
+            if signing is not None:
+                _add_config(env, _signing_config(signing, genv.home, timeout))
+            return _commit_and_push(
+                work,
+                url,
+                env,
+                genv.secrets,
+                files,
+                message,
+                push_branch,
+                force,
+                refspec,
+                options,
+                timeout,
+            )
+        finally:
+            if signing is not None:
+                # gpg leaves an agent running for the keyring; it must not outlive it.
+                subprocess.run(
+                    [GPGCONF, "--homedir", str(genv.home / "gnupg"), "--kill", "all"],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+
+
+def _commit_and_push(
+    work: Path,
+    url: GitURL,
+    env: dict[str, str],
+    secrets: Sequence[str],
+    files: Sequence[str],
+    message: str,
+    push_branch: str,
+    force: bool,
+    refspec: str | None,
+    options: Mapping[str, str],
+    timeout: float,
+) -> Pushed:
+    home = Path(env["HOME"])
+    runner = GitRunner(env, Deadline(timeout), where=str(url), secrets=secrets)
+    runner.run(["add", "--", *files], what="staging the updated files", cwd=work)
+    with tempfile.NamedTemporaryFile("w", dir=home, suffix=".msg", delete=False) as fh:
+        fh.write(message)
+    runner.run(
+        ["commit", "-q", "--no-verify", "-F", fh.name], what="committing the update", cwd=work
+    )
+    commit = runner.run(["rev-parse", "HEAD"], what="reading the commit", cwd=work).strip()
+    # Local branches, so a refspec's source (refs/heads/<branch>) names the new commit.
+    runner.run(["update-ref", HEADS + push_branch, commit], what="naming the commit", cwd=work)
+    destinations = [f"{HEADS}{push_branch}"]
+    specs = [f"{'+' if force else ''}{commit}:{HEADS}{push_branch}"]
+    if refspec:
+        src, _, dst = refspec.partition(":")
+        specs.append(f"{src}:{dst}")
+        destinations.append(dst)
+    args = ["push", "--atomic"]
+    for key, value in sorted(options.items()):
+        args.append(f"--push-option={key}={value}" if value else f"--push-option={key}")
+    try:
+        runner.run([*args, "origin", *specs], what="pushing the update", cwd=work)
+    except GitOperationError as exc:
+        raise GitOperationError(f"push rejected: {exc.message}") from None
+    return Pushed(commit=commit, destinations=tuple(destinations))

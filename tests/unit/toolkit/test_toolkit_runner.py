@@ -58,7 +58,13 @@ def test_each_selected_controller_registers_on_the_one_registry(
 
 
 def test_selection() -> None:
-    assert runner.selected_controllers("all") == ["source", "kustomize", "helm", "notification"]
+    assert runner.selected_controllers("all") == [
+        "source",
+        "kustomize",
+        "helm",
+        "notification",
+        "image",
+    ]
     assert runner.selected_controllers("helm") == ["helm"]
     with pytest.raises(ValueError, match="unknown controller"):
         runner.selected_controllers("nope")
