@@ -126,6 +126,7 @@ def test_one_lease_per_controller_in_run_all(monkeypatch: pytest.MonkeyPatch) ->
         "kustomize-controller-leader-election",
         "helm-controller-leader-election",
         "notification-controller-leader-election",
+        "image-controller-leader-election",
     ]
     assert {e.namespace for e in electors} == {"hw"}
     assert not any(ls.leading for ls in leaderships.values())  # until a Lease is won
