@@ -3,6 +3,7 @@ marked Deployment, and the objects that tie them together."""
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,5 +60,13 @@ class Scenario:
         ]
 
     def file(self, path: str = "deploy/web.yaml", branch: str | None = None) -> str:
+        """The file as the server holds it on `branch`, byte for byte."""
         ref = f"refs/heads/{branch or self.repo.default_branch}"
-        return self.repo.git("--git-dir", str(self.repo.bare), "show", f"{ref}:{path}")
+        shown = subprocess.run(
+            ["git", "--git-dir", str(self.repo.bare), "show", f"{ref}:{path}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        )
+        return shown.stdout
