@@ -5,8 +5,8 @@ are one, because policies read the scanned tags from the reflector's in-memory
 `TagStore`, which a second process could not see. The work lives in
 `imagerepository`, `imagepolicy` and `imageupdateautomation`; this file connects them:
 a scan with a new tag set requeues the policies of that repository (index
-`imageRepositoryRef`), a policy whose latest image moved requeues the automations of
-its namespace (index `namespace`), and a GitRepository whose artifact moved
+`imageRepositoryRef`), a policy whose latest image moved (seen in its watch) requeues the
+automations of its namespace (index `namespace`), and a GitRepository whose artifact moved
 requeues the automations that write to it (index `sourceRef`). GitRepositories are
 read from a watch cache, never written.
 """
@@ -105,7 +105,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         repositories=repo_queue.get,
         namespace_labels=namespace_labels,
         lockdown=Lockdown.of(settings),
-        on_new_latest=requeue_automations,
     )
     holders["auto"] = imageupdateautomation.ImageUpdateAutomationReconciler(
         frame=ReconcileFrame(imageupdateautomation.RESOURCE, auto_writer, recorder),
@@ -140,9 +139,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
             auto_queue.request(ObjectRef.of(automation))
 
     def on_policy_change(old: Object | None, new: Object | None) -> None:
-        # A policy appearing or going changes what the automations may write.
-        if (old is None) != (new is None):
-            requeue_automations(ObjectRef.of(new if new is not None else old))  # type: ignore[arg-type]
+        # Seen in the watch, not from inside the policy's reconcile: an automation
+        # requeued before the new latestRef is written would read the old one.
+        changed = new if new is not None else old
+        if changed is not None and _latest(old) != _latest(new):
+            requeue_automations(ObjectRef.of(changed))
 
     git_repositories.add_observer(on_source_change)
     policy_queue.add_observer(on_policy_change)
@@ -162,6 +163,13 @@ async def _finalize(reconciler: Any, obj: Object) -> bool:
         return True
     result: bool = await finalize(obj)
     return result
+
+
+def _latest(obj: Object | None) -> object:
+    """A policy's latest image; a policy appearing or going counts as a change too."""
+    if obj is None:
+        return None
+    return (obj.get("status") or {}).get("latestRef") or {}
 
 
 def _revision(obj: Object | None) -> str | None:

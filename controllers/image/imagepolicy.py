@@ -48,8 +48,6 @@ class ImagePolicyReconciler:
     repositories: Callable[[ObjectRef], Object | None]
     namespace_labels: NamespaceLabels
     lockdown: Lockdown = field(default_factory=Lockdown)
-    # Called with the policy's ref when its latestRef moved (automations requeue).
-    on_new_latest: Callable[[ObjectRef], None] = field(default=lambda ref: None)
 
     async def reconcile(self, obj: Object) -> Outcome:
         return await self.frame.run(obj, self._steps)
@@ -108,8 +106,6 @@ class ImagePolicyReconciler:
             status["latestRef"] = latest
         run.status = status
         run.ready(f"Latest image tag for '{image}' resolved to {tag}", reason=cond.SUCCEEDED)
-        if previous != latest:
-            self.on_new_latest(run.ref)
         # No interval of its own: a new scan of the repository requeues it.
         run.requeue_after = None
 
