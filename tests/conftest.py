@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.registry",
     "tests.support.sealing",
+    "tests.support.tokenregistry",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

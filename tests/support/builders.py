@@ -142,6 +142,49 @@ def receiver(
     return obj
 
 
+def image_repository(
+    namespace: str, name: str, image: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
+    """An ImageRepository scanning `image` (interval 10m unless spec says)."""
+    obj = _object("image.toolkit.fluxcd.io/v1", "ImageRepository", namespace, name, metadata)
+    obj["spec"] = {"interval": "10m", "image": image, **spec}
+    return obj
+
+
+def image_policy(
+    namespace: str,
+    name: str,
+    repository: str,
+    policy: Mapping[str, Any],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An ImagePolicy choosing from ImageRepository `repository` by `policy` ({"semver": ...})."""
+    obj = _object("image.toolkit.fluxcd.io/v1", "ImagePolicy", namespace, name, metadata)
+    obj["spec"] = {"imageRepositoryRef": {"name": repository}, "policy": dict(policy), **spec}
+    return obj
+
+
+def image_update_automation(
+    namespace: str,
+    name: str,
+    source: str,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An ImageUpdateAutomation writing to GitRepository `source` (interval 10m, author set)."""
+    obj = _object("image.toolkit.fluxcd.io/v1", "ImageUpdateAutomation", namespace, name, metadata)
+    obj["spec"] = {
+        "interval": "10m",
+        "sourceRef": {"kind": "GitRepository", "name": source},
+        "git": {"commit": {"author": {"name": "headwater", "email": "bot@headwater.invalid"}}},
+        **spec,
+    }
+    return obj
+
+
 def secret(
     namespace: str | None,
     name: str,

@@ -89,6 +89,12 @@ class GpgKey:
         public = run([*gpg, "--armor", "--export", fpr]).encode()
         return cls(home=home, fingerprint=fpr, public_armored=public)
 
+    def private_armored(self) -> bytes:
+        """The private key, armored: what a signing-key Secret's `git.asc` holds."""
+        gpg = ["gpg", "--batch", "--no-tty", "--homedir", str(self.home)]
+        args = ["--pinentry-mode", "loopback", "--passphrase", "", "--armor"]
+        return run([*gpg, *args, "--export-secret-keys", self.fingerprint]).encode()
+
     def close(self) -> None:
         subprocess.run(
             ["gpgconf", "--homedir", str(self.home), "--kill", "all"],

@@ -43,6 +43,9 @@ SERVED: dict[str, Served] = {
     "Alert": Served("controllers/notification", "controllers.notification.matching"),
     "Receiver": Served("controllers/notification", "controllers.notification.receiver"),
     "HelmRelease": Served("controllers/helm", "controllers.helm.spec"),
+    "ImageRepository": Served("controllers/image", "controllers.image.repositoryspec"),
+    "ImagePolicy": Served("controllers/image", "controllers.image.policyspec"),
+    "ImageUpdateAutomation": Served("controllers/image", "controllers.image.automationspec"),
 }
 
 # Kinds a CRD is installed for that no controller serves yet: their fields are

@@ -130,6 +130,39 @@ KINDS = [
         "fluxcd-notifications",
         True,
     ),
+    Kind(
+        "ImageRepository",
+        "image.toolkit.fluxcd.io",
+        "v1",
+        "imagerepositories",
+        (),
+        "fluxcd-image",
+        True,
+        (
+            ("Last scan", ".status.lastScanResult.scanTime"),
+            ("Tags", ".status.lastScanResult.tagCount"),
+        ),
+    ),
+    Kind(
+        "ImagePolicy",
+        "image.toolkit.fluxcd.io",
+        "v1",
+        "imagepolicies",
+        ("imgpol", "imagepol"),
+        "fluxcd-image",
+        True,
+        (("Image", ".status.latestRef.name"), ("Tag", ".status.latestRef.tag")),
+    ),
+    Kind(
+        "ImageUpdateAutomation",
+        "image.toolkit.fluxcd.io",
+        "v1",
+        "imageupdateautomations",
+        (),
+        "fluxcd-image",
+        True,
+        (("Last run", ".status.lastAutomationRunTime"),),
+    ),
 ]
 KIND_IDS = [k.kind for k in KINDS]
 
@@ -354,6 +387,10 @@ DURATIONS = [
     ("HelmRelease", "spec.test.timeout", DURATION_PATTERN),
     ("Provider", "spec.timeout", SHORT_DURATION_PATTERN),
     ("Receiver", "spec.interval", DURATION_PATTERN),
+    ("ImageRepository", "spec.interval", DURATION_PATTERN),
+    ("ImageRepository", "spec.timeout", DURATION_PATTERN),
+    ("ImagePolicy", "spec.interval", DURATION_PATTERN),
+    ("ImageUpdateAutomation", "spec.interval", DURATION_PATTERN),
 ]
 
 
@@ -378,6 +415,9 @@ def test_durations_use_flux_pattern(kind_name: str, path: str, pattern: str) -> 
         ("Provider", {"type"}),
         ("Alert", {"eventSources", "providerRef"}),
         ("Receiver", {"resources", "type"}),
+        ("ImageRepository", {"image", "interval"}),
+        ("ImagePolicy", {"imageRepositoryRef", "policy"}),
+        ("ImageUpdateAutomation", {"interval", "sourceRef"}),
     ],
 )
 def test_required_spec_fields(kind_name: str, required: set[str]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 CONTROLLERS = Path(__file__).resolve().parents[2] / "controllers"
-CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "notification")
+CONTROLLER_PACKAGES = ("source", "kustomize", "helm", "notification", "image")
 
 
 def _imports(path: Path) -> set[str]:

@@ -59,6 +59,7 @@ CONTROLLERS: Mapping[str, str] = {
     "kustomize": "controllers.kustomize.handlers",
     "helm": "controllers.helm.handlers",
     "notification": "controllers.notification.handlers",
+    "image": "controllers.image.handlers",
 }
 ALL = "all"
 

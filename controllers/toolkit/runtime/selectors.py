@@ -130,3 +130,45 @@ def _value(value: str, part: str) -> str:
     if not _VALUE.match(value):
         raise SelectorError(f"{part!r}: invalid label value {value!r}")
     return value
+
+
+_EXPRESSION_OPERATORS: Mapping[str, Operator] = {
+    "In": "in",
+    "NotIn": "notin",
+    "Exists": "exists",
+    "DoesNotExist": "!exists",
+}
+
+
+def from_label_selector(spec: Mapping[str, object] | None, where: str) -> LabelSelector:
+    """A metav1.LabelSelector (`matchLabels`, `matchExpressions`) as a LabelSelector.
+
+    None or an empty selector matches everything, as in Kubernetes.
+    """
+    if not spec:
+        return LabelSelector()
+    requirements: list[Requirement] = []
+    labels = spec.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise SelectorError(f"{where}.matchLabels must be a map")
+    for key, value in sorted(labels.items()):
+        requirements.append(Requirement(_key(str(key), where), "=", frozenset({str(value)})))
+    expressions = spec.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise SelectorError(f"{where}.matchExpressions must be a list")
+    for expr in expressions:
+        if not isinstance(expr, Mapping):
+            raise SelectorError(f"{where}.matchExpressions items must be objects")
+        operator = _EXPRESSION_OPERATORS.get(str(expr.get("operator")))
+        if operator is None:
+            raise SelectorError(
+                f"{where}.matchExpressions: operator '{expr.get('operator')}' is not one of "
+                + ", ".join(_EXPRESSION_OPERATORS)
+            )
+        values = frozenset(str(v) for v in (expr.get("values") or []))
+        if operator in ("in", "notin") and not values:
+            raise SelectorError(f"{where}.matchExpressions: {expr.get('operator')} needs values")
+        if operator in ("exists", "!exists") and values:
+            raise SelectorError(f"{where}.matchExpressions: {expr.get('operator')} takes no values")
+        requirements.append(Requirement(_key(str(expr.get("key") or ""), where), operator, values))
+    return LabelSelector(requirements=tuple(requirements), text=where)

@@ -240,6 +240,8 @@ class Settings:
     concurrent: int = 4
     # Largest artifact the source controller stores (and consumers accept), in bytes.
     artifact_max_size: int = 100 * 1024 * 1024
+    # Most tags the image controller keeps for one ImageRepository; more is a failed scan.
+    image_max_tags: int = 50_000
     # How old the newest sealing key may get before a new one is added, in
     # seconds; 0 never adds one (Bitnami's --key-renew-period, 30 days).
     sealing_key_renew_period: float = 720 * 3600.0
@@ -379,6 +381,7 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("health_addr", parse_address),
     _spec("concurrent", parse_positive_int),
     _spec("artifact_max_size", parse_positive_int),
+    _spec("image_max_tags", parse_positive_int),
     _spec("sealing_key_renew_period", parse_window),
     _spec("log_format", parse_log_format),
     _spec("log_level", parse_log_level),

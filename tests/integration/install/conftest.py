@@ -25,7 +25,7 @@ from tests.support.scaleout import SHARD_KEY
 # tenants' objects the locked-down kustomize controller reconciles.
 SHARD = "install"
 LOCKED_SHARD = "install-lockdown"
-CONTROLLERS = ("source", "kustomize", "helm", "notification")
+CONTROLLERS = ("source", "kustomize", "helm", "notification", "image")
 # Source and notification serve both shards; each kustomize instance one.
 SHARED_SELECTOR = f"{SHARD_KEY} in ({SHARD},{LOCKED_SHARD})"
 SELECTORS = {

@@ -28,6 +28,7 @@ REPLICAS = {
     "kustomize-controller": 2,
     "helm-controller": 2,
     "notification-controller": 2,
+    "image-controller": 1,
 }
 
 

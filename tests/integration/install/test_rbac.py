@@ -1,4 +1,4 @@
-"""Least privilege: the source and notification controllers get exactly the verbs they use.
+"""Least privilege: the source, notification and image controllers get exactly the verbs they use.
 
 The expected rules below are the API calls in the code (listed in
 docs/operations.md, "RBAC"), not a copy of config/: widening a rule in
@@ -27,6 +27,7 @@ EVENTS = {("", "events", "create"), ("", "events", "patch")}
 KOPF_CRD_WATCH = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in WATCHED}
 LEASES = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
 SOURCE_KINDS = ("gitrepositories", "helmrepositories", "helmcharts", "ocirepositories")
+IMAGE_KINDS = ("imagerepositories", "imagepolicies", "imageupdateautomations")
 FLUX_TARGETS = {
     "source.toolkit.fluxcd.io": (
         "buckets",
@@ -72,6 +73,19 @@ EXPECTED_CLUSTER_RULES: dict[str, set[Rule]] = {
         *EVENTS,
         *KOPF_CRD_WATCH,
     },
+    "headwater-image-controller": {
+        *(
+            ("image.toolkit.fluxcd.io", kind, v)
+            for kind in IMAGE_KINDS
+            for v in (*WATCHED, "patch")
+        ),
+        *(("image.toolkit.fluxcd.io", f"{kind}/status", "patch") for kind in IMAGE_KINDS),
+        *(("source.toolkit.fluxcd.io", "gitrepositories", v) for v in WATCHED),
+        ("", "secrets", "get"),
+        ("", "namespaces", "get"),
+        *EVENTS,
+        *KOPF_CRD_WATCH,
+    },
 }
 
 
@@ -108,8 +122,8 @@ def bindings_of(cluster: TestCluster, account: str) -> list[tuple[str, str, str]
     return sorted(found)
 
 
-@pytest.mark.parametrize("controller", ["source", "notification"])
-def test_source_and_notification_hold_exactly_the_rules_their_code_needs(
+@pytest.mark.parametrize("controller", ["source", "notification", "image"])
+def test_source_notification_and_image_hold_exactly_the_rules_their_code_needs(
     cluster: TestCluster, installed: str, controller: str
 ) -> None:
     account = f"{controller}-controller"
@@ -158,3 +172,18 @@ def test_what_the_rules_leave_out_is_refused_for_the_source_controllers_token(
     # The kustomize controller applies arbitrary objects: like Flux, cluster-admin.
     kustomize = as_account(cluster, kubeconfigs["kustomize"])
     assert kustomize.kubectl("create", "configmap", "x", "-n", namespace).returncode == 0
+
+
+def test_the_image_controller_reads_git_repositories_but_cannot_change_them(
+    cluster: TestCluster, namespace: str, kubeconfigs: dict[str, Path]
+) -> None:
+    image = as_account(cluster, kubeconfigs["image"])
+    assert image.kubectl("get", "gitrepositories", "-n", namespace).returncode == 0
+    for args, verb, resource in [
+        (["delete", "gitrepository", "any", "-n", namespace], "delete", "gitrepositories"),
+        (["get", "secrets", "-n", namespace], "list", "secrets"),
+        (["get", "kustomizations", "-n", namespace], "list", "kustomizations"),
+    ]:
+        result = image.kubectl(*args, check=False)
+        assert result.returncode != 0, args
+        assert f'cannot {verb} resource "{resource}"' in result.stderr, result.stderr

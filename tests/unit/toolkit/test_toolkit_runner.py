@@ -58,7 +58,13 @@ def test_each_selected_controller_registers_on_the_one_registry(
 
 
 def test_selection() -> None:
-    assert runner.selected_controllers("all") == ["source", "kustomize", "helm", "notification"]
+    assert runner.selected_controllers("all") == [
+        "source",
+        "kustomize",
+        "helm",
+        "notification",
+        "image",
+    ]
     assert runner.selected_controllers("helm") == ["helm"]
     with pytest.raises(ValueError, match="unknown controller"):
         runner.selected_controllers("nope")
@@ -120,6 +126,7 @@ def test_one_lease_per_controller_in_run_all(monkeypatch: pytest.MonkeyPatch) ->
         "kustomize-controller-leader-election",
         "helm-controller-leader-election",
         "notification-controller-leader-election",
+        "image-controller-leader-election",
     ]
     assert {e.namespace for e in electors} == {"hw"}
     assert not any(ls.leading for ls in leaderships.values())  # until a Lease is won
