@@ -59,9 +59,10 @@ HISTORY_SNAPSHOTS = 5
 # An unlock, then an upgrade, then its test: more steps than that is a loop.
 MAX_STEPS = 5
 
-StoredRevisions = Callable[[str, str], Awaitable[list[StoredRevision]]]
-# (CRD files, policy, user to impersonate or None) -> names of the CRDs written.
-ApplyCrds = Callable[[Sequence[str], str, str | None], Awaitable[list[str]]]
+# The release's revisions as helm's storage labels them (in its cluster).
+StoredRevisions = Callable[[ReleaseRef], Awaitable[list[StoredRevision]]]
+# (CRD files, policy, the release: its cluster and the user helm acts as) -> CRDs written.
+ApplyCrds = Callable[[Sequence[str], str, ReleaseRef], Awaitable[list[str]]]
 
 
 @dataclass
@@ -76,10 +77,15 @@ class ReleaseInputs:
     crds: Sequence[str] = field(default_factory=list)
 
     as_user: str | None = None
+    # A remote cluster (kubeConfig.secretRef): helm's kubeconfig file and an API client.
+    kubeconfig: Path | None = None
+    api: Any = None
 
     @property
     def ref(self) -> ReleaseRef:
-        return ReleaseRef(self.spec.release_name, self.spec.namespace, self.as_user)
+        return ReleaseRef(
+            self.spec.release_name, self.spec.namespace, self.as_user, self.kubeconfig, self.api
+        )
 
     @property
     def desired(self) -> Desired:
@@ -204,7 +210,7 @@ class Engine:
         """
         spec, ref = inputs.spec, inputs.ref
         for _ in range(MAX_STEPS):
-            stored = latest(await self.stored_revisions(ref.namespace, ref.name))
+            stored = latest(await self.stored_revisions(ref))
             snapshot = Snapshot.latest_of(run.status)
             action, why = next_action(
                 inputs.desired, snapshot, stored, test_enable=spec.test_enable
@@ -284,7 +290,7 @@ class Engine:
             if name == "install":
                 skip_crds = spec.install_crds != "Create"
                 if spec.install_crds == "CreateReplace":
-                    await self.apply_crds(inputs.crds, "CreateReplace", ref.as_user)
+                    await self.apply_crds(inputs.crds, "CreateReplace", ref)
                 await self.helm.install(
                     ref,
                     inputs.chart,
@@ -300,7 +306,7 @@ class Engine:
                     post_renderers=spec.post_renderers,
                 )
             else:
-                await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
+                await self.apply_crds(inputs.crds, spec.upgrade_crds, ref)
                 await self.helm.upgrade(
                     ref,
                     inputs.chart,

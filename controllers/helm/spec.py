@@ -47,7 +47,7 @@ Strategy = Literal["rollback", "uninstall"]
 # Fields the CRD accepts that headwater does not implement yet: refused (the
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "spec.kubeConfig": "remote clusters are not implemented yet",
+    "spec.kubeConfig.configMapRef": "remote clusters are reached with kubeConfig.secretRef only",
     "spec.commonMetadata": "not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
     "spec.waitStrategy": "headwater waits with helm's own watcher",
@@ -175,6 +175,8 @@ class HelmReleaseSpec:
     # with drift detection, the origin labels last.
     post_renderers: tuple[dict[str, Any], ...] = ()
     drift: DriftSettings = NO_DRIFT_DETECTION
+    # spec.kubeConfig.secretRef: (Secret name, key) of the remote cluster's kubeconfig.
+    kubeconfig_secret: tuple[str, str] | None = None
 
     @property
     def post_renderers_digest(self) -> str:
@@ -187,7 +189,11 @@ class HelmReleaseSpec:
         `default_account` is the lockdown's --default-service-account, used
         when the release names none; None means the controller's own identity.
         """
-        account = self.service_account_name or default_account
+        # The lockdown's default account is local; a remote cluster's kubeconfig
+        # is its own identity (as in Flux's impersonator).
+        account = self.service_account_name or (
+            "" if self.kubeconfig_secret is not None else default_account
+        )
         if not account:
             return None
         return f"system:serviceaccount:{namespace}:{account}"
@@ -402,6 +408,9 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         drift = parse_drift_detection(spec.get("driftDetection"))
     except DriftSpecError as exc:
         raise SpecError(str(exc)) from None
+    kubeconfig = (spec.get("kubeConfig") or {}).get("secretRef") or None
+    if kubeconfig is not None and not kubeconfig.get("name"):
+        raise SpecError("spec.kubeConfig.secretRef.name: required")
     if drift.active:
         post_renderers = (*post_renderers, postrender.origin_labels(origin_labels(namespace, name)))
     return HelmReleaseSpec(
@@ -450,4 +459,7 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         depends_on=depends_on,
         post_renderers=post_renderers,
         drift=drift,
+        kubeconfig_secret=(
+            (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value")) if kubeconfig else None
+        ),
     )
