@@ -320,6 +320,7 @@ class Engine:
                     server_side=spec.upgrade_server_side,
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
                     post_renderers=spec.post_renderers,
+                    preserve_values=spec.upgrade_preserve_values,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED
@@ -541,7 +542,7 @@ class Engine:
         where = f"{_release(ref, version)} with chart {chart.ref}"
         failed: HelmError | None = None
         try:
-            await self.helm.test(ref, timeout=spec.test_timeout)
+            await self.helm.test(ref, timeout=spec.test_timeout, filters=spec.test_filters)
         except HelmError as exc:
             failed = exc
         hooks = await self.helm.test_hooks(ref)

@@ -244,6 +244,7 @@ class Helm:
         server_side: str = "auto",
         cleanup_on_fail: bool = False,
         post_renderers: Sequence[Mapping[str, Any]] = (),
+        preserve_values: bool = False,
     ) -> None:
         extra = self._post_render_args(post_renderers)
         await self._call(
@@ -261,8 +262,10 @@ class Helm:
                 server_side="false" if force else server_side,
                 timeout=_seconds(timeout),
                 wait=wait,
-                # The spec's values are the whole truth, never merged with the last release's.
-                reset_values=True,
+                # The spec's values are the whole truth, never merged with the last
+                # release's, unless upgrade.preserveValues asks for helm's --reuse-values.
+                reset_values=not preserve_values,
+                reuse_values=preserve_values,
                 no_hooks=not hooks,
                 take_ownership=take_ownership,
                 cleanup_on_fail=cleanup_on_fail,
@@ -270,11 +273,15 @@ class Helm:
             extra,
         )
 
-    async def test(self, ref: ReleaseRef, *, timeout: float) -> None:
+    async def test(self, ref: ReleaseRef, *, timeout: float, filters: Sequence[str] = ()) -> None:
         await self._call(
             "test",
             self._for(ref).run(
-                ["test", ref.name, "--namespace", ref.namespace, "--timeout", _seconds(timeout)]
+                [
+                    *("test", ref.name, "--namespace", ref.namespace),
+                    *("--timeout", _seconds(timeout)),
+                    *(part for item in filters for part in ("--filter", item)),
+                ]
             ),
         )
 

@@ -54,9 +54,7 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.postRenderStrategy": "post-renderers run on the rendered manifests only (no strategy)",
     "spec.install.strategy": "only the RemediateOnFailure strategy is implemented",
     "spec.upgrade.strategy": "only the RemediateOnFailure strategy is implemented",
-    "spec.upgrade.preserveValues": "values are always those of the spec",
     "spec.upgrade.chartNameChangeStrategy": "not implemented yet",
-    "spec.test.filters": "test filters are not implemented yet",
     "spec.chart.spec.verify": "chart verification belongs to the source controller",
     "spec.chart.metadata": "HelmChart template metadata is not implemented yet",
     "spec.install.replace": "pyhelm3 installs with `helm upgrade --install` (no --replace)",
@@ -175,6 +173,11 @@ class HelmReleaseSpec:
     # with drift detection, the origin labels last.
     post_renderers: tuple[dict[str, Any], ...] = ()
     drift: DriftSettings = NO_DRIFT_DETECTION
+    # upgrade.preserveValues: helm's --reuse-values (the last release's values, with
+    # the spec's merged over them) instead of --reset-values.
+    upgrade_preserve_values: bool = False
+    # test.filters as helm's `--filter`: `name=<test>`, or `!name=<test>` to exclude.
+    test_filters: tuple[str, ...] = ()
     # spec.kubeConfig.secretRef: (Secret name, key) of the remote cluster's kubeconfig.
     kubeconfig_secret: tuple[str, str] | None = None
 
@@ -263,6 +266,20 @@ def _int(value: Any, field: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field}: expected an integer, got {value!r}")
     return value
+
+
+def _test_filters(items: Any) -> tuple[str, ...]:
+    if items in (None, []):
+        return ()
+    if not isinstance(items, list):
+        raise SpecError("spec.test.filters: must be a list")
+    result = []
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not name or "," in name:
+            raise SpecError(f"spec.test.filters[{index}].name: required (a test hook's name)")
+        result.append(("!" if item.get("exclude") else "") + f"name={name}")
+    return tuple(result)
 
 
 def _server_side(value: Any) -> str:
@@ -408,6 +425,7 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         drift = parse_drift_detection(spec.get("driftDetection"))
     except DriftSpecError as exc:
         raise SpecError(str(exc)) from None
+    test_filters = _test_filters(test.get("filters"))
     kubeconfig = (spec.get("kubeConfig") or {}).get("secretRef") or None
     if kubeconfig is not None and not kubeconfig.get("name"):
         raise SpecError("spec.kubeConfig.secretRef.name: required")
@@ -459,6 +477,8 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         depends_on=depends_on,
         post_renderers=post_renderers,
         drift=drift,
+        upgrade_preserve_values=bool(upgrade.get("preserveValues")),
+        test_filters=test_filters,
         kubeconfig_secret=(
             (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value")) if kubeconfig else None
         ),

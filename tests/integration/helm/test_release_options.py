@@ -265,3 +265,57 @@ def test_a_helmchart_the_release_no_longer_uses_is_deleted(
         what="the owned HelmChart deleted",
     )
     assert get_json(cluster, "helmchart", "wordpress", "-n", namespace) is not None
+
+
+def test_preserved_values_and_test_filters(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: Charts,
+) -> None:
+    apply(cluster, charts.helm_chart("wordpress"))
+    charts.publish("1.0.0")
+    apply(cluster, helm_release(namespace, "blog", **chart_ref(values={"replicaCount": 2})))
+    wait_for_helmrelease(cluster, namespace, "blog", is_ready("True", "InstallSucceeded"))
+
+    def web_replicas() -> int:
+        return int(get_json(cluster, "deployment", "blog-web", "-n", namespace)["spec"]["replicas"])  # type: ignore[index]
+
+    # upgrade.preserveValues: helm reuses the last release's values under the new ones,
+    # and the excluded test (which would never pass: no node takes its pod) is not run.
+    preserve = chart_ref(
+        values={"tests": {"nodeSelector": NOWHERE}},
+        upgrade={"preserveValues": True},
+        test={
+            "enable": True,
+            "timeout": "5s",
+            "filters": [{"name": "blog-test-db", "exclude": True}],
+        },
+    )
+    apply(cluster, helm_release(namespace, "blog", **preserve))
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: is_ready("True")(o) and o["status"]["history"][0]["version"] == 2,
+        what="the upgrade with preserved values",
+    )
+    assert condition(obj, "TestSuccess")["status"] == "True"  # type: ignore[index]
+    assert web_replicas() == 2
+    # The same test, selected by name: it runs and fails.
+    apply(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            **chart_ref(
+                values={"tests": {"nodeSelector": NOWHERE}},
+                test={"enable": True, "timeout": "5s", "filters": [{"name": "blog-test-db"}]},
+            ),
+        ),
+    )
+    obj = wait_for_helmrelease(
+        cluster, namespace, "blog", has_condition("TestSuccess", "False", "TestFailed")
+    )
+    # Without preserveValues the spec's values are the whole truth: replicaCount is back to 1.
+    assert web_replicas() == 1
