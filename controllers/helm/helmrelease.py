@@ -42,7 +42,7 @@ from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactError
 from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.clients import IdentityNotFound, SecretKeyRef
+from controllers.toolkit.runtime.clients import ClientError, SecretKeyRef
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.events import NORMAL, WARNING
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
@@ -317,9 +317,10 @@ class HelmReleaseReconciler:
                         wait=spec.uninstall_wait if spec else True,
                         hooks=spec.uninstall_hooks if spec else True,
                     )
-        except IdentityNotFound as exc:
+        except ClientError as exc:
             # As for a Kustomization: nothing can be uninstalled from a cluster whose
-            # kubeconfig is gone, and waiting for it would keep the HelmRelease forever.
+            # kubeconfig is gone (or unusable), and waiting for it would keep the
+            # HelmRelease forever.
             log.warning("uninstalling release %s/%s skipped: %s", release_namespace, name, exc)
             return True
         except HelmError as exc:

@@ -498,7 +498,10 @@ def test_source_failures_leave_the_last_good_release_untouched(
         cluster,
         namespace,
         "blog",
-        has_condition("Ready", "False", "ArtifactFailed"),
+        lambda o: (
+            has_condition("Ready", "False", "ArtifactFailed")(o)
+            and "matching '9.x'" in condition(o, "Ready")["message"]  # type: ignore[index]
+        ),
         what="no matching version",
     )
     message = condition(obj, "Ready")["message"]  # type: ignore[index]
