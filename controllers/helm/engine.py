@@ -545,7 +545,8 @@ class Engine:
             await self.helm.test(ref, timeout=spec.test_timeout, filters=spec.test_filters)
         except HelmError as exc:
             failed = exc
-        hooks = await self.helm.test_hooks(ref)
+        # Only the hooks that ran, as Flux observes them (test.filters may leave some out).
+        hooks = {k: v for k, v in (await self.helm.test_hooks(ref)).items() if v.get("phase")}
         if history:
             history[0]["testHooks"] = hooks
         if failed is None:

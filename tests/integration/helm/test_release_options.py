@@ -301,6 +301,7 @@ def test_preserved_values_and_test_filters(
         what="the upgrade with preserved values",
     )
     assert condition(obj, "TestSuccess")["status"] == "True"  # type: ignore[index]
+    assert obj["status"]["history"][0]["testHooks"] == {}  # none ran
     assert web_replicas() == 2
     # The same test, selected by name: it runs and fails.
     apply(
@@ -309,7 +310,8 @@ def test_preserved_values_and_test_filters(
             namespace,
             "blog",
             **chart_ref(
-                values={"tests": {"nodeSelector": NOWHERE}},
+                # New values (a test or upgrade setting alone is no new release, as in Flux).
+                values={"tests": {"nodeSelector": NOWHERE}, "db": {"image": "mysql:8.4"}},
                 test={"enable": True, "timeout": "5s", "filters": [{"name": "blog-test-db"}]},
             ),
         ),
