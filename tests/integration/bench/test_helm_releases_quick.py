@@ -44,6 +44,7 @@ def test_helm_releases_quick(tmp_path: Path) -> None:
     assert noop["reconciles"].get("HelmRelease", 0) >= releases
     assert noop["helm_commands_total"] == 0, noop["helm_commands"]
     assert not any("helmreleases" in key for key in noop["api_writes"]), noop["api_writes"]
+    assert noop["api_writes_except_housekeeping"] == 0, noop["api_writes"]
 
     assert f"| {releases} | {install['wall_s']:.1f} |" in run.table
     assert "| Flux (published) | 27 |" in run.table
