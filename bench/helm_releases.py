@@ -73,8 +73,8 @@ QUICK_INTERVAL_S = 20
 HELM_RELEASES = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
 APPLIED_RESOURCES = ("configmaps", "deployments", "secrets")
 WRITE_VERBS = frozenset({"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"})
-# Writes the control plane and leader election make on their own, whatever the releases do.
-HOUSEKEEPING = ("leases", "endpoints", "endpointslices")
+# Writes the control plane, kwok (node heartbeats) and leader election make on their own.
+HOUSEKEEPING = ("leases", "endpoints", "endpointslices", "nodes")
 CREATE_THREADS = 8
 PODS_PER_NODE = 80
 SYNC_TIMEOUT = 1800.0
@@ -392,9 +392,9 @@ def run_benchmark(counts: Sequence[int], *, quick: bool, options: RunOptions) ->
 
 def _counts_text(counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
-    return f"{total:,}" + (
-        ": " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) if total else ""
-    )
+    if not total:
+        return "0"
+    return f"{total:,}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items())
 
 
 def render_table(report: Mapping[str, Any]) -> str:
@@ -410,13 +410,13 @@ def render_table(report: Mapping[str, Any]) -> str:
         "a namespace of its own. CPU and RSS are the controller process (`headwater run "
         "all`) plus the children it waited for (helm); in brackets the peak summed RSS of "
         "those children. API writes in the no-op interval leave out the control plane's and "
-        "leader election's own (leases, endpoints). Load average (1 min) "
+        "leader election's own (leases, endpoints, node status). Load average (1 min) "
         f"{machine['load_average_at_start'][0]:g} at start, "
         f"{machine['load_average_at_end'][0]:g} at end.",
         "",
         "| releases | install all: wall s | per release p50 / p90 s | CPU s | peak RSS MiB "
         "| helm processes | no-op interval s | CPU s | helm processes | API writes "
-        "(except leases, endpoints) |",
+        "(except leases, endpoints, nodes) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scenario in report["scenarios"]:
@@ -444,10 +444,9 @@ def render_table(report: Mapping[str, Any]) -> str:
     for scenario in report["scenarios"]:
         for label, key in (("install all", "install_all"), ("no-op interval", "noop_interval")):
             phase = scenario[key]
-            reconciles = (
-                _counts_text(phase.get("reconciles") or {}) if "reconciles" in phase else ""
-            )
-            writes = _counts_text(phase["api_writes"]) if "api_writes" in phase else ""
+            # Counted in the no-op interval only.
+            reconciles = _counts_text(phase["reconciles"]) if "reconciles" in phase else "-"
+            writes = _counts_text(phase["api_writes"]) if "api_writes" in phase else "-"
             lines.append(
                 f"| {scenario['releases']} | {label} | {_counts_text(phase['helm_commands'])} "
                 f"| {reconciles} | {request_verbs_text(phase['api_requests'])} | {writes} |"
