@@ -304,6 +304,7 @@ class Engine:
                     take_ownership=spec.install_take_ownership,
                     server_side=spec.install_server_side,
                     post_renderers=spec.post_renderers,
+                    validation_args=spec.install_validation_args,
                 )
             else:
                 await self.apply_crds(inputs.crds, spec.upgrade_crds, ref)
@@ -321,6 +322,7 @@ class Engine:
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
                     post_renderers=spec.post_renderers,
                     preserve_values=spec.upgrade_preserve_values,
+                    validation_args=spec.upgrade_validation_args,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED

@@ -8,7 +8,8 @@ pyhelm3 0.5.8 with helm v4 (checked against `.tools/bin/helm`, v4.3):
   its own Command;
 - `install_or_upgrade(create_namespace=...)` defaults to True: always passed;
 - `disable_validation=True` is broken (it extends the argument list with
-  the characters of `--disable-openapi-validation`): never used;
+  the characters of `--disable-openapi-validation`): never used; that flag and
+  `--skip-schema-validation` are passed as extra arguments instead;
 - `wait=True` passes `--wait --wait-for-jobs`; helm v4 reads a bare `--wait`
   as its `watcher` strategy (kstatus), which is what Flux waits with;
 - `force=True` passes helm v3's `--force`, which helm v4's upgrade and
@@ -208,8 +209,9 @@ class Helm:
         take_ownership: bool = True,
         server_side: str = "auto",
         post_renderers: Sequence[Mapping[str, Any]] = (),
+        validation_args: Sequence[str] = (),
     ) -> None:
-        extra = self._post_render_args(post_renderers)
+        extra = (*self._post_render_args(post_renderers), *validation_args)
         await self._call(
             "install",
             self._for(ref, max_history).install_or_upgrade(
@@ -245,8 +247,9 @@ class Helm:
         cleanup_on_fail: bool = False,
         post_renderers: Sequence[Mapping[str, Any]] = (),
         preserve_values: bool = False,
+        validation_args: Sequence[str] = (),
     ) -> None:
-        extra = self._post_render_args(post_renderers)
+        extra = (*self._post_render_args(post_renderers), *validation_args)
         await self._call(
             "upgrade",
             self._for(ref, max_history).install_or_upgrade(

@@ -58,11 +58,6 @@ UNSUPPORTED_FIELDS: dict[str, str] = {
     "spec.chart.spec.verify": "chart verification belongs to the source controller",
     "spec.chart.metadata": "HelmChart template metadata is not implemented yet",
     "spec.install.replace": "pyhelm3 installs with `helm upgrade --install` (no --replace)",
-    # pyhelm3 0.5.8 mangles its disable_validation flag; helm v4 has no --recreate-pods.
-    "spec.install.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
-    "spec.upgrade.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
-    "spec.install.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
-    "spec.upgrade.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
     "spec.rollback.recreate": "helm v4 has no --recreate-pods",
     "spec.rollback.serverSideApply": "pyhelm3 0.5.8 has no option for it on rollback",
     "spec.rollback.disableWaitForJobs": "helm waits for Jobs whenever it waits",
@@ -176,6 +171,11 @@ class HelmReleaseSpec:
     # upgrade.preserveValues: helm's --reuse-values (the last release's values, with
     # the spec's merged over them) instead of --reset-values.
     upgrade_preserve_values: bool = False
+    # install/upgrade.disableOpenAPIValidation and disableSchemaValidation: helm's
+    # --disable-openapi-validation and --skip-schema-validation (pyhelm3 0.5.8 mangles
+    # its own flag, so they go to helm as extra arguments).
+    install_validation_args: tuple[str, ...] = ()
+    upgrade_validation_args: tuple[str, ...] = ()
     # test.filters as helm's `--filter`: `name=<test>`, or `!name=<test>` to exclude.
     test_filters: tuple[str, ...] = ()
     # spec.kubeConfig.secretRef: (Secret name, key) of the remote cluster's kubeconfig.
@@ -266,6 +266,13 @@ def _int(value: Any, field: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field}: expected an integer, got {value!r}")
     return value
+
+
+def _validation_args(section: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        *(["--disable-openapi-validation"] if section.get("disableOpenAPIValidation") else []),
+        *(["--skip-schema-validation"] if section.get("disableSchemaValidation") else []),
+    )
 
 
 def _test_filters(items: Any) -> tuple[str, ...]:
@@ -478,6 +485,8 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         post_renderers=post_renderers,
         drift=drift,
         upgrade_preserve_values=bool(upgrade.get("preserveValues")),
+        install_validation_args=_validation_args(install),
+        upgrade_validation_args=_validation_args(upgrade),
         test_filters=test_filters,
         kubeconfig_secret=(
             (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value")) if kubeconfig else None

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import helm_release
+from tests.support.builders import helm_chart, helm_release
 from tests.support.charts import NOWHERE, Charts, widget_crd
 from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
@@ -23,6 +23,7 @@ from tests.support.status import (
     events_for,
     has_condition,
     is_ready,
+    request_reconcile,
     wait_for_helmrelease,
 )
 
@@ -321,3 +322,35 @@ def test_preserved_values_and_test_filters(
     )
     # Without preserveValues the spec's values are the whole truth: replicaCount is back to 1.
     assert web_replicas() == 1
+
+
+def test_schema_validation_can_be_disabled(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: Charts,
+) -> None:
+    # A chart whose values.schema.json asks for a value its defaults do not have.
+    schema = '{"type": "object", "required": ["owner"]}'
+    charts.repo.add("strict", "1.0.0", extra_files={"values.schema.json": schema})
+    request_reconcile(cluster, namespace, "helmrepository", charts.repository)
+    apply(cluster, helm_chart(namespace, "strict", "strict", version="*", sourceRef=charts.source))
+    strict = {"chartRef": {"kind": "HelmChart", "name": "strict"}}
+    apply(cluster, helm_release(namespace, "checked", **strict))
+    obj = wait_for_helmrelease(
+        cluster, namespace, "checked", has_condition("Ready", "False", "InstallFailed")
+    )
+    assert "owner" in condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert helm_history(cluster, namespace, "checked") == []
+    # helm's --skip-schema-validation (and --disable-openapi-validation) as Flux passes them.
+    apply(
+        cluster,
+        helm_release(
+            namespace,
+            "unchecked",
+            **strict,
+            install={"disableSchemaValidation": True, "disableOpenAPIValidation": True},
+        ),
+    )
+    wait_for_helmrelease(cluster, namespace, "unchecked", is_ready("True", "InstallSucceeded"))
+    assert [r["status"] for r in helm_history(cluster, namespace, "unchecked")] == ["deployed"]

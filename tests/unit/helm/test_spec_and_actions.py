@@ -148,6 +148,9 @@ def test_test_filters_and_preserve_values_become_helm_flags() -> None:
         )
     )
     assert spec.test_filters == ("name=a", "!name=b")
+    checked = parse(release(install={"disableSchemaValidation": True}))
+    assert checked.install_validation_args == ("--skip-schema-validation",)
+    assert checked.upgrade_validation_args == ()
     assert spec.upgrade_preserve_values
     assert parse(release()).test_filters == ()
     assert not parse(release()).upgrade_preserve_values
