@@ -4,7 +4,9 @@ It brings up the local control plane (or reuses the running one), installs
 the CRDs, serves the example application from a real git server, runs every
 headwater controller, and declares the GitOps objects a platform team would:
 a GitRepository for the app's repository and a Kustomization syncing its
-`deploy/` directory. Then it waits for each to be Ready, prints what
+`deploy/` directory; and, from a local chart repository (`examples/charts`,
+packaged and indexed by helm), a HelmRepository and a HelmRelease installing the
+`hello` chart. Then it waits for each to be Ready, prints what
 happened, and keeps running until interrupted (or stops at once with --once).
 """
 
@@ -26,12 +28,14 @@ from typing import Any
 import yaml
 
 from devcluster import build
+from devcluster.chartrepo import ChartRepoServer, package_charts
 from devcluster.cluster import ClusterError, run_kubectl
 from devcluster.controllers import run_controllers
 from devcluster.gitserver import GitHttpServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = REPO_ROOT / "examples" / "webapp"
+EXAMPLE_CHARTS = REPO_ROOT / "examples" / "charts"
 CRDS_DIR = REPO_ROOT / "crds"
 FLUX_NAMESPACE = "headwater-system"
 APP_NAMESPACE = "webapp"
@@ -93,7 +97,7 @@ class Demo:
             timeout=30,
         ).stdout.strip()
 
-    def declare(self, repo_url: str) -> None:
+    def declare(self, repo_url: str, charts_url: str) -> None:
         documents: list[dict[str, Any]] = [
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FLUX_NAMESPACE}},
             {
@@ -118,9 +122,35 @@ class Demo:
                 },
             },
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": APP_NAMESPACE}},
+            {
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "HelmRepository",
+                "metadata": {"name": "charts", "namespace": FLUX_NAMESPACE},
+                "spec": {"interval": "10m", "url": charts_url},
+            },
+            {
+                "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                "kind": "HelmRelease",
+                "metadata": {"name": "hello", "namespace": FLUX_NAMESPACE},
+                "spec": {
+                    "interval": "10m",
+                    "timeout": "2m",
+                    "targetNamespace": APP_NAMESPACE,
+                    "releaseName": "hello",
+                    "chart": {
+                        "spec": {
+                            "chart": "hello",
+                            "version": "0.1.x",
+                            "sourceRef": {"kind": "HelmRepository", "name": "charts"},
+                        }
+                    },
+                    "values": {"message": "hello from headwater's helm controller"},
+                },
+            },
         ]
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(documents))
         self.say(f"==> declared GitRepository and Kustomization '{FLUX_NAMESPACE}/webapp'")
+        self.say(f"==> declared HelmRepository '{FLUX_NAMESPACE}/charts' and HelmRelease 'hello'")
 
     def wait_ready(self, kind: str, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + READY_TIMEOUT
@@ -158,6 +188,18 @@ class Demo:
         for var in env:
             self.say(f"    {var['name']}={var.get('value')!r} (postBuild substitution)")
         self.say(f"    (git commit {commit[:12]} → cluster)")
+        release = self.wait_ready("helmrelease", "hello")
+        snapshot = (release["status"].get("history") or [{}])[0]
+        self.say(
+            f"==> HelmRelease Ready: {snapshot.get('chartName')} {snapshot.get('chartVersion')} "
+            f"{snapshot.get('status')} (helm revision {snapshot.get('version')})"
+        )
+        hello = json.loads(
+            self.kubectl("get", "deployment", "hello", "-n", APP_NAMESPACE, "-o", "json")
+        )
+        ready = hello.get("status", {}).get("availableReplicas", 0)
+        wanted = hello["spec"]["replicas"]
+        self.say(f"==> Deployment {APP_NAMESPACE}/hello: {ready}/{wanted} replicas available")
 
 
 def run(kubeconfig: Path, workdir: Path, *, once: bool) -> int:
@@ -174,13 +216,18 @@ def run(kubeconfig: Path, workdir: Path, *, once: bool) -> int:
             commit = demo.publish_example(project_root)
             url = server.url("webapp")
             demo.say(f"==> serving the example app at {url} (commit {commit[:12]})")
+            charts_dir = workdir / "charts"
+            shutil.rmtree(charts_dir, ignore_errors=True)
+            archives = package_charts(EXAMPLE_CHARTS, charts_dir)
+            charts = stack.enter_context(ChartRepoServer(charts_dir))
+            demo.say(f"==> serving a chart repository at {charts.url} ({', '.join(archives)})")
             running = stack.enter_context(
                 run_controllers(
                     kubeconfig, workdir / "controllers", extra_env={"HEADWATER_LOG_LEVEL": "info"}
                 )
             )
             demo.say(f"==> controllers running (log: {running.log_path})")
-            demo.declare(url)
+            demo.declare(url, charts.url)
             demo.report(commit)
             if once:
                 return 0

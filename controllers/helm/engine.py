@@ -59,9 +59,10 @@ HISTORY_SNAPSHOTS = 5
 # An unlock, then an upgrade, then its test: more steps than that is a loop.
 MAX_STEPS = 5
 
-StoredRevisions = Callable[[str, str], Awaitable[list[StoredRevision]]]
-# (CRD files, policy, user to impersonate or None) -> names of the CRDs written.
-ApplyCrds = Callable[[Sequence[str], str, str | None], Awaitable[list[str]]]
+# The release's revisions as helm's storage labels them (in its cluster).
+StoredRevisions = Callable[[ReleaseRef], Awaitable[list[StoredRevision]]]
+# (CRD files, policy, the release: its cluster and the user helm acts as) -> CRDs written.
+ApplyCrds = Callable[[Sequence[str], str, ReleaseRef], Awaitable[list[str]]]
 
 
 @dataclass
@@ -76,10 +77,15 @@ class ReleaseInputs:
     crds: Sequence[str] = field(default_factory=list)
 
     as_user: str | None = None
+    # A remote cluster (kubeConfig.secretRef): helm's kubeconfig file and an API client.
+    kubeconfig: Path | None = None
+    api: Any = None
 
     @property
     def ref(self) -> ReleaseRef:
-        return ReleaseRef(self.spec.release_name, self.spec.namespace, self.as_user)
+        return ReleaseRef(
+            self.spec.release_name, self.spec.namespace, self.as_user, self.kubeconfig, self.api
+        )
 
     @property
     def desired(self) -> Desired:
@@ -204,7 +210,7 @@ class Engine:
         """
         spec, ref = inputs.spec, inputs.ref
         for _ in range(MAX_STEPS):
-            stored = latest(await self.stored_revisions(ref.namespace, ref.name))
+            stored = latest(await self.stored_revisions(ref))
             snapshot = Snapshot.latest_of(run.status)
             action, why = next_action(
                 inputs.desired, snapshot, stored, test_enable=spec.test_enable
@@ -284,7 +290,7 @@ class Engine:
             if name == "install":
                 skip_crds = spec.install_crds != "Create"
                 if spec.install_crds == "CreateReplace":
-                    await self.apply_crds(inputs.crds, "CreateReplace", ref.as_user)
+                    await self.apply_crds(inputs.crds, "CreateReplace", ref)
                 await self.helm.install(
                     ref,
                     inputs.chart,
@@ -298,9 +304,10 @@ class Engine:
                     take_ownership=spec.install_take_ownership,
                     server_side=spec.install_server_side,
                     post_renderers=spec.post_renderers,
+                    validation_args=spec.install_validation_args,
                 )
             else:
-                await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
+                await self.apply_crds(inputs.crds, spec.upgrade_crds, ref)
                 await self.helm.upgrade(
                     ref,
                     inputs.chart,
@@ -314,6 +321,8 @@ class Engine:
                     server_side=spec.upgrade_server_side,
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
                     post_renderers=spec.post_renderers,
+                    preserve_values=spec.upgrade_preserve_values,
+                    validation_args=spec.upgrade_validation_args,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED
@@ -535,10 +544,11 @@ class Engine:
         where = f"{_release(ref, version)} with chart {chart.ref}"
         failed: HelmError | None = None
         try:
-            await self.helm.test(ref, timeout=spec.test_timeout)
+            await self.helm.test(ref, timeout=spec.test_timeout, filters=spec.test_filters)
         except HelmError as exc:
             failed = exc
-        hooks = await self.helm.test_hooks(ref)
+        # Only the hooks that ran, as Flux observes them (test.filters may leave some out).
+        hooks = {k: v for k, v in (await self.helm.test_hooks(ref)).items() if v.get("phase")}
         if history:
             history[0]["testHooks"] = hooks
         if failed is None:

@@ -26,7 +26,7 @@ from controllers.helm.engine import Engine
 from controllers.helm.helmchart import HelmCharts
 from controllers.helm.helmrelease import HelmReleaseReconciler
 from controllers.helm.postrender import install_plugin
-from controllers.helm.release import Helm
+from controllers.helm.release import Helm, ReleaseRef
 from controllers.helm.spec import HELM_CHART, OCI_REPOSITORY, RESOURCE
 from controllers.helm.spec import HelmReleaseSpec as ReleaseSpec
 from controllers.helm.storage import StoredRevision, stored_revisions
@@ -41,7 +41,7 @@ from controllers.toolkit.dependencies import (
     ref_of,
 )
 from controllers.toolkit.runtime import kube
-from controllers.toolkit.runtime.clients import ClientPool
+from controllers.toolkit.runtime.clients import ClientPool, SecretKeyRef
 from controllers.toolkit.runtime.concurrency import ReconcileSlots
 from controllers.toolkit.runtime.events import make_recorder
 from controllers.toolkit.runtime.frame import ReconcileFrame
@@ -112,8 +112,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
             return None
         return {key: value.decode("utf-8", "replace") for key, value in data.items()}
 
-    async def revisions(namespace: str, name: str) -> list[StoredRevision]:
-        return await stored_revisions(api, namespace, name)
+    async def revisions(ref: ReleaseRef) -> list[StoredRevision]:
+        # A remote release's storage is read with that cluster's client.
+        return await stored_revisions(ref.api or api, ref.namespace, ref.name)
 
     pool = ClientPool(
         api,
@@ -122,9 +123,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         concurrency=settings.concurrent * 4,
     )
 
-    async def crds(files: Sequence[str], policy: str, user: str | None) -> list[str]:
-        # CRDs are written as the identity helm acts as (impersonated when set).
-        return await apply_crds(pool.impersonating(user).api_client, files, policy)  # type: ignore[arg-type]
+    async def crds(files: Sequence[str], policy: str, ref: ReleaseRef) -> list[str]:
+        # CRDs are written as the identity helm acts as (impersonated when set), in
+        # the release's cluster.
+        target = ref.api or pool.impersonating(ref.as_user).api_client
+        return await apply_crds(target, files, policy)  # type: ignore[arg-type]
 
     helm_charts = WatchCache(HELM_CHART)
     # Read-only: spec.chartRef may name an OCIRepository whose artifact is the chart.
@@ -145,10 +148,17 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     lockdown = Lockdown.of(settings)
 
     async def client_for(spec: ReleaseSpec, namespace: str) -> ResourceClient:
-        """Drift is checked and corrected as the identity helm acts as: the release's
-        serviceAccountName, else the lockdown's default service account."""
-        account = spec.service_account_name or lockdown.default_service_account
-        return await pool.client(namespace, service_account=account or None)
+        """The identity helm acts as, for drift, CRDs and helm's storage: the release's
+        serviceAccountName, else the lockdown's default service account; in a remote
+        cluster (kubeConfig.secretRef), its kubeconfig's identity (impersonating the
+        serviceAccountName there, when set)."""
+        secret = spec.kubeconfig_secret
+        account = spec.service_account_name or ("" if secret else lockdown.default_service_account)
+        return await pool.client(
+            namespace,
+            service_account=account or None,
+            kubeconfig_secret=SecretKeyRef(*secret) if secret else None,
+        )
 
     spec_changes = SpecChanges()
 
@@ -181,6 +191,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         dependencies=dependency,
         client_for=client_for,
         observe_kinds=watcher.ensure,
+        read_secret=read_secret,
     )
     queue = Reconciler(
         RESOURCE,
@@ -194,10 +205,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     queue.add_index(BY_CHART, lambda release: [_chart_of(release)])
 
     def on_chart_change(kind: str) -> ObserverFn:
-        """A chart source's new artifact (or its first one) makes the releases using it run."""
+        """A chart source's new artifact (or its first one), or its readiness changing
+        (a failure, or the recovery from one), makes the releases using it run."""
 
         def on_change(old: Object | None, new: Object | None) -> None:
-            if new is None or _artifact_digest(old) == _artifact_digest(new):
+            if new is None or (
+                _artifact_digest(old) == _artifact_digest(new)
+                and readiness(old) == readiness(new)
+            ):
                 return
             chart = ObjectRef.of(new)
             for release in queue.indexed(BY_CHART, f"{kind}/{chart.namespace}/{chart.name}"):

@@ -37,10 +37,15 @@ def chart_artifact(source: ChartSource, helm_chart: Mapping[str, Any] | None) ->
         raise ChartNotReady(f"{where} not found")
     status = helm_chart.get("status") or {}
     artifact = status.get("artifact")
+    ready = cond.get_condition(status, cond.READY)
     if not artifact:
-        ready = cond.get_condition(status, cond.READY)
         detail = ready["message"] if ready and ready.get("message") else "it has no artifact yet"
         raise ChartNotReady(f"{where} is not ready: {detail}")
+    if ready is not None and ready.get("status") == cond.FALSE:
+        # It failed (a version range nothing matches, a chart the index lacks): its
+        # old artifact is not what the spec asks for, so nothing is released from it.
+        # While it is only progressing, the artifact it has is still the one to use.
+        raise ChartNotReady(f"{where} is not ready: {ready.get('message') or ready.get('reason')}")
     try:
         return Artifact.from_status(artifact)
     except ArtifactError as exc:

@@ -21,12 +21,14 @@ Flux) and deletes the HelmChart it owns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from controllers.helm import drift
+from controllers.helm import drift, remote
 from controllers.helm import spec as release_spec
 from controllers.helm import values as release_values
 from controllers.helm.chart import ChartError, ChartMetadata, ChartStore, read_crds, read_metadata
@@ -40,9 +42,11 @@ from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactError
 from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.clients import ClientError, SecretKeyRef
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.events import NORMAL, WARNING
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
+from controllers.toolkit.runtime.kube import SecretReader
 from controllers.toolkit.runtime.reconciler import Object, Outcome
 from controllers.toolkit.runtime.tenancy import Lockdown
 
@@ -72,6 +76,8 @@ class HelmReleaseReconciler:
     # identity), and the watch told which kinds the release's objects are.
     client_for: ClientFor | None = None
     observe_kinds: Callable[[set[WatchedKind]], None] = lambda kinds: None
+    # spec.kubeConfig.secretRef: where the remote cluster's kubeconfig is read from.
+    read_secret: SecretReader | None = None
     _chart_info: dict[str, tuple[ChartMetadata, list[str]]] = field(default_factory=dict)
     # Release manifests by release, for the revision they were read at.
     _manifests: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = field(
@@ -145,18 +151,41 @@ class HelmReleaseReconciler:
         run.status["lastAttemptedGeneration"] = run.generation
         run.status["lastAttemptedRevisionDigest"] = revision_digest
         await run.progressing(f"Fetched revision: {metadata.version}", revision=revision)
-        inputs = ReleaseInputs(
-            spec=spec,
-            chart=chart_path,
-            metadata=metadata,
-            values=composed,
-            digest=digest,
-            crds=crd_files,
-            as_user=spec.impersonate(namespace, self.lockdown.default_service_account),
-        )
-        await self.engine.reconcile(run, inputs, force=self._force_requested(run))
-        await self._check_drift(run, inputs)
+        async with self._cluster(spec, namespace) as (kubeconfig, api):
+            inputs = ReleaseInputs(
+                spec=spec,
+                chart=chart_path,
+                metadata=metadata,
+                values=composed,
+                digest=digest,
+                crds=crd_files,
+                as_user=spec.impersonate(namespace, self.lockdown.default_service_account),
+                kubeconfig=kubeconfig,
+                api=api,
+            )
+            await self.engine.reconcile(run, inputs, force=self._force_requested(run))
+            await self._check_drift(run, inputs)
         run.requeue_after = jittered(spec.interval)
+
+    @contextlib.asynccontextmanager
+    async def _cluster(
+        self, spec: release_spec.HelmReleaseSpec | None, namespace: str
+    ) -> AsyncIterator[tuple[Path | None, Any]]:
+        """The release's cluster: (None, None) for ours; for kubeConfig.secretRef,
+        helm's kubeconfig file (removed on exit) and the API client of that cluster."""
+        if spec is None or spec.kubeconfig_secret is None:
+            yield None, None
+            return
+        if self.read_secret is None or self.client_for is None:
+            raise ReconcileError(
+                cond.RECONCILIATION_FAILED, "spec.kubeConfig: no client for remote clusters"
+            )
+        text = await remote.read_kubeconfig(
+            self.read_secret, namespace, SecretKeyRef(*spec.kubeconfig_secret)
+        )
+        client = await self.client_for(spec, namespace)
+        async with remote.kubeconfig_file(text) as path:
+            yield path, client.api_client
 
     async def _check_drift(self, run: ReconcileRun, inputs: ReleaseInputs) -> None:
         """Compare the deployed revision's objects with the live ones (see `drift`)."""
@@ -278,24 +307,32 @@ class HelmReleaseReconciler:
             else None
         )
         if history:
-            ref = ReleaseRef(str(history[0]["name"]), str(history[0]["namespace"]), as_user)
+            name, release_namespace = str(history[0]["name"]), str(history[0]["namespace"])
         elif spec is not None:
-            ref = ReleaseRef(spec.release_name, spec.namespace, as_user)
+            name, release_namespace = spec.release_name, spec.namespace
         else:
             return True
         try:
-            if await self.engine.stored_revisions(ref.namespace, ref.name):
-                await self.engine.helm.uninstall(
-                    ref,
-                    keep_history=bool(spec and spec.uninstall_keep_history),
-                    timeout=spec.uninstall_timeout if spec else release_spec.DEFAULT_TIMEOUT,
-                    wait=spec.uninstall_wait if spec else True,
-                    hooks=spec.uninstall_hooks if spec else True,
-                )
+            async with self._cluster(spec, namespace) as (kubeconfig, api):
+                ref = ReleaseRef(name, release_namespace, as_user, kubeconfig, api)
+                if await self.engine.stored_revisions(ref):
+                    await self.engine.helm.uninstall(
+                        ref,
+                        keep_history=bool(spec and spec.uninstall_keep_history),
+                        timeout=spec.uninstall_timeout if spec else release_spec.DEFAULT_TIMEOUT,
+                        wait=spec.uninstall_wait if spec else True,
+                        hooks=spec.uninstall_hooks if spec else True,
+                    )
+        except ClientError as exc:
+            # As for a Kustomization: nothing can be uninstalled from a cluster whose
+            # kubeconfig is gone (or unusable), and waiting for it would keep the
+            # HelmRelease forever.
+            log.warning("uninstalling release %s/%s skipped: %s", release_namespace, name, exc)
+            return True
         except HelmError as exc:
-            log.warning("uninstalling release %s failed: %s", ref, exc.message)
+            log.warning("uninstalling release %s/%s failed: %s", release_namespace, name, exc)
             return False
-        self._manifests.pop((ref.namespace, ref.name), None)
+        self._manifests.pop((release_namespace, name), None)
         owned = status.get("helmChart")
         if owned and spec is not None and spec.chart.template is not None:
             namespace, _, name = str(owned).partition("/")

@@ -8,7 +8,8 @@ pyhelm3 0.5.8 with helm v4 (checked against `.tools/bin/helm`, v4.3):
   its own Command;
 - `install_or_upgrade(create_namespace=...)` defaults to True: always passed;
 - `disable_validation=True` is broken (it extends the argument list with
-  the characters of `--disable-openapi-validation`): never used;
+  the characters of `--disable-openapi-validation`): never used; that flag and
+  `--skip-schema-validation` are passed as extra arguments instead;
 - `wait=True` passes `--wait --wait-for-jobs`; helm v4 reads a bare `--wait`
   as its `watcher` strategy (kstatus), which is what Flux waits with;
 - `force=True` passes helm v3's `--force`, which helm v4's upgrade and
@@ -19,7 +20,10 @@ pyhelm3 0.5.8 with helm v4 (checked against `.tools/bin/helm`, v4.3):
 - `rollback(recreate_pods=True)` passes `--recreate-pods`, gone in helm v4;
 - helm v4's `status --output json` has no `chart` and embeds every live
   object of the release (with its pods), so it is read only for test hooks;
-- there is no impersonation option: helm's `--kube-as-user` is appended.
+- there is no impersonation option: helm's `--kube-as-user` is appended;
+- a release in a remote cluster (`kubeConfig.secretRef`) gets a Command of
+  its own with pyhelm3's `kubeconfig` (helm's `--kubeconfig`): a file the
+  reconcile wrote (see `remote`), never cached past it.
 
 Every helm process started is counted in `headwater_helm_commands_total`,
 so a reconcile that needs no helm call can be seen to make none.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +65,10 @@ class ReleaseRef:
     namespace: str
     # The user helm impersonates for this release (serviceAccountName), if any.
     as_user: str | None = None
+    # A remote cluster (kubeConfig.secretRef): the kubeconfig file helm is given
+    # and the API client helm's storage and CRDs are read and written with.
+    kubeconfig: Path | None = None
+    api: Any = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -139,6 +147,17 @@ class Helm:
         self._kustomize = kustomize
         self._commands: dict[tuple[int, str | None], Command] = {}
 
+    def _for(self, ref: ReleaseRef, max_history: int = 0) -> Command:
+        if ref.kubeconfig is not None:
+            # The file lives for one reconcile: its Command is not kept.
+            return _CountingCommand(
+                executable=self._executable,
+                kubeconfig=ref.kubeconfig,
+                history_max_revisions=max_history,
+                as_user=ref.as_user,
+            )
+        return self._command(max_history, ref.as_user)
+
     def _command(self, max_history: int = 0, as_user: str | None = None) -> Command:
         key = (max_history, as_user)
         command = self._commands.get(key)
@@ -190,11 +209,12 @@ class Helm:
         take_ownership: bool = True,
         server_side: str = "auto",
         post_renderers: Sequence[Mapping[str, Any]] = (),
+        validation_args: Sequence[str] = (),
     ) -> None:
-        extra = self._post_render_args(post_renderers)
+        extra = (*self._post_render_args(post_renderers), *validation_args)
         await self._call(
             "install",
-            self._command(max_history, ref.as_user).install_or_upgrade(
+            self._for(ref, max_history).install_or_upgrade(
                 ref.name,
                 chart,
                 dict(values),
@@ -226,11 +246,13 @@ class Helm:
         server_side: str = "auto",
         cleanup_on_fail: bool = False,
         post_renderers: Sequence[Mapping[str, Any]] = (),
+        preserve_values: bool = False,
+        validation_args: Sequence[str] = (),
     ) -> None:
-        extra = self._post_render_args(post_renderers)
+        extra = (*self._post_render_args(post_renderers), *validation_args)
         await self._call(
             "upgrade",
-            self._command(max_history, ref.as_user).install_or_upgrade(
+            self._for(ref, max_history).install_or_upgrade(
                 ref.name,
                 chart,
                 dict(values),
@@ -243,8 +265,10 @@ class Helm:
                 server_side="false" if force else server_side,
                 timeout=_seconds(timeout),
                 wait=wait,
-                # The spec's values are the whole truth, never merged with the last release's.
-                reset_values=True,
+                # The spec's values are the whole truth, never merged with the last
+                # release's, unless upgrade.preserveValues asks for helm's --reuse-values.
+                reset_values=not preserve_values,
+                reuse_values=preserve_values,
                 no_hooks=not hooks,
                 take_ownership=take_ownership,
                 cleanup_on_fail=cleanup_on_fail,
@@ -252,11 +276,15 @@ class Helm:
             extra,
         )
 
-    async def test(self, ref: ReleaseRef, *, timeout: float) -> None:
+    async def test(self, ref: ReleaseRef, *, timeout: float, filters: Sequence[str] = ()) -> None:
         await self._call(
             "test",
-            self._command(0, ref.as_user).run(
-                ["test", ref.name, "--namespace", ref.namespace, "--timeout", _seconds(timeout)]
+            self._for(ref).run(
+                [
+                    *("test", ref.name, "--namespace", ref.namespace),
+                    *("--timeout", _seconds(timeout)),
+                    *(part for item in filters for part in ("--filter", item)),
+                ]
             ),
         )
 
@@ -273,7 +301,7 @@ class Helm:
         cleanup_on_fail: bool = False,
     ) -> None:
         # pyhelm3's force is helm v3's --force; helm v4 calls it --force-replace.
-        command = self._command(max_history, ref.as_user)
+        command = self._for(ref, max_history)
         if force:
             await self._call(
                 "rollback",
@@ -315,7 +343,7 @@ class Helm:
         try:
             await self._call(
                 "uninstall",
-                self._command(0, ref.as_user).uninstall(
+                self._for(ref).uninstall(
                     ref.name,
                     namespace=ref.namespace,
                     keep_history=keep_history,
@@ -334,7 +362,7 @@ class Helm:
         """The release's revisions, oldest first; empty when there is no release."""
         try:
             entries = await self._call(
-                "history", self._command(0, ref.as_user).history(ref.name, namespace=ref.namespace)
+                "history", self._for(ref).history(ref.name, namespace=ref.namespace)
             )
         except HelmError as exc:
             if "not found" in exc.message:
@@ -356,7 +384,7 @@ class Helm:
         """The rendered (and post-rendered) manifest helm stored for a revision."""
         output = await self._call(
             "get manifest",
-            self._command(0, ref.as_user).run(
+            self._for(ref).run(
                 ["get", "manifest", ref.name, "--namespace", ref.namespace, "--revision", version]
             ),
         )
@@ -365,7 +393,7 @@ class Helm:
     async def test_hooks(self, ref: ReleaseRef) -> dict[str, dict[str, str]]:
         """The last run of each test hook of the current revision, as Flux's `testHooks`."""
         status = await self._call(
-            "status", self._command(0, ref.as_user).status(ref.name, namespace=ref.namespace)
+            "status", self._for(ref).status(ref.name, namespace=ref.namespace)
         )
         return test_hooks_of(status.get("hooks") or [])
 

@@ -50,24 +50,17 @@ Strategy = Literal["rollback", "uninstall"]
 # Fields the CRD accepts that headwater does not implement yet: refused (the
 # object stalls naming them) rather than silently ignored.
 UNSUPPORTED_FIELDS: dict[str, str] = {
-    "spec.kubeConfig": "remote clusters are not implemented yet",
+    "spec.kubeConfig.configMapRef": "remote clusters are reached with kubeConfig.secretRef only",
     "spec.commonMetadata": "not implemented yet",
     "spec.healthCheckExprs": "custom health checks are not implemented yet",
     "spec.waitStrategy": "headwater waits with helm's own watcher",
     "spec.postRenderStrategy": "post-renderers run on the rendered manifests only (no strategy)",
     "spec.install.strategy": "only the RemediateOnFailure strategy is implemented",
     "spec.upgrade.strategy": "only the RemediateOnFailure strategy is implemented",
-    "spec.upgrade.preserveValues": "values are always those of the spec",
     "spec.upgrade.chartNameChangeStrategy": "not implemented yet",
-    "spec.test.filters": "test filters are not implemented yet",
     "spec.chart.spec.verify": "chart verification belongs to the source controller",
     "spec.chart.metadata": "HelmChart template metadata is not implemented yet",
     "spec.install.replace": "pyhelm3 installs with `helm upgrade --install` (no --replace)",
-    # pyhelm3 0.5.8 mangles its disable_validation flag; helm v4 has no --recreate-pods.
-    "spec.install.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
-    "spec.upgrade.disableOpenAPIValidation": "pyhelm3 0.5.8 cannot pass this flag to helm",
-    "spec.install.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
-    "spec.upgrade.disableSchemaValidation": "pyhelm3 0.5.8 has no option for it",
     "spec.rollback.recreate": "helm v4 has no --recreate-pods",
     "spec.rollback.serverSideApply": "pyhelm3 0.5.8 has no option for it on rollback",
     "spec.rollback.disableWaitForJobs": "helm waits for Jobs whenever it waits",
@@ -185,6 +178,18 @@ class HelmReleaseSpec:
     # with drift detection, the origin labels last.
     post_renderers: tuple[dict[str, Any], ...] = ()
     drift: DriftSettings = NO_DRIFT_DETECTION
+    # upgrade.preserveValues: helm's --reuse-values (the last release's values, with
+    # the spec's merged over them) instead of --reset-values.
+    upgrade_preserve_values: bool = False
+    # install/upgrade.disableOpenAPIValidation and disableSchemaValidation: helm's
+    # --disable-openapi-validation and --skip-schema-validation (pyhelm3 0.5.8 mangles
+    # its own flag, so they go to helm as extra arguments).
+    install_validation_args: tuple[str, ...] = ()
+    upgrade_validation_args: tuple[str, ...] = ()
+    # test.filters as helm's `--filter`: `name=<test>`, or `!name=<test>` to exclude.
+    test_filters: tuple[str, ...] = ()
+    # spec.kubeConfig.secretRef: (Secret name, key) of the remote cluster's kubeconfig.
+    kubeconfig_secret: tuple[str, str] | None = None
 
     @property
     def post_renderers_digest(self) -> str:
@@ -197,7 +202,11 @@ class HelmReleaseSpec:
         `default_account` is the lockdown's --default-service-account, used
         when the release names none; None means the controller's own identity.
         """
-        account = self.service_account_name or default_account
+        # The lockdown's default account is local; a remote cluster's kubeconfig
+        # is its own identity (as in Flux's impersonator).
+        account = self.service_account_name or (
+            "" if self.kubeconfig_secret is not None else default_account
+        )
         if not account:
             return None
         return f"system:serviceaccount:{namespace}:{account}"
@@ -267,6 +276,27 @@ def _int(value: Any, field: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field}: expected an integer, got {value!r}")
     return value
+
+
+def _validation_args(section: Mapping[str, Any]) -> tuple[str, ...]:
+    return (
+        *(["--disable-openapi-validation"] if section.get("disableOpenAPIValidation") else []),
+        *(["--skip-schema-validation"] if section.get("disableSchemaValidation") else []),
+    )
+
+
+def _test_filters(items: Any) -> tuple[str, ...]:
+    if items in (None, []):
+        return ()
+    if not isinstance(items, list):
+        raise SpecError("spec.test.filters: must be a list")
+    result = []
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str) or not name or "," in name:
+            raise SpecError(f"spec.test.filters[{index}].name: required (a test hook's name)")
+        result.append(("!" if item.get("exclude") else "") + f"name={name}")
+    return tuple(result)
 
 
 def _server_side(value: Any) -> str:
@@ -413,6 +443,10 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         drift = parse_drift_detection(spec.get("driftDetection"))
     except DriftSpecError as exc:
         raise SpecError(str(exc)) from None
+    test_filters = _test_filters(test.get("filters"))
+    kubeconfig = (spec.get("kubeConfig") or {}).get("secretRef") or None
+    if kubeconfig is not None and not kubeconfig.get("name"):
+        raise SpecError("spec.kubeConfig.secretRef.name: required")
     if drift.active:
         post_renderers = (*post_renderers, postrender.origin_labels(origin_labels(namespace, name)))
     return HelmReleaseSpec(
@@ -461,4 +495,11 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         depends_on=depends_on,
         post_renderers=post_renderers,
         drift=drift,
+        upgrade_preserve_values=bool(upgrade.get("preserveValues")),
+        install_validation_args=_validation_args(install),
+        upgrade_validation_args=_validation_args(upgrade),
+        test_filters=test_filters,
+        kubeconfig_secret=(
+            (str(kubeconfig["name"]), str(kubeconfig.get("key") or "value")) if kubeconfig else None
+        ),
     )

@@ -33,4 +33,8 @@ def test_demo_syncs_the_example_app_from_git_to_available_replicas(
     assert "webapp_webapp_apps_Deployment" in out
     assert "==> Deployment webapp/webapp: 3/3 replicas available" in out
     assert "GREETING='hello from headwater'" in out
+    # ...and one chart from a local chart repository, through the helm controller.
+    assert "==> serving a chart repository at http://127.0.0.1:" in out
+    assert "==> HelmRelease Ready: hello 0.1.0 deployed (helm revision 1)" in out
+    assert "==> Deployment webapp/hello: 1/1 replicas available" in out
     assert down.returncode == 0

@@ -86,6 +86,19 @@ def kubeconfig_yaml(server: str, user: Mapping[str, Any], **cluster: Any) -> str
     )
 
 
+def token_kubeconfig(cluster: TestCluster, namespace: str, account: str) -> str:
+    """A kubeconfig for the test cluster that authenticates as a ServiceAccount's token:
+    a "remote cluster" that is this one, reached as another identity (a second control
+    plane is too heavy for a test; what the identity may and may not do proves the
+    kubeconfig given is the one used)."""
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    server = admin["clusters"][0]["cluster"]
+    token = cluster.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    return kubeconfig_yaml(server.pop("server"), {"token": token}, **server)
+
+
 @contextlib.contextmanager
 def extra_namespace(cluster: TestCluster, name: str) -> Iterator[str]:
     """A second namespace for a test that needs two; deleted (without waiting) afterwards."""

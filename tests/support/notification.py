@@ -8,6 +8,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -112,3 +113,16 @@ def github_headers(body: bytes, key: str, event: str = "push") -> dict[str, str]
         "X-GitHub-Event": event,
         "X-Hub-Signature-256": f"sha256={digest}",
     }
+
+
+def slack_attachment_from(author: str, text: str) -> Callable[[Received], bool]:
+    """A Slack stand-in request whose attachment is from `author` (`kind/name.namespace`,
+    as Flux writes it) and whose text contains `text`."""
+
+    def check(request: Received) -> bool:
+        if request.method != "POST" or not request.body.startswith(b"{"):
+            return False
+        attachment = (request.json().get("attachments") or [{}])[0]
+        return bool(attachment.get("author_name") == author and text in str(attachment.get("text")))
+
+    return check

@@ -198,3 +198,12 @@ def configmap_data(cluster: TestCluster, namespace: str, name: str) -> dict[str,
     """A ConfigMap's data, None while it does not exist."""
     found = get_json(cluster, "configmap", name, "-n", namespace)
     return None if found is None else dict(found.get("data") or {})
+
+
+def deployment_available(cluster: TestCluster, namespace: str, name: str) -> bool:
+    """The Deployment exists and says Available=True (kwok makes its pods ready)."""
+    found = get_json(cluster, "deployment", name, "-n", namespace)
+    return bool(found) and any(
+        c["type"] == "Available" and c["status"] == "True"
+        for c in (found or {}).get("status", {}).get("conditions", [])
+    )

@@ -27,14 +27,16 @@ from tests.support.chatservers import Received, SlackServer
 from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.helmrepos import HELM, helm_history
-from tests.support.notification import field_value
+from tests.support.notification import field_value, slack_attachment_from
 from tests.support.status import (
     condition,
+    deployment_available,
     events_for,
     has_condition,
     is_ready,
     request_reconcile,
     wait_for_helmrelease,
+    wait_for_object,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,14 +54,6 @@ def helm_commands(controllers: RunningControllers) -> float:
 
 def deployment(cluster: TestCluster, namespace: str, name: str) -> dict[str, Any] | None:
     return get_json(cluster, "deployment", name, "-n", namespace)
-
-
-def available(cluster: TestCluster, namespace: str, name: str) -> bool:
-    found = deployment(cluster, namespace, name)
-    return bool(found) and any(
-        c["type"] == "Available" and c["status"] == "True"
-        for c in (found or {}).get("status", {}).get("conditions", [])
-    )
 
 
 def chart_ref_release(namespace: str, **spec: Any) -> dict[str, Any]:
@@ -126,8 +120,13 @@ def test_install_upgrade_noop_and_uninstall(
     assert snapshot["chartVersion"] == "1.0.0"
     assert snapshot["appVersion"] == "6.4"
     assert snapshot["configDigest"] == status["lastAttemptedConfigDigest"]
-    wait_for(lambda: available(cluster, namespace, "blog-web"), what="web Deployment available")
-    wait_for(lambda: available(cluster, namespace, "blog-db"), what="db Deployment available")
+    wait_for(
+        lambda: deployment_available(cluster, namespace, "blog-web"),
+        what="web Deployment available",
+    )
+    wait_for(
+        lambda: deployment_available(cluster, namespace, "blog-db"), what="db Deployment available"
+    )
     assert get_json(cluster, "service", "blog-db", "-n", namespace) is not None
 
     # Unchanged chart and values: a reconcile starts no helm process, makes no revision.
@@ -213,17 +212,8 @@ def test_install_upgrade_noop_and_uninstall(
     )
 
 
-def from_release(namespace: str, reason_text: str) -> Callable[[Received], bool]:
-    def check(request: Received) -> bool:
-        if request.method != "POST" or not request.body.startswith(b"{"):
-            return False
-        attachment = (request.json().get("attachments") or [{}])[0]
-        return bool(
-            attachment.get("author_name") == f"helmrelease/blog.{namespace}"
-            and reason_text in str(attachment.get("text"))
-        )
-
-    return check
+def from_release(namespace: str, text: str) -> Callable[[Received], bool]:
+    return slack_attachment_from(f"helmrelease/blog.{namespace}", text)
 
 
 def test_bad_upgrade_is_rolled_back(
@@ -484,3 +474,82 @@ def test_a_failed_test_is_remediated_unless_ignored(
     history = helm_history(cluster, namespace, "blog")
     assert [r["status"] for r in history] == ["superseded", "superseded", "deployed"]
     assert history[-1]["description"] == "Rollback to 1"
+
+
+def test_source_failures_leave_the_last_good_release_untouched(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: Charts,
+) -> None:
+    charts.publish("1.0.0")
+    apply(cluster, helm_release(namespace, "blog", chart=charts.template(version="1.x")))
+    wait_for_helmrelease(cluster, namespace, "blog", is_ready(), what="the first install")
+    chart_name = f"{namespace}-blog"
+
+    def untouched() -> None:
+        history = helm_history(cluster, namespace, "blog")
+        assert [(r["revision"], r["status"]) for r in history] == [(1, "deployed")]
+        assert deployment_available(cluster, namespace, "blog-web")
+
+    # A version range nothing in the repository matches.
+    apply(cluster, helm_release(namespace, "blog", chart=charts.template(version="9.x")))
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            has_condition("Ready", "False", "ArtifactFailed")(o)
+            and "matching '9.x'" in condition(o, "Ready")["message"]  # type: ignore[index]
+        ),
+        what="no matching version",
+    )
+    message = condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert f"HelmChart '{namespace}/{chart_name}' is not ready" in message
+    assert "no 'wordpress' chart with version matching '9.x' found" in message
+    untouched()
+
+    # A chart the repository does not have.
+    missing = charts.template(version="1.x")
+    missing["spec"]["chart"] = "wordpres"
+    apply(cluster, helm_release(namespace, "blog", chart=missing))
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: (
+            has_condition("Ready", "False", "ArtifactFailed")(o)
+            and "no chart name 'wordpres'" in condition(o, "Ready")["message"]  # type: ignore[index]
+        ),
+        what="a chart not found",
+    )
+    untouched()
+
+    # Back to a good spec: Ready again, with no new revision (nothing changed).
+    apply(cluster, helm_release(namespace, "blog", chart=charts.template(version="1.x")))
+    wait_for_helmrelease(cluster, namespace, "blog", is_ready(), what="back to good")
+    untouched()
+
+    # An index larger than the source controller takes (Flux's 50 MiB default):
+    # the HelmRepository fails with Flux's reason and keeps its last index.
+    good_index = get_json(cluster, "helmrepository", "charts", "-n", namespace)["status"][  # type: ignore[index]
+        "artifact"
+    ]
+    with (charts.repo.root / "index.yaml").open("r+b") as index:
+        index.truncate(50 * 1024 * 1024 + 1)
+    request_reconcile(cluster, namespace, "helmrepository", "charts")
+    repository = wait_for_object(
+        cluster,
+        namespace,
+        "HelmRepository",
+        "charts",
+        has_condition("Ready", "False", "Failed"),
+        what="the index refused for its size",
+    )
+    message = condition(repository, "Ready")["message"]  # type: ignore[index]
+    assert "failed to fetch Helm repository index" in message
+    assert "more than the limit of 52428800 bytes" in message
+    assert repository["status"]["artifact"] == good_index
+    request_reconcile(cluster, namespace, "helmrelease", "blog")
+    untouched()
+    assert is_ready()(get_json(cluster, "helmrelease", "blog", "-n", namespace))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import helm_release
+from tests.support.builders import helm_chart, helm_release
 from tests.support.charts import NOWHERE, Charts, widget_crd
 from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
@@ -23,6 +23,7 @@ from tests.support.status import (
     events_for,
     has_condition,
     is_ready,
+    request_reconcile,
     wait_for_helmrelease,
 )
 
@@ -265,3 +266,91 @@ def test_a_helmchart_the_release_no_longer_uses_is_deleted(
         what="the owned HelmChart deleted",
     )
     assert get_json(cluster, "helmchart", "wordpress", "-n", namespace) is not None
+
+
+def test_preserved_values_and_test_filters(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: Charts,
+) -> None:
+    apply(cluster, charts.helm_chart("wordpress"))
+    charts.publish("1.0.0")
+    apply(cluster, helm_release(namespace, "blog", **chart_ref(values={"replicaCount": 2})))
+    wait_for_helmrelease(cluster, namespace, "blog", is_ready("True", "InstallSucceeded"))
+
+    def web_replicas() -> int:
+        return int(get_json(cluster, "deployment", "blog-web", "-n", namespace)["spec"]["replicas"])  # type: ignore[index]
+
+    # upgrade.preserveValues: helm reuses the last release's values under the new ones,
+    # and the excluded test (which would never pass: no node takes its pod) is not run.
+    preserve = chart_ref(
+        values={"tests": {"nodeSelector": NOWHERE}},
+        upgrade={"preserveValues": True},
+        test={
+            "enable": True,
+            "timeout": "5s",
+            "filters": [{"name": "blog-test-db", "exclude": True}],
+        },
+    )
+    apply(cluster, helm_release(namespace, "blog", **preserve))
+    obj = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "blog",
+        lambda o: is_ready("True")(o) and o["status"]["history"][0]["version"] == 2,
+        what="the upgrade with preserved values",
+    )
+    assert condition(obj, "TestSuccess")["status"] == "True"  # type: ignore[index]
+    assert obj["status"]["history"][0]["testHooks"] == {}  # none ran
+    assert web_replicas() == 2
+    # The same test, selected by name: it runs and fails.
+    apply(
+        cluster,
+        helm_release(
+            namespace,
+            "blog",
+            **chart_ref(
+                # New values (a test or upgrade setting alone is no new release, as in Flux).
+                values={"tests": {"nodeSelector": NOWHERE}, "db": {"image": "mysql:8.4"}},
+                test={"enable": True, "timeout": "5s", "filters": [{"name": "blog-test-db"}]},
+            ),
+        ),
+    )
+    obj = wait_for_helmrelease(
+        cluster, namespace, "blog", has_condition("TestSuccess", "False", "TestFailed")
+    )
+    # Without preserveValues the spec's values are the whole truth: replicaCount is back to 1.
+    assert web_replicas() == 1
+
+
+def test_schema_validation_can_be_disabled(
+    cluster: TestCluster,
+    controllers: RunningControllers,
+    namespace: str,
+    charts: Charts,
+) -> None:
+    # A chart whose values.schema.json asks for a value its defaults do not have.
+    schema = '{"type": "object", "required": ["owner"]}'
+    charts.repo.add("strict", "1.0.0", extra_files={"values.schema.json": schema})
+    request_reconcile(cluster, namespace, "helmrepository", charts.repository)
+    apply(cluster, helm_chart(namespace, "strict", "strict", version="*", sourceRef=charts.source))
+    strict = {"chartRef": {"kind": "HelmChart", "name": "strict"}}
+    apply(cluster, helm_release(namespace, "checked", **strict))
+    obj = wait_for_helmrelease(
+        cluster, namespace, "checked", has_condition("Ready", "False", "InstallFailed")
+    )
+    assert "owner" in condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert helm_history(cluster, namespace, "checked") == []
+    # helm's --skip-schema-validation (and --disable-openapi-validation) as Flux passes them.
+    apply(
+        cluster,
+        helm_release(
+            namespace,
+            "unchecked",
+            **strict,
+            install={"disableSchemaValidation": True, "disableOpenAPIValidation": True},
+        ),
+    )
+    wait_for_helmrelease(cluster, namespace, "unchecked", is_ready("True", "InstallSucceeded"))
+    assert [r["status"] for r in helm_history(cluster, namespace, "unchecked")] == ["deployed"]

@@ -16,8 +16,8 @@ from tests.support.cluster import (
     TestCluster,
     apply,
     get_json,
-    kubeconfig_yaml,
     kubectl_json,
+    token_kubeconfig,
     wait_for,
 )
 from tests.support.controllers import RunningControllers
@@ -189,16 +189,6 @@ def test_per_object_annotations_prune_off_and_suspend(
     assert data_of(cluster, namespace, "held") == {"value": "from git 2"}
 
 
-def service_account_kubeconfig(cluster: TestCluster, namespace: str, account: str) -> str:
-    """A kubeconfig for the test cluster that authenticates as a ServiceAccount's token."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    server = admin["clusters"][0]["cluster"]
-    token = cluster.kubectl(
-        "create", "token", account, "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    return kubeconfig_yaml(server.pop("server"), {"token": token}, **server)
-
-
 def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
     cluster: TestCluster,
     namespace: str,
@@ -219,7 +209,7 @@ def test_objects_are_applied_as_the_service_account_or_kubeconfig_given(
     # is too heavy for a test, so the kubeconfig points at this same cluster but
     # authenticates as another identity, a ServiceAccount token: what it may and
     # may not do proves the Secret's kubeconfig is the one used.
-    kubeconfig = service_account_kubeconfig(cluster, namespace, "remote-applier")
+    kubeconfig = token_kubeconfig(cluster, namespace, "remote-applier")
     apply(
         cluster,
         {

@@ -153,3 +153,21 @@ def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() ->
     assert all(s["chartName"] == "wordpress" and s["chartVersion"] == "1.0.0" for s in snapshots)
     assert all(s["firstDeployed"] == "2026-01-01T00:00:00Z" for s in snapshots)
     assert len({s["digest"] for s in snapshots}) == 3
+
+
+def test_test_filters_and_preserve_values_become_helm_flags() -> None:
+    spec = parse(
+        release(
+            test={"enable": True, "filters": [{"name": "a"}, {"name": "b", "exclude": True}]},
+            upgrade={"preserveValues": True},
+        )
+    )
+    assert spec.test_filters == ("name=a", "!name=b")
+    checked = parse(release(install={"disableSchemaValidation": True}))
+    assert checked.install_validation_args == ("--skip-schema-validation",)
+    assert checked.upgrade_validation_args == ()
+    assert spec.upgrade_preserve_values
+    assert parse(release()).test_filters == ()
+    assert not parse(release()).upgrade_preserve_values
+    with pytest.raises(SpecError, match=r"spec.test.filters\[0\].name"):
+        parse(release(test={"filters": [{"exclude": True}]}))
