@@ -387,6 +387,8 @@ def parse_output(text: str) -> list[Manifest]:
             raise BuildError(
                 f"kustomize output document {index} is invalid YAML: {yaml_problem(exc)}"
             ) from None
+        except UnicodeError:
+            raise BuildError(f"kustomize output document {index} is not valid Unicode") from None
         if document is None:
             continue
         manifests.append(_manifest(chunk, document, f"kustomize output document {index}"))
@@ -397,7 +399,13 @@ def _manifest(text: str, document: Any, where: str) -> Manifest:
     if not isinstance(document, dict):
         raise BuildError(f"{where} is not a Kubernetes object")
     manifest = Manifest(text=text, object=document)
-    if not (document.get("apiVersion") and manifest.kind and manifest.name):
+    metadata = document.get("metadata")
+    fields = (
+        document.get("apiVersion"),
+        document.get("kind"),
+        metadata.get("name") if isinstance(metadata, dict) else None,
+    )
+    if not all(isinstance(value, str) and value for value in fields):
         raise BuildError(
             f"{where} ({manifest.ref}) lacks a Kubernetes apiVersion, kind or metadata.name"
         )
