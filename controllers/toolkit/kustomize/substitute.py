@@ -530,10 +530,8 @@ def _glob_tokens(pattern: str) -> list[_Token] | None:
                 else:
                     ranges.append(f"{re.escape(lo)}-{re.escape(hi)}")
             body = "".join(r for r in ranges if r)
-            if negate:
-                piece = f"[^{body}]" if body else "."
-            else:
-                piece = f"[{body}]" if body else "(?!)"
+            empty = "." if negate else "(?!)"  # like Go: [^] is any character, [] none
+            piece = (f"[^{body}]" if negate else f"[{body}]") if body else empty
         else:
             piece = re.escape(ch)
         out.append(re.compile(piece, re.DOTALL))
@@ -594,7 +592,8 @@ def _trim_prefix(value: str, pattern: str, *, longest: bool) -> str:
     if tokens is None:
         return value
     end = 0
-    for end in _matching_prefixes(value, tokens):
+    for matched in _matching_prefixes(value, tokens):
+        end = matched
         if not longest:
             break
     return value[end:]
