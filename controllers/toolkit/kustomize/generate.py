@@ -515,6 +515,10 @@ def write_kustomization(directory: Path, options: BuildOptions, root: Path) -> P
         current = generated_kustomization(directory, root)
         generated = True
         target = directory / KUSTOMIZATION_FILES[0]
+    for key in ("patches", "components", "images"):
+        if current.get(key) is not None and not isinstance(current[key], list):
+            shown = _display(target, root)
+            raise BuildError(f"'{shown}': {key} must be a list, not {type(current[key]).__name__}")
     merged = merge_overlays(current, options, directory, generated=generated)
     text = dump_yaml(merged)
     try:
