@@ -8,6 +8,7 @@ can be read as an option or escape refs/).
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from typing import Any
@@ -55,14 +56,12 @@ def test_versions_parse_or_are_none(text: str) -> None:
 def test_a_long_constraint_is_parsed_quickly() -> None:
     started = time.monotonic()
     for text in ("1 " * 20_000 + "-", "1.0.0 " + " " * 50_000 + "- 2", "||" * 20_000 + "1"):
-        try:
+        with contextlib.suppress(ConstraintError):
             Constraint.parse(text)
-        except ConstraintError:
-            pass
     assert time.monotonic() - started < 30  # generous for a loaded machine
 
 
-REF_CHARS = st.sampled_from(list("ab/.-@{}~^:?*[\\ \t\x00\x7f") + ["..", ".lock", "refs/", "é"])
+REF_CHARS = st.sampled_from([*list("ab/.-@{}~^:?*[\\ \t\x00\x7f"), "..", ".lock", "refs/", "é"])
 ref_names = st.lists(REF_CHARS | st.text(max_size=2), max_size=10).map("".join)
 
 
@@ -108,7 +107,5 @@ def test_a_spec_ref_is_accepted_or_refused_by_name(ref: dict[str, Any]) -> None:
 
 @given(st.text(max_size=80))
 def test_revisions_parse_or_raise_value_error(text: str) -> None:
-    try:
+    with contextlib.suppress(ValueError):
         parse_revision(text)
-    except ValueError:
-        pass
