@@ -276,6 +276,10 @@ class Settings:
     default_service_account: str = ""
     # Refuse a sourceRef, chartRef or dependsOn naming another namespace.
     no_cross_namespace_refs: bool = False
+    # Refuse kustomizations that reference remote bases or files (Flux's
+    # --no-remote-bases). On by default here, unlike Flux: builds reach no network
+    # unless a platform turns this off.
+    no_remote_bases: bool = True
 
     @property
     def watch_selector(self) -> LabelSelector:
@@ -406,11 +410,17 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("watch_label_selector", parse_label_selector),
     _spec("default_service_account", parse_service_account),
     _spec("no_cross_namespace_refs", parse_bool),
+    _spec("no_remote_bases", parse_bool),
 )
 
 # Settings that are switches: `--enable-leader-election` alone means true.
 BOOLEAN_FIELDS = frozenset(
-    {"enable_leader_election", "leader_election_release_on_cancel", "no_cross_namespace_refs"}
+    {
+        "enable_leader_election",
+        "leader_election_release_on_cancel",
+        "no_cross_namespace_refs",
+        "no_remote_bases",
+    }
 )
 
 
@@ -443,6 +453,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "watch_label_selector": "empty (every object)",
         "default_service_account": "empty (the controller's own identity)",
         "no_cross_namespace_refs": "false",
+        "no_remote_bases": "true (Flux: false)",
     }
     result = []
     for spec in _SPECS:
