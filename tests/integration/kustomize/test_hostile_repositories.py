@@ -1,6 +1,6 @@
 """Hostile repositories: a remote base, an exec plugin or KRM function, a path climbing out
 of the artifact with ``../``, a symlink to /etc. Each revision is refused (BuildFailed)
-with a message naming the kustomization file, and what the good revision applied stays."""
+with a message naming the file, and what the good revision applied stays."""
 
 from __future__ import annotations
 
