@@ -58,7 +58,9 @@ def main() -> int:
     lines = [
         "# Fuzzing, long run",
         "",
-        f"`python -m bench.fuzz --examples {args.examples}`: {len(rows)} targets, "
+        f"`python -m bench.fuzz --examples {args.examples}"
+        + (f" -k '{args.k}'" if args.k else "")
+        + f"`: {len(rows)} targets, "
         f"{sum(r[1] for r in rows)} examples, {elapsed:.0f} s, pytest exit {proc.returncode}.",
         "",
         "| target | passing examples | failing | seconds |",
