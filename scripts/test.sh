@@ -11,5 +11,7 @@ echo "==> ruff"
 .venv/bin/ruff format --check .
 echo "==> mypy"
 .venv/bin/mypy
+echo "==> pip-audit (known vulnerabilities in the installed, pinned dependency set)"
+.venv/bin/python scripts/audit.py
 echo "==> pytest"
 .venv/bin/pytest "$@"

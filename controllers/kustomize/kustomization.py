@@ -366,7 +366,13 @@ class KustomizationReconciler:
         if previous is not None and previous.key == key:
             return previous, False
         async with self.artifacts.checkout(artifact) as tree:
-            manifests = await build_step.build(tree, spec.path, spec.build, timeout=spec.timeout)
+            manifests = await build_step.build(
+                tree,
+                spec.path,
+                spec.build,
+                timeout=spec.timeout,
+                allow_remote=not self.lockdown.no_remote_bases,
+            )
         manifests = await substitute.substitute(manifests, spec.post_build, read)
         objects = build_step.apply_common_metadata(
             [m.object for m in manifests], spec.common_metadata

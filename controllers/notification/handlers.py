@@ -82,7 +82,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     annotator = TargetAnnotator(api)
 
     webhooks = HttpServer(
-        make_webhook_app(queue.view, read_secret, annotator.request),
+        make_webhook_app(
+            queue.view,
+            read_secret,
+            annotator.request,
+            rate_limit=settings.receiver_rate_limit,
+        ),
         settings.receiver_addr.bind_host,
         settings.receiver_addr.port,
     )

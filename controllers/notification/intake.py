@@ -5,6 +5,7 @@ Answers:
 - 400: the body is not JSON or a field is missing or has the wrong type
   (the answer names the field);
 - 405: a method other than POST; 404: a path other than `/`;
+- 408: the body did not arrive within 30 seconds;
 - 413: the body is larger than 3 MiB (Flux's limit);
 - 415: a Content-Type other than JSON (an absent one is taken as JSON, as
   Flux's emitter is not required to send it);
@@ -30,6 +31,7 @@ from controllers.notification.event import (
     parse_event,
     without_internal_metadata,
 )
+from controllers.toolkit.runtime.http import REQUEST_TIMEOUT, time_limit
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +79,11 @@ async def accept_event(request: web.Request) -> web.Response:
     return _answer(202, "accepted")
 
 
-def make_app(dispatcher: EventSink, dedup: DuplicateFilter) -> web.Application:
+def make_app(
+    dispatcher: EventSink, dedup: DuplicateFilter, *, request_timeout: float = REQUEST_TIMEOUT
+) -> web.Application:
     # client_max_size makes aiohttp stop reading past the limit (chunked bodies too).
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[time_limit(request_timeout)])
     app[DISPATCHER_KEY] = dispatcher
     app[DEDUP_KEY] = dedup
     app.router.add_post("/", accept_event)

@@ -1,8 +1,12 @@
 """The webhook receiver: `POST /hook/<sha256>` from git hosts and other senders.
 
 Checks, in order, each refusing the request before anything changes:
-- 404: no Receiver publishes this path;
+- 429: the client sent more than the rate limit allows (``--receiver-rate-limit``
+  requests per second per client address, bursts of five seconds' worth), with
+  Retry-After; checked before anything else, so unknown paths cannot be probed fast;
+- 404: no Receiver publishes this path (the same answer whatever receivers exist);
 - 503: the Receiver is suspended or not Ready;
+- 408: the body did not arrive within 30 seconds;
 - 413: the body is larger than 3 MiB;
 - 400: the request does not prove it knows the token: generic-hmac needs
   `X-Signature: sha1|sha256|sha512=<hex HMAC(body, token)>`; github needs
@@ -13,7 +17,8 @@ Checks, in order, each refusing the request before anything changes:
 Then every resource is annotated with `reconcile.fluxcd.io/requestedAt`:
 200, or 500 naming the resources that could not be (the rest are done).
 A GitHub `ping` (sent when a webhook is created) is verified and answered
-200 without asking anything to reconcile.
+200 without asking anything to reconcile. A replayed request only asks for a reconcile
+again (a new requestedAt): reconciles are idempotent, so it changes nothing in the cluster.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +43,7 @@ from controllers.notification.receiver import (
 )
 from controllers.notification.targets import TargetError, rfc3339_nano
 from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime.http import REQUEST_TIMEOUT, time_limit
 from controllers.toolkit.runtime.kube import SecretReader
 
 log = logging.getLogger(__name__)
@@ -108,6 +116,38 @@ def find_receiver(receivers: Sequence[Mapping[str, Any]], path: str) -> Mapping[
     return found
 
 
+class RateLimiter:
+    """A token bucket per client address: `rate` requests per second, bursts of `burst`.
+
+    At most `max_clients` addresses are remembered; past that the longest idle are
+    forgotten (a forgotten client starts with a full bucket, which only errs towards
+    accepting). A rate of 0 turns the limit off.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, max_clients: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, 5 * rate)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
+
+    def admit(self, client: str, now: float | None = None) -> float:
+        """0 if the request may go on, else the seconds until it could."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate
+        self._buckets[client] = (tokens, now)  # re-inserted: the dict is in idle order
+        while len(self._buckets) > self.max_clients:
+            del self._buckets[next(iter(self._buckets))]
+        return wait
+
+
 ReceiverList = Callable[[], list[dict[str, Any]]]
 # (resource, receiver namespace, requestedAt value) -> annotated objects; raises TargetError.
 RequestReconcile = Callable[[ResourceRef, str, str], Awaitable[list[str]]]
@@ -123,6 +163,7 @@ class Backend:
 
 
 BACKEND_KEY = web.AppKey("backend", Backend)
+LIMITER_KEY = web.AppKey("limiter", RateLimiter)
 
 
 def _answer(status: int, message: str) -> web.Response:
@@ -130,6 +171,11 @@ def _answer(status: int, message: str) -> web.Response:
 
 
 async def handle_hook(request: web.Request) -> web.Response:
+    wait = request.app[LIMITER_KEY].admit(request.remote or "")
+    if wait:
+        response = _answer(429, "too many requests")
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
     path = WEBHOOK_PREFIX + request.match_info["digest"]
     receiver = find_receiver(request.app[BACKEND_KEY].receivers(), path)
     if receiver is None:
@@ -185,9 +231,16 @@ async def handle_hook(request: web.Request) -> web.Response:
 
 
 def make_app(
-    receivers: ReceiverList, read_secret: SecretReader, request_reconcile: RequestReconcile
+    receivers: ReceiverList,
+    read_secret: SecretReader,
+    request_reconcile: RequestReconcile,
+    *,
+    rate_limit: float = 0.0,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+    """The receiver's app; `rate_limit` is requests per second per client (0: no limit)."""
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[time_limit(request_timeout)])
     app[BACKEND_KEY] = Backend(receivers, read_secret, request_reconcile)
+    app[LIMITER_KEY] = RateLimiter(rate_limit)
     app.router.add_post("/hook/{digest}", handle_hook)
     return app

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import os
 import posixpath
@@ -27,10 +28,11 @@ import shutil
 import stat
 import tarfile
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -42,6 +44,10 @@ _CHUNK = 1 << 16
 
 # What an extraction may add up to when the caller sets no limits of its own.
 DEFAULT_MAX_ENTRIES = 100_000
+# Tar headers (with pax and GNU long-name records) allowed per entry beyond the file bytes.
+_HEADER_ALLOWANCE = 2048
+# No legitimate header record is this large; tarfile reads one whole into memory.
+_MAX_READ = 1 << 20
 EXTRACTED_SIZE_FACTOR = 10  # YAML compresses well; allow this much growth over the tarball
 
 _DIGEST_ALGORITHMS = {"sha256": 64, "sha384": 96, "sha512": 128}
@@ -345,8 +351,17 @@ def safe_extract(
     total = 0
     entries = 0
     name = tarball.name
+    stream_limit = None
+    if max_size is not None:
+        stream_limit = (
+            max_size + _HEADER_ALLOWANCE * (max_entries or DEFAULT_MAX_ENTRIES) + _MAX_READ
+        )
     try:
-        with tarfile.open(tarball, mode="r:gz") as tar:
+        with (
+            gzip.GzipFile(tarball, "rb") as gz,
+            _BoundedStream(gz, name, stream_limit) as bounded,
+            tarfile.open(fileobj=cast(IO[bytes], bounded), mode="r:") as tar,
+        ):
             for member in tar:
                 entries += 1
                 if max_entries is not None and entries > max_entries:
@@ -381,8 +396,52 @@ def safe_extract(
                     shutil.copyfileobj(source, out, _CHUNK)
     except ArtifactError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
         raise UnsafeArchiveError(f"unpacking '{name}' failed: {exc}") from None
+
+
+class _BoundedStream:
+    """The decompressed tar stream, refusing to go past `limit` bytes or to read a huge block.
+
+    tarfile reads pax and GNU long-name records whole and skips unextracted entries by
+    seeking, so the per-file size check alone would let a few hundred KiB of gzip expand
+    into gigabytes of memory or decompression work. Every byte the stream passes counts.
+    """
+
+    def __init__(self, raw: gzip.GzipFile, name: str, limit: int | None) -> None:
+        self._raw = raw
+        self._name = name
+        self._limit = limit
+
+    def _check(self, end: int) -> None:
+        if self._limit is not None and end > self._limit:
+            raise UnsafeArchiveError(
+                f"archive '{self._name}' unpacks to more than {self._limit} bytes "
+                "(tar headers included)"
+            )
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or size > _MAX_READ:
+            raise UnsafeArchiveError(
+                f"archive '{self._name}' has a header record larger than {_MAX_READ} bytes"
+            )
+        self._check(self._raw.tell() + size)
+        return self._raw.read(size)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence != os.SEEK_SET:
+            raise UnsafeArchiveError(f"archive '{self._name}': unexpected seek")
+        self._check(offset)
+        return self._raw.seek(offset)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def __enter__(self) -> _BoundedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _ensure_dirs_in_archive(dest: Path, path: Path, name: str) -> None:

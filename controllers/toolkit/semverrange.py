@@ -37,6 +37,16 @@ _COMPARATOR = re.compile(
     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
 )
 _WILD = ("x", "X", "*")
+# Go's semver parses numbers as uint64; longer ones are not versions (and Python's int()
+# refuses more than 4300 digits, so a tag of a million nines must not reach it).
+_MAX_NUMBER = 2**64 - 1
+
+
+def _uint64(text: str) -> int | None:
+    if len(text) > 20:
+        return None
+    number = int(text)
+    return number if number <= _MAX_NUMBER else None
 
 
 class ConstraintError(ValueError):
@@ -62,18 +72,17 @@ class Version:
         # Numeric pre-release identifiers must not have leading zeros (semver 2.0.0 §9).
         if any(p.isdigit() and len(p) > 1 and p.startswith("0") for p in pre):
             return None
-        return cls(
-            int(m.group("major")),
-            int(m.group("minor") or 0),
-            int(m.group("patch") or 0),
-            pre,
-            text,
-        )
+        numbers = [_uint64(m.group(part) or "0") for part in ("major", "minor", "patch")]
+        major, minor, patch = numbers
+        if major is None or minor is None or patch is None:
+            return None
+        return cls(major, minor, patch, pre, text)
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
         # A release sorts after all its pre-releases; numeric identifiers sort before
         # alphanumeric ones and compare as numbers.
-        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
+        # Numeric identifiers have no leading zeros, so length then text orders them.
+        pre = tuple((0, len(p), p) if p.isdigit() else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
 
     def __eq__(self, other: object) -> bool:
@@ -123,7 +132,12 @@ class _Comparator:
 
 
 def _num(part: str | None) -> int | None:
-    return None if part is None or part in _WILD else int(part)
+    if part is None or part in _WILD:
+        return None
+    number = _uint64(part)
+    if number is None:
+        raise ConstraintError(f"version number {part[:20]}... is larger than {_MAX_NUMBER}")
+    return number
 
 
 def _expand(

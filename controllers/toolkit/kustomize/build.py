@@ -9,8 +9,11 @@ YAML text as kustomize printed it, because post-build substitution works on that
 (Flux substitutes on each resource's YAML, not on a re-serialisation of it).
 
 kustomize runs with ``--load-restrictor LoadRestrictionsRootOnly``, no plugins, no git on
-its PATH and an unusable HTTP proxy; remote bases and files, and references that leave the
-artifact, are refused before it starts, naming the kustomization file and the entry.
+its PATH and an unusable HTTP proxy; remote bases and files (unless ``--no-remote-bases``
+is turned off, when kustomize gets git and the network), references that leave the
+artifact, and generators, transformers or validators that are not kustomize's builtins
+(exec and Go plugins, KRM functions) are refused before it starts, naming the
+kustomization file and the entry.
 """
 
 from __future__ import annotations
@@ -315,11 +318,60 @@ def _resolve_local(base: str, entry: str) -> str | None:
     return "" if resolved == "." else resolved
 
 
-def check_references(root: Path, start: Path) -> None:
-    """Refuse remote references and references leaving `root`, from `start` onwards.
+_PLUGIN_FIELDS = ("generators", "transformers", "validators")
+# Annotations that make a resource a KRM function kustomize would run (exec or container).
+_FUNCTION_ANNOTATIONS = ("config.kubernetes.io/function", "config.k8s.io/function")
+
+
+def _plugin_problem(document: Any) -> str | None:
+    """Why a generators/transformers/validators config would run code, or None."""
+    if not isinstance(document, Mapping):
+        return None
+    metadata = document.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if isinstance(annotations, Mapping):
+        for key in _FUNCTION_ANNOTATIONS:
+            if key in annotations:
+                return f"it is a KRM function ({key}); functions and exec plugins are not allowed"
+    api_version = document.get("apiVersion")
+    if api_version is not None and api_version != "builtin":
+        return (
+            f"it names the external plugin {api_version}/{document.get('kind')}; only "
+            "kustomize's builtin generators and transformers are allowed"
+        )
+    return None
+
+
+def _check_plugin_entry(root: Path, base: str, entry: str, field: str, shown: str) -> None:
+    """Refuse a generators/transformers/validators entry (inline or a file) that runs code."""
+    if _inline(entry):
+        texts = [entry]
+    else:
+        target = root / posixpath.normpath(posixpath.join(base, entry) if base else entry)
+        if not target.is_file() or target.is_symlink():
+            return  # a directory (a kustomization, walked itself) or missing (kustomize says)
+        try:
+            texts = [target.read_text(encoding="utf-8")]
+        except (OSError, UnicodeError):
+            return
+    for text in texts:
+        try:
+            documents = list(yaml.load_all(text, Loader=YamlLoader))
+        except yaml.YAMLError:
+            continue
+        for document in documents:
+            problem = _plugin_problem(document)
+            if problem:
+                what = "inline entry" if _inline(entry) else f"entry '{entry}'"
+                raise BuildError(f"'{shown}': {field} {what} is refused: {problem}")
+
+
+def check_references(root: Path, start: Path, *, allow_remote: bool = False) -> None:
+    """Refuse references leaving `root` and plugins, from `start` onwards.
 
     Walks the kustomizations reachable from the one in `start` (a directory inside
-    `root`). kustomize itself reports what does not exist or does not parse.
+    `root`). Remote references are refused too unless `allow_remote`. kustomize itself
+    reports what does not exist or does not parse.
     """
     seen: set[str] = set()
     queue: deque[str] = deque([start.relative_to(root).as_posix()])
@@ -335,7 +387,18 @@ def check_references(root: Path, start: Path) -> None:
             continue
         kfile = find_kustomization(directory)
         shown = kfile.relative_to(root).as_posix() if kfile else rel_dir
+        if kustomization.get("helmCharts") or kustomization.get("helmGlobals"):
+            raise BuildError(
+                f"'{shown}': helmCharts runs helm inside kustomize and is not allowed; "
+                "use a HelmRelease"
+            )
+        for field in _PLUGIN_FIELDS:
+            for entry in _strings(kustomization.get(field)):
+                if _inline(entry) or is_local_relative(entry):
+                    _check_plugin_entry(root, rel_dir, entry, field, shown)
         for field, entry, names_directory in _references(kustomization):
+            if allow_remote and not entry.startswith("/") and not is_local_relative(entry):
+                continue  # kustomize fetches it; nothing local to check
             resolved = _resolve_local(rel_dir, entry)
             if resolved is None:
                 raise BuildError(f"'{shown}': {field} entry '{entry}' {_refusal(entry)}")
@@ -349,7 +412,10 @@ def _refusal(entry: str) -> str:
     if entry.startswith("/"):
         return "is an absolute path; paths must be relative and stay inside the artifact"
     if not is_local_relative(entry):
-        return "is remote; remote bases and files are not allowed, vendor them into the repository"
+        return (
+            "is remote; remote bases and files are not allowed (--no-remote-bases), "
+            "vendor them into the repository"
+        )
     return "points outside the artifact"
 
 
@@ -392,8 +458,12 @@ async def run_kustomize(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     max_output: int = DEFAULT_MAX_OUTPUT,
+    allow_network: bool = False,
 ) -> str:
     """``kustomize build`` of `directory`; `work` is a private scratch directory.
+
+    With `allow_network`, kustomize gets git on its PATH and no dead proxy, so it can
+    fetch remote bases; otherwise it has neither.
 
     Raises BuildError with kustomize's own message (paths made relative to the artifact)
     on failure, on timeout, or when the output exceeds `max_output` bytes.
@@ -416,6 +486,16 @@ async def run_kustomize(
         "no_proxy": "",
         "GIT_TERMINAL_PROMPT": "0",
     }
+    git = shutil.which("git")
+    if allow_network and git:
+        link = empty_bin / "git"
+        if not link.exists():
+            link.symlink_to(git)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+            else:
+                del env[name]
     try:
         proc = await asyncio.create_subprocess_exec(
             binary,
@@ -478,6 +558,8 @@ def parse_output(text: str) -> list[Manifest]:
             raise BuildError(
                 f"kustomize output document {index} is invalid YAML: {yaml_problem(exc)}"
             ) from None
+        except UnicodeError:
+            raise BuildError(f"kustomize output document {index} is not valid Unicode") from None
         if document is None:
             continue
         manifests.append(_manifest(chunk, document, f"kustomize output document {index}"))
@@ -488,7 +570,13 @@ def _manifest(text: str, document: Any, where: str) -> Manifest:
     if not isinstance(document, dict):
         raise BuildError(f"{where} is not a Kubernetes object")
     manifest = Manifest(text=text, object=document)
-    if not (document.get("apiVersion") and manifest.kind and manifest.name):
+    metadata = document.get("metadata")
+    fields = (
+        document.get("apiVersion"),
+        document.get("kind"),
+        metadata.get("name") if isinstance(metadata, dict) else None,
+    )
+    if not all(isinstance(value, str) and value for value in fields):
         raise BuildError(
             f"{where} ({manifest.ref}) lacks a Kubernetes apiVersion, kind or metadata.name"
         )
@@ -498,12 +586,14 @@ def _manifest(text: str, document: Any, where: str) -> Manifest:
 # --- the step -----------------------------------------------------------------------------
 
 
-def _prepare(tree: Path, copy_root: Path, rel: str, options: BuildOptions) -> Path:
+def _prepare(
+    tree: Path, copy_root: Path, rel: str, options: BuildOptions, allow_remote: bool
+) -> Path:
     try:
         directory = copy_build_inputs(tree, copy_root, rel, options)
     except OSError as exc:
         raise BuildError(f"copying the artifact failed: {exc.strerror or exc}") from None
-    check_references(copy_root, directory)
+    check_references(copy_root, directory, allow_remote=allow_remote)
     return directory
 
 
@@ -516,12 +606,14 @@ async def build(
     timeout: float = DEFAULT_TIMEOUT,
     max_output: int = DEFAULT_MAX_OUTPUT,
     work_root: Path | None = None,
+    allow_remote: bool = False,
 ) -> list[Manifest]:
     """Build the manifests at `path` of the extracted artifact `tree`.
 
     `options` are the Kustomization spec's build fields (targetNamespace,
     namePrefix, nameSuffix, patches, images, components, ignoreMissingComponents,
-    buildMetadata), parsed. `tree` is only read. Raises PathNotFoundError
+    buildMetadata), parsed. `tree` is only read. `allow_remote` (``--no-remote-bases``
+    turned off) lets kustomize fetch remote bases with git and the network. Raises PathNotFoundError
     (ArtifactFailed) for a bad path and BuildError (BuildFailed) for everything else, naming
     the file and the problem.
     """
@@ -530,8 +622,17 @@ async def build(
     # Resolved, so kustomize's messages (it resolves symlinks) show the prefix we strip.
     work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root)).resolve()
     try:
-        directory = await asyncio.to_thread(_prepare, tree, work / "tree", rel, options)
-        text = await run_kustomize(binary, directory, work, timeout=timeout, max_output=max_output)
+        directory = await asyncio.to_thread(
+            _prepare, tree, work / "tree", rel, options, allow_remote
+        )
+        text = await run_kustomize(
+            binary,
+            directory,
+            work,
+            timeout=timeout,
+            max_output=max_output,
+            allow_network=allow_remote,
+        )
         return await asyncio.to_thread(parse_output, text)
     finally:
         await asyncio.to_thread(remove_tree, work)

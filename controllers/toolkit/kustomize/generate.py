@@ -70,12 +70,73 @@ class BuildError(ReconcileError):
 # --- YAML ---------------------------------------------------------------------------------
 
 
+# Bounds of one YAML document, counted with every alias expanded (what JSON will hold).
+MAX_YAML_NODES = 1_000_000
+MAX_YAML_DEPTH = 256
+_JSON_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("map", "seq", "str", "int", "float", "bool", "null", "merge")
+)
+
+
 class YamlLoader(yaml.CSafeLoader):
-    """Safe YAML without the implicit types Kubernetes never means.
+    """Safe YAML limited to what JSON (and so the API server) can hold.
 
     Timestamps stay strings (a date-looking label value is a string to the API server), and
-    a lone ``=`` is a string rather than PyYAML's unconstructable ``value`` tag.
+    a lone ``=`` is a string rather than PyYAML's unconstructable ``value`` tag. Before a
+    document is built, its node graph is checked: no tags beyond JSON's types (``!!binary``,
+    ``!!set``, ``!!timestamp`` ... would not serialise), no alias cycles, at most
+    MAX_YAML_DEPTH levels and MAX_YAML_NODES nodes with aliases expanded, so an alias bomb
+    (a few hundred bytes that expand to billions of nodes) is refused here rather than
+    exhausting memory when the objects are serialised.
     """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        check_node_graph(node)
+        return super().construct_document(node)
+
+
+def check_node_graph(root: yaml.Node) -> None:
+    """Refuse a YAML node graph beyond JSON's types or the size and depth bounds."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # (node, depth, children pushed?) -- iterative, so depth is our bound, not Python's.
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, expanded = stack.pop()
+        key = id(node)
+        if expanded:
+            on_path.discard(key)
+            total = 1 + sum(sizes[id(child)] for child in _children(node))
+            if total > MAX_YAML_NODES:
+                raise _yaml_refusal(
+                    node, f"the document expands to more than {MAX_YAML_NODES} nodes"
+                )
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise _yaml_refusal(node, "an alias refers to the node that contains it")
+        if node.tag not in _JSON_TAGS:
+            raise _yaml_refusal(node, f"the tag {node.tag!r} has no JSON equivalent")
+        if depth > MAX_YAML_DEPTH:
+            raise _yaml_refusal(node, f"the document nests deeper than {MAX_YAML_DEPTH} levels")
+        on_path.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _yaml_refusal(node: yaml.Node, problem: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
 YamlLoader.yaml_implicit_resolvers = {
@@ -454,6 +515,10 @@ def write_kustomization(directory: Path, options: BuildOptions, root: Path) -> P
         current = generated_kustomization(directory, root)
         generated = True
         target = directory / KUSTOMIZATION_FILES[0]
+    for key in ("patches", "components", "images"):
+        if current.get(key) is not None and not isinstance(current[key], list):
+            shown = _display(target, root)
+            raise BuildError(f"'{shown}': {key} must be a list, not {type(current[key]).__name__}")
     merged = merge_overlays(current, options, directory, generated=generated)
     text = dump_yaml(merged)
     try:

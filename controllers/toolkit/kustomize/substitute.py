@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -408,10 +408,15 @@ class _Parser:
 Lookup = Callable[[str], tuple[str, bool]]
 
 
-def _evaluate(node: _Node, lookup: Lookup) -> str:
+# What one manifest may expand to: variables are up to 1 MiB each (a ConfigMap's limit),
+# so a few thousand references to a large one would otherwise make gigabytes of text.
+MAX_EXPANDED = 32 * 1024 * 1024
+
+
+def _evaluate(node: _Node, lookup: Lookup, budget: list[int]) -> str:
     if isinstance(node, _Text):
         return node.value
-    args = [_evaluate(arg, lookup) for arg in node.args]
+    args = [_evaluate(arg, lookup, budget) for arg in node.args]
     value, exists = lookup(node.param)
     if not exists and node.op not in _DEFAULT_OPS:
         raise ExpansionError(
@@ -419,14 +424,24 @@ def _evaluate(node: _Node, lookup: Lookup) -> str:
             node.start,
             node.param,
         )
-    return _apply(node.op, value, args)
+    result = _apply(node.op, value, args)
+    budget[0] -= len(result)
+    if budget[0] < 0:
+        raise ExpansionError(
+            f"the expansion is larger than {MAX_EXPANDED} characters", node.start, node.param
+        )
+    return result
 
 
-def expand(text: str, lookup: Lookup) -> str:
-    """Expand every ``${...}`` of `text`; `lookup(name)` gives (value, is set)."""
+def expand(text: str, lookup: Lookup, *, limit: int = MAX_EXPANDED) -> str:
+    """Expand every ``${...}`` of `text`; `lookup(name)` gives (value, is set).
+
+    Raises ExpansionError when the variables expand to more than `limit` characters.
+    """
     if "$" not in text:
         return text
-    return "".join(_evaluate(node, lookup) for node in _Parser(text).parse())
+    budget = [limit]
+    return "".join(_evaluate(node, lookup, budget) for node in _Parser(text).parse())
 
 
 def strict_lookup(values: Mapping[str, str]) -> Lookup:
@@ -469,21 +484,28 @@ def _substr(value: str, args: Sequence[str]) -> str:
     return value[pos : pos + length]
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str] | None:
-    """Flux's glob as a regex: ``*`` and ``?`` also match "/"; None for a bad pattern."""
-    out: list[str] = []
+_Token = re.Pattern[str] | None  # one character's pattern; None is "*"
+
+
+def _glob_tokens(pattern: str) -> list[_Token] | None:
+    """Flux's glob, one token per element: ``*`` and ``?`` also match "/"; None if bad."""
+    out: list[_Token] = []
     i, n = 0, len(pattern)
     while i < n:
         ch = pattern[i]
+        piece: str
         if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
+            if not out or out[-1] is not None:  # "**" matches what "*" does
+                out.append(None)
+            i += 1
+            continue
+        if ch == "?":
+            piece = "."
         elif ch == "\\":
             if i + 1 >= n:
                 return None
             i += 1
-            out.append(re.escape(pattern[i]))
+            piece = re.escape(pattern[i])
         elif ch == "[":
             i += 1
             negate = i < n and pattern[i] == "^"
@@ -508,14 +530,47 @@ def _glob_regex(pattern: str) -> re.Pattern[str] | None:
                 else:
                     ranges.append(f"{re.escape(lo)}-{re.escape(hi)}")
             body = "".join(r for r in ranges if r)
-            if negate:
-                out.append(f"[^{body}]" if body else ".")
-            else:
-                out.append(f"[{body}]" if body else "(?!)")
+            empty = "." if negate else "(?!)"  # like Go: [^] is any character, [] none
+            piece = (f"[^{body}]" if negate else f"[{body}]") if body else empty
         else:
-            out.append(re.escape(ch))
+            piece = re.escape(ch)
+        out.append(re.compile(piece, re.DOTALL))
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return out
+
+
+def _matching_prefixes(value: str, tokens: Sequence[_Token]) -> Iterator[int]:
+    """Lengths (ascending, from 1) of the prefixes of `value` the glob matches whole.
+
+    One pass of the glob's automaton over `value`: linear in its length, where matching
+    each prefix with a regex is quadratic, or worse with several stars (a hostile pattern
+    and a 1 MiB value would stall the controller).
+    """
+    final = len(tokens)
+
+    def closure(states: set[int]) -> set[int]:
+        for state in sorted(states):
+            while state < final and tokens[state] is None:
+                state += 1
+                states.add(state)
+        return states
+
+    states = closure({0})
+    for position, ch in enumerate(value, start=1):
+        following: set[int] = set()
+        for state in states:
+            if state == final:
+                continue
+            token = tokens[state]
+            if token is None:
+                following.add(state)
+            elif token.fullmatch(ch):
+                following.add(state + 1)
+        states = closure(following)
+        if not states:
+            return
+        if final in states:
+            yield position
 
 
 def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
@@ -533,17 +588,15 @@ def _class_char(pattern: str, i: int) -> tuple[str | None, int]:
 
 
 def _trim_prefix(value: str, pattern: str, *, longest: bool) -> str:
-    regex = _glob_regex(pattern)
-    if regex is None:
+    tokens = _glob_tokens(pattern)
+    if tokens is None:
         return value
-    match = ""
-    # Prefixes from the longest down to one character, as Flux tries them.
-    for end in range(len(value), 0, -1):
-        if regex.fullmatch(value[:end]):
-            match = value[:end]
-            if longest:
-                break
-    return value[len(match) :] if match else value
+    end = 0
+    for matched in _matching_prefixes(value, tokens):
+        end = matched
+        if not longest:
+            break
+    return value[end:]
 
 
 def _trim_suffix(value: str, pattern: str, *, longest: bool) -> str:
@@ -632,6 +685,10 @@ def substitute_manifest(
         return manifest
     try:
         document = yaml.load(text, Loader=YamlLoader)
+    except UnicodeError:
+        raise SubstitutionError(
+            f"substitution in {manifest.ref} gave text that is not valid Unicode"
+        ) from None
     except yaml.YAMLError as exc:
         problem = _masked(yaml_problem(exc), variables.secret_values())
         raise SubstitutionError(

@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
+
+# How long a handler may take, reading the body included: a client that stalls mid-body
+# (or announces a huge chunk and sends nothing) is answered 408 rather than held forever.
+REQUEST_TIMEOUT = 30.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def time_limit(seconds: float = REQUEST_TIMEOUT) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Middleware answering 408 when a request's handler runs longer than `seconds`."""
+
+    @web.middleware
+    async def limited(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            async with asyncio.timeout(seconds):
+                return await handler(request)
+        except TimeoutError:
+            return web.Response(status=408, text=f"request not complete within {seconds:g}s\n")
+
+    return limited
 
 
 class HttpServer:

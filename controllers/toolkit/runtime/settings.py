@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import socket
 import tempfile
@@ -164,6 +165,17 @@ def parse_window(value: str, *, source: str) -> float:
         raise SettingsError(str(exc)) from None
 
 
+def parse_rate(value: str, *, source: str) -> float:
+    """A rate per second: a number >= 0."""
+    try:
+        rate = float(value.strip())
+    except ValueError:
+        raise SettingsError(f"{source}: invalid rate {value!r}: expected a number") from None
+    if not (rate >= 0 and math.isfinite(rate)):
+        raise SettingsError(f"{source}: invalid rate {value!r}: must be 0 or more")
+    return rate
+
+
 def parse_positive_duration(value: str, *, source: str) -> float:
     """A Go duration (`35s`) in seconds that must be more than zero."""
     seconds = parse_window(value, source=source)
@@ -235,6 +247,9 @@ class Settings:
     # --rate-limit-interval); 0 forwards every repeat.
     events_dedup_window: float = 300.0
     receiver_addr: Address = Address("", 9292)
+    # Webhook requests per second accepted from one client address (bursts of five
+    # seconds' worth); more are answered 429. 0 turns the limit off.
+    receiver_rate_limit: float = 10.0
     metrics_addr: Address = Address("", 8080)
     health_addr: Address = Address("", 9440)
     concurrent: int = 4
@@ -263,6 +278,10 @@ class Settings:
     default_service_account: str = ""
     # Refuse a sourceRef, chartRef or dependsOn naming another namespace.
     no_cross_namespace_refs: bool = False
+    # Refuse kustomizations that reference remote bases or files (Flux's
+    # --no-remote-bases). On by default here, unlike Flux: builds reach no network
+    # unless a platform turns this off.
+    no_remote_bases: bool = True
 
     @property
     def watch_selector(self) -> LabelSelector:
@@ -377,6 +396,7 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("events_addr", parse_endpoint),
     _spec("events_dedup_window", parse_window),
     _spec("receiver_addr", parse_address),
+    _spec("receiver_rate_limit", parse_rate),
     _spec("metrics_addr", parse_address),
     _spec("health_addr", parse_address),
     _spec("concurrent", parse_positive_int),
@@ -393,11 +413,17 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("watch_label_selector", parse_label_selector),
     _spec("default_service_account", parse_service_account),
     _spec("no_cross_namespace_refs", parse_bool),
+    _spec("no_remote_bases", parse_bool),
 )
 
 # Settings that are switches: `--enable-leader-election` alone means true.
 BOOLEAN_FIELDS = frozenset(
-    {"enable_leader_election", "leader_election_release_on_cancel", "no_cross_namespace_refs"}
+    {
+        "enable_leader_election",
+        "leader_election_release_on_cancel",
+        "no_cross_namespace_refs",
+        "no_remote_bases",
+    }
 )
 
 
@@ -421,6 +447,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "storage_adv_addr": "the storage address, with this host's name for a wildcard host",
         "sealing_key_renew_period": "720h (0 disables renewal)",
         "events_dedup_window": "5m",
+        "receiver_rate_limit": "10 (requests/second per client; 0 disables)",
         "enable_leader_election": "true in a cluster, false out of one",
         "leader_election_release_on_cancel": "true",
         "leader_election_lease_duration": "35s",
@@ -429,6 +456,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "watch_label_selector": "empty (every object)",
         "default_service_account": "empty (the controller's own identity)",
         "no_cross_namespace_refs": "false",
+        "no_remote_bases": "true (Flux: false)",
     }
     result = []
     for spec in _SPECS:

@@ -1,13 +1,15 @@
 """The multi-tenancy lockdown, as Flux's kustomize and helm controllers have it.
 
-Two settings (controllers/toolkit/runtime/settings.py), both off by default:
+Three settings (controllers/toolkit/runtime/settings.py):
 
 - `--default-service-account`: an object without `spec.serviceAccountName`
   is applied as that ServiceAccount of its own namespace, not as the
   controller, so a tenant gets only what the platform granted that account;
 - `--no-cross-namespace-refs`: an object may not name a source or a
   dependency in another namespace. That is a property of the spec, so it
-  stalls (with Flux's reason, AccessDenied) until the spec changes.
+  stalls (with Flux's reason, AccessDenied) until the spec changes;
+- `--no-remote-bases` (on by default in headwater, off in Flux): a kustomization may not
+  reference remote bases or files; the build names the file and the entry.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class Reference:
 class Lockdown:
     default_service_account: str = ""
     no_cross_namespace_refs: bool = False
+    no_remote_bases: bool = True
 
     @classmethod
     def of(cls, settings: Settings) -> Lockdown:
         return cls(
             default_service_account=settings.default_service_account,
             no_cross_namespace_refs=settings.no_cross_namespace_refs,
+            no_remote_bases=settings.no_remote_bases,
         )
 
     def service_account(self, requested: str | None) -> str | None:

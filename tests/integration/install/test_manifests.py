@@ -210,6 +210,7 @@ def test_the_lockdown_component_configures_only_the_applying_controllers(
     install(cluster, locked)
     lockdown = {"HEADWATER_DEFAULT_SERVICE_ACCOUNT": "default"}
     lockdown["HEADWATER_NO_CROSS_NAMESPACE_REFS"] = "true"
+    lockdown["HEADWATER_NO_REMOTE_BASES"] = "true"
     try:
         for name in REPLICAS:
             live = kubectl_json(cluster, "get", "deployment", name, "-n", SYSTEM_NAMESPACE)

@@ -321,3 +321,62 @@ def test_common_metadata_sets_labels_and_annotations_on_metadata_only() -> None:
     # The input is not changed.
     assert objects[0]["metadata"]["labels"]["team"] == "old"
     assert apply_common_metadata(objects, None) == objects
+
+
+def test_remote_bases_pass_the_check_when_no_remote_bases_is_off(tmp_path: Path) -> None:
+    root = tree(
+        tmp_path,
+        {
+            "app/kustomization.yaml": "resources: [github.com/org/repo//deploy?ref=v1, ../base]\n",
+            "base/kustomization.yaml": "resources: [https://example.com/x.yaml]\n",
+        },
+    )
+    check_references(root, root / "app", allow_remote=True)
+    with pytest.raises(BuildError, match=r"is remote; .*\(--no-remote-bases\)"):
+        check_references(root, root / "app")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (
+            {
+                "app/kustomization.yaml": (
+                    "generators:\n- |\n  apiVersion: example.com/v1\n  kind: Gen\n  metadata:\n"
+                    "    name: g\n    annotations:\n      config.kubernetes.io/function: |\n"
+                    "        exec:\n          path: /bin/sh\n"
+                )
+            },
+            "generators inline entry is refused: it is a KRM function",
+        ),
+        (
+            {
+                "app/kustomization.yaml": "transformers: [plugin.yaml]\n",
+                "app/plugin.yaml": "apiVersion: someteam.example.com/v1\nkind: SedTransformer\n"
+                "metadata: {name: s}\n",
+            },
+            "transformers entry 'plugin.yaml' is refused: it names the external plugin "
+            "someteam.example.com/v1/SedTransformer",
+        ),
+        (
+            {
+                "app/kustomization.yaml": "validators: [v.yaml]\n",
+                "app/v.yaml": "apiVersion: builtin\nkind: X\nmetadata:\n  name: v\n  annotations:\n"
+                "    config.k8s.io/function: 'container: {image: evil}'\n",
+            },
+            "validators entry 'v.yaml' is refused: it is a KRM function",
+        ),
+        (
+            {"app/kustomization.yaml": "helmCharts: [{name: x, repo: 'https://charts'}]\n"},
+            "helmCharts runs helm inside kustomize",
+        ),
+    ],
+)
+def test_plugins_and_functions_are_refused_naming_the_file(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    root = tree(tmp_path, files)
+    with pytest.raises(BuildError) as info:
+        check_references(root, root / "app")
+    assert str(info.value).startswith("'app/kustomization.yaml': ")
+    assert message in str(info.value)

@@ -152,3 +152,15 @@ def test_a_helm_release_is_impersonated_as_the_default_account() -> None:
         _release(chartRef={"kind": "HelmChart", "name": "c"}, serviceAccountName="deployer")
     )
     assert named.impersonate("apps", "default") == "system:serviceaccount:apps:deployer"
+
+
+def test_no_remote_bases_is_on_unless_turned_off() -> None:
+    assert Settings.load(environ={}).no_remote_bases is True
+    assert Lockdown.of(Settings.load(environ={})).no_remote_bases is True
+    off = Settings.load(environ={"HEADWATER_NO_REMOTE_BASES": "false"})
+    assert Lockdown.of(off).no_remote_bases is False
+    parser = argparse.ArgumentParser()
+    add_settings_flags(parser)
+    assert (
+        settings_from_args(parser.parse_args(["--no-remote-bases=false"])).no_remote_bases is False
+    )
