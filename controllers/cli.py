@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from controllers import commands as daily
+from controllers import dashboard
 from controllers.sealing import cli as sealing_cli
 from controllers.toolkit.runtime import runner
 from devcluster import cli as cluster_cli
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_parser(commands)
     sealing_cli.add_parser(commands)
     daily.add_parsers(commands)
+    dashboard.add_parser(commands)
     return parser
 
 
