@@ -166,7 +166,7 @@ class Filters:
             namespace=str(query.get("namespace") or "").strip(),
             kind=str(query.get("kind") or "").strip(),
             state=str(query.get("state") or "").strip(),
-            search=str(query.get("q") or "").strip().lower(),
+            search=str(query.get("q") or "").strip(),
         )
 
     def keep(self, item: Row) -> bool:
@@ -178,7 +178,7 @@ class Filters:
             return False
         if self.search:
             haystack = " ".join((item.name, item.namespace, item.revision, item.message)).lower()
-            return self.search in haystack
+            return self.search.lower() in haystack
         return True
 
 
