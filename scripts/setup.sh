@@ -7,11 +7,15 @@ cd "$(dirname "$0")/.."
 
 say() { printf '==> %s\n' "$*"; }
 
-# System packages the tests' real servers need (git http-backend, sshd, gpg).
+# System packages the tests' real servers need (git http-backend, sshd, gpg), and
+# the browser the dashboard's tests drive (Debian's chromium; Playwright never
+# downloads one).
 missing=()
 command -v git >/dev/null || missing+=(git)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v gpg >/dev/null || missing+=(gnupg)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo=""

@@ -109,10 +109,6 @@ def screenshot(page: Page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def row(page: Page, kind: str, namespace: str, name: str) -> object:
-    return page.locator(f'tr[data-key="{kind}/{namespace}/{name}"]')
-
-
 def test_overview_lists_the_synced_objects_and_shows_a_new_commit_without_a_reload(
     cluster: TestCluster, app: App, chromium: Browser, tmp_path: Path
 ) -> None:
