@@ -45,7 +45,13 @@ def _serve(args: argparse.Namespace) -> int:
     where = f"namespace {namespace}" if args.namespace else "every namespace"
     print(f"headwater dashboard on http://{args.address}:{args.port}/ ({where})", flush=True)
     web.run_app(
-        app.make_app(sessions), host=args.address, port=args.port, print=None, access_log=None
+        app.make_app(sessions),
+        host=args.address,
+        port=args.port,
+        print=None,
+        access_log=None,
+        # Open SSE streams never finish on their own: do not wait for them on shutdown.
+        shutdown_timeout=1.0,
     )
     return common.EXIT_OK
 

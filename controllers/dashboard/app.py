@@ -304,7 +304,7 @@ def layout(found: state.Graph) -> dict[str, Any]:
             continue
         (x1, y1), (x2, y2) = where[start], where[end]
         y1, y2 = y1 + NODE_HEIGHT // 2, y2 + NODE_HEIGHT // 2
-        if what == "depends" or (what == "owns" and x1 == x2):
+        if x1 == x2:
             # Within the column: an arc on its left side.
             bend = 20 + abs(y2 - y1) // 6
             path = f"M{x1},{y1} C{x1 - bend},{y1} {x2 - bend},{y2} {x2},{y2}"
