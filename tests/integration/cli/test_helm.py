@@ -85,17 +85,14 @@ def test_reconcile_with_source_suspend_resume_and_events(
     cluster: TestCluster, blog: str, charts: Charts
 ) -> None:
     ns = blog
+
+    def index_revision() -> str:
+        repo = get_json(cluster, "helmrepository", "charts", "-n", ns) or {}
+        return str(((repo.get("status") or {}).get("artifact") or {}).get("revision") or "")
+
+    before = index_revision()
     charts.publish("1.1.0")
-    wait_for(
-        lambda: (
-            "1.1.0"
-            in json.dumps(
-                (get_json(cluster, "helmrepository", "charts", "-n", ns) or {}).get("status")
-            )
-        ),
-        timeout=60,
-        what="the index with 1.1.0",
-    )
+    wait_for(lambda: index_revision() != before, timeout=60, what="the index with 1.1.0")
     result = headwater(cluster, "reconcile", "hr", "blog", "-n", ns, "--with-source")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "released chart version 1.1.0" in result.stdout
