@@ -305,9 +305,13 @@ def layout(found: state.Graph) -> dict[str, Any]:
         (x1, y1), (x2, y2) = where[start], where[end]
         y1, y2 = y1 + NODE_HEIGHT // 2, y2 + NODE_HEIGHT // 2
         if x1 == x2:
-            # Within the column: an arc on its left side.
+            # Within the column: dependsOn arcs on its left side, ownership on its right.
             bend = 20 + abs(y2 - y1) // 6
-            path = f"M{x1},{y1} C{x1 - bend},{y1} {x2 - bend},{y2} {x2},{y2}"
+            if what == "depends":
+                path = f"M{x1},{y1} C{x1 - bend},{y1} {x2 - bend},{y2} {x2},{y2}"
+            else:
+                x1 = x2 = x1 + NODE_WIDTH
+                path = f"M{x1},{y1} C{x1 + bend},{y1} {x2 + bend},{y2} {x2},{y2}"
         else:
             x1 += NODE_WIDTH
             middle = (x1 + x2) // 2
