@@ -155,7 +155,14 @@ def git_repository(index: int) -> tuple[dict[str, Any], dict[str, Any]]:
                 "observedGeneration": 1,
             }
         ],
-        "artifact": {"revision": "main@sha1:0123", "digest": "sha256:00", "path": "x", "url": "x"},
+        "artifact": {
+            "revision": f"main@sha1:{index:040x}",
+            "digest": f"sha256:{index:064x}",
+            "path": f"gitrepository/{NAMESPACE}/{name}/{index:040x}.tar.gz",
+            "url": f"http://source-controller/gitrepository/{NAMESPACE}/{name}/{index:040x}.tar.gz",
+            "lastUpdateTime": _time(),
+            "size": 1024,
+        },
     }
     return obj, status
 

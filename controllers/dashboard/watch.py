@@ -139,11 +139,15 @@ class Watcher:
                         self._notify(what)
                 backoff = 1.0
             except ApiException as exc:
+                if self._stop.is_set():
+                    return
                 if exc.status != 410:
                     log.warning("watch of %s: %s (%s)", what, exc.reason, exc.status)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except Exception as exc:  # a broken stream: start again, never die
+                if self._stop.is_set():
+                    return
                 log.warning("watch of %s: %s", what, exc)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
