@@ -12,6 +12,7 @@ conditions, revisions and messages before any template sees them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
@@ -190,11 +191,17 @@ class Overview:
     total: int
 
 
+def list_all(session: Session) -> dict[FluxKind, list[dict[str, Any]]]:
+    """Every shown kind, the LISTs made at once (each is a round trip to the API server)."""
+    with concurrent.futures.ThreadPoolExecutor(len(SHOWN_KINDS)) as pool:
+        results = pool.map(lambda kind: list_kind(session, kind), SHOWN_KINDS)
+        return dict(zip(SHOWN_KINDS, results, strict=True))
+
+
 def overview(session: Session, filters: Filters, now: datetime.datetime | None = None) -> Overview:
     moment = now or common.now()
-    everything = [
-        row(kind, obj, moment) for kind in SHOWN_KINDS for obj in list_kind(session, kind)
-    ]
+    listed = list_all(session)
+    everything = [row(kind, obj, moment) for kind, items in listed.items() for obj in items]
     return summarise(everything, filters)
 
 
@@ -300,7 +307,7 @@ def key_text(key: tuple[str, str, str]) -> str:
 
 def graph(session: Session, filters: Filters) -> Graph:
     moment = common.now()
-    listed = {kind: list_kind(session, kind) for kind in SHOWN_KINDS}
+    listed = list_all(session)
     everything = [row(kind, obj, moment) for kind, items in listed.items() for obj in items]
     objects_by_key = {
         (kind.kind, str(o["metadata"].get("namespace")), str(o["metadata"].get("name"))): o
