@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from controllers import commands as daily
+from controllers import dashboard
 from controllers.sealing import cli as sealing_cli
 from controllers.source import push as push_cli
 from controllers.toolkit.runtime import runner
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     sealing_cli.add_parser(commands)
     push_cli.add_parser(commands)
     daily.add_parsers(commands)
+    dashboard.add_parser(commands)
     return parser
 
 

@@ -8,13 +8,15 @@ cd "$(dirname "$0")/.."
 say() { printf '==> %s\n' "$*"; }
 
 # System packages the tests' real servers need (git http-backend, sshd, gpg, an OCI
-# registry and htpasswd for its basic-auth variant).
+# registry and htpasswd for its basic-auth variant), and the browser the dashboard's
+# tests drive (Debian's chromium; Playwright never downloads one).
 missing=()
 command -v git >/dev/null || missing+=(git)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v gpg >/dev/null || missing+=(gnupg)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo=""

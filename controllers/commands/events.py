@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from rich.markup import escape
 
-from controllers.commands import common, kinds, waiting
+from controllers.commands import common, kinds, reconcile, waiting
 from controllers.commands.common import CliError, Session
 
 COLUMNS = ("LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE")
@@ -100,13 +100,13 @@ def _subjects(session: Session, text: str) -> list[tuple[str, str, str]]:
     kind_name, name = parse_for(text)
     subjects = [(session.namespace, kind_name, name)]
     flux_kind = next((k for k in kinds.KINDS if k.kind == kind_name), None)
-    if flux_kind is not None and not flux_kind.source:
+    if flux_kind is not None and not flux_kind.source and flux_kind.has_revision:
         obj = waiting.fetch(session, flux_kind, session.namespace, name)
-        ref = (obj.get("spec") or {}).get("sourceRef") or {}
-        if ref.get("kind") and ref.get("name"):
-            subjects.append(
-                (str(ref.get("namespace") or session.namespace), str(ref["kind"]), str(ref["name"]))
-            )
+        try:
+            source, namespace, source_name = reconcile.source_of(flux_kind, obj)
+        except CliError:
+            return subjects
+        subjects.append((namespace, source.kind, source_name))
     return subjects
 
 

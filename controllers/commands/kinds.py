@@ -49,6 +49,7 @@ class FluxKind:
 SOURCE = "source.toolkit.fluxcd.io"
 KUSTOMIZE = "kustomize.toolkit.fluxcd.io"
 NOTIFICATION = "notification.toolkit.fluxcd.io"
+HELM = "helm.toolkit.fluxcd.io"
 
 GIT_REPOSITORY = FluxKind(
     "GitRepository", SOURCE, "v1", "gitrepositories", ("gitrepo", "gitrepos", "git"), source=True
@@ -61,6 +62,7 @@ OCI_REPOSITORY = FluxKind(
     "OCIRepository", SOURCE, "v1", "ocirepositories", ("ocirepo", "ocirepos", "oci"), source=True
 )
 KUSTOMIZATION = FluxKind("Kustomization", KUSTOMIZE, "v1", "kustomizations", ("ks",))
+HELM_RELEASE = FluxKind("HelmRelease", HELM, "v2", "helmreleases", ("hr",))
 RECEIVER = FluxKind("Receiver", NOTIFICATION, "v1", "receivers", ("rcv",), has_revision=False)
 ALERT = FluxKind(
     "Alert", NOTIFICATION, "v1beta3", "alerts", (), has_revision=False, has_status=False
@@ -82,6 +84,7 @@ KINDS: tuple[FluxKind, ...] = (
     HELM_CHART,
     OCI_REPOSITORY,
     KUSTOMIZATION,
+    HELM_RELEASE,
     RECEIVER,
     ALERT,
     PROVIDER,
@@ -121,6 +124,11 @@ def revision(kind: FluxKind, obj: Mapping[str, Any]) -> str:
     status = obj.get("status") or {}
     if kind is KUSTOMIZATION:
         return str(status.get("lastAppliedRevision") or "")
+    if kind is HELM_RELEASE:
+        # `flux get hr`: the chart version of the latest release, else the one attempted.
+        history = status.get("history") or []
+        latest = history[0] if history and isinstance(history[0], Mapping) else {}
+        return str(latest.get("chartVersion") or status.get("lastAttemptedRevision") or "")
     artifact = status.get("artifact") or {}
     return str(artifact.get("revision") or "") if isinstance(artifact, Mapping) else ""
 

@@ -91,17 +91,31 @@ class Progress:
 
 
 def source_of(kind: FluxKind, obj: Mapping[str, Any]) -> tuple[FluxKind, str, str]:
-    """The (kind, namespace, name) of the object's `spec.sourceRef`."""
-    ref = (obj.get("spec") or {}).get("sourceRef") or {}
+    """The (kind, namespace, name) of the object's source.
+
+    A Kustomization's is its `spec.sourceRef`. A HelmRelease's is the HelmChart
+    it pulls its chart from: `spec.chartRef`, or for `spec.chart` the HelmChart
+    `<namespace>-<name>` the helm controller creates beside the chart's source
+    (what `flux reconcile hr --with-source` reconciles).
+    """
+    spec = obj.get("spec") or {}
     meta = obj.get("metadata") or {}
     where = f"{kind.kind} {meta.get('namespace')}/{meta.get('name')}"
+    if kind is kinds.HELM_RELEASE and not spec.get("chartRef"):
+        template = ((spec.get("chart") or {}).get("spec") or {}).get("sourceRef") or {}
+        if not template.get("name"):
+            raise CliError(f"{where} has neither spec.chart nor spec.chartRef")
+        namespace = str(template.get("namespace") or meta.get("namespace"))
+        return kinds.HELM_CHART, namespace, f"{meta.get('namespace')}-{meta.get('name')}"
+    field = "chartRef" if kind is kinds.HELM_RELEASE else "sourceRef"
+    ref = spec.get(field) or {}
     if not ref.get("kind") or not ref.get("name"):
-        raise CliError(f"{where} has no spec.sourceRef")
+        raise CliError(f"{where} has no spec.{field}")
     try:
         source = kinds.resolve(str(ref["kind"]))
     except CliError:
         raise CliError(
-            f"{where}: spec.sourceRef.kind {ref['kind']} is not a kind headwater serves"
+            f"{where}: spec.{field}.kind {ref['kind']} is not a kind headwater serves"
         ) from None
     return source, str(ref.get("namespace") or meta.get("namespace")), str(ref["name"])
 
@@ -115,6 +129,8 @@ def _done_line(kind: FluxKind, obj: Mapping[str, Any]) -> str:
     revision = kinds.revision(kind, obj) if kind.has_revision else ""
     if kind is kinds.KUSTOMIZATION:
         return f"applied revision {revision}"
+    if kind is kinds.HELM_RELEASE:
+        return f"released chart version {revision}"
     if kind.source:
         return f"fetched revision {revision}" if revision else "reconciled"
     return f"{kind.kind} reconciled"

@@ -3,12 +3,15 @@
     headwater trace deployment web -n apps
     headwater trace configmap settings -n apps -o json
 
-For any object: the Kustomization that manages it (its owner labels
+For any object: the Kustomization or HelmRelease that manages it (its owner labels
 `kustomize.toolkit.fluxcd.io/name` and `/namespace`, as Flux sets them), the
 path and revision that Kustomization applied, its source with URL, ref and
 fetched revision, and the DriftDetected events of that Kustomization that
-name the object (a change made outside git, reverted). Exit 1 when no
-Kustomization manages the object.
+name the object (a change made outside git, reverted). An object a
+HelmRelease installed is found by Flux's origin labels
+(`helm.toolkit.fluxcd.io/name`) or helm's release annotations; the report
+then names the release, its chart version and the HelmChart it came from.
+Exit 1 when nothing headwater runs manages the object.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from rich.console import Group
 from rich.markup import escape
 from rich.rule import Rule
@@ -30,6 +34,12 @@ from controllers.toolkit.apply.inventory import ObjectId
 
 NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
 NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+# Flux's origin labels on a HelmRelease's objects (set while drift detection is on) and
+# helm's own annotations on every object it installs.
+HELM_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
+HELM_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
 DRIFT_DETECTED = "DriftDetected"
 
 
@@ -38,6 +48,34 @@ def owner_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     name, namespace = labels.get(NAME_LABEL), labels.get(NAMESPACE_LABEL)
     return (str(namespace), str(name)) if name and namespace else None
+
+
+def helm_owner_of(session: Session, obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, name) of the HelmRelease that installed the object: from the origin
+    labels, else the HelmRelease in the release's namespace whose release it is."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name, namespace = labels.get(HELM_NAME_LABEL), labels.get(HELM_NAMESPACE_LABEL)
+    if name and namespace:
+        return str(namespace), str(name)
+    annotations = meta.get("annotations") or {}
+    release = annotations.get(HELM_RELEASE_NAME)
+    release_namespace = annotations.get(HELM_RELEASE_NAMESPACE)
+    if not release or not release_namespace:
+        return None
+    hr = kinds.HELM_RELEASE
+    try:
+        listing = session.custom.list_namespaced_custom_object(
+            hr.group, hr.version, str(release_namespace), hr.plural
+        )
+    except ApiException:
+        return None
+    for item in listing.get("items") or []:
+        history = (item.get("status") or {}).get("history") or []
+        if history and isinstance(history[0], Mapping) and history[0].get("name") == release:
+            item_meta = item.get("metadata") or {}
+            return str(item_meta.get("namespace")), str(item_meta.get("name"))
+    return None
 
 
 def names_object(message: str, object_id: ObjectId) -> bool:
@@ -105,27 +143,44 @@ def trace(session: Session, kind_text: str, name: str) -> dict[str, Any]:
         "managed": False,
     }
     owner = owner_of(obj)
+    manager_kind = kinds.KUSTOMIZATION
+    if owner is None:
+        owner = helm_owner_of(session, obj)
+        manager_kind = kinds.HELM_RELEASE
     if owner is None:
         return report
-    ks_namespace, ks_name = owner
-    ks_kind = kinds.KUSTOMIZATION
-    ks = waiting.fetch(session, ks_kind, ks_namespace, ks_name)
-    ks_status = ks.get("status") or {}
-    in_inventory = any(
-        entry.get("id") == object_id.format()
-        for entry in (ks_status.get("inventory") or {}).get("entries") or []
-    )
+    manager_namespace, manager_name = owner
+    manager = waiting.fetch(session, manager_kind, manager_namespace, manager_name)
+    manager_status = manager.get("status") or {}
     report["managed"] = True
-    report["kustomization"] = {
-        "namespace": ks_namespace,
-        "name": ks_name,
-        "path": (ks.get("spec") or {}).get("path") or "./",
-        "revision": ks_status.get("lastAppliedRevision") or "",
-        "suspended": kinds.suspended(ks),
-        "inInventory": in_inventory,
-        **_ready(ks_kind, ks),
-    }
-    source_kind, source_namespace, source_name = source_of(ks_kind, ks)
+    if manager_kind is kinds.KUSTOMIZATION:
+        in_inventory = any(
+            entry.get("id") == object_id.format()
+            for entry in (manager_status.get("inventory") or {}).get("entries") or []
+        )
+        report["kustomization"] = {
+            "namespace": manager_namespace,
+            "name": manager_name,
+            "path": (manager.get("spec") or {}).get("path") or "./",
+            "revision": manager_status.get("lastAppliedRevision") or "",
+            "suspended": kinds.suspended(manager),
+            "inInventory": in_inventory,
+            **_ready(manager_kind, manager),
+        }
+    else:
+        history = manager_status.get("history") or [{}]
+        latest = history[0] if isinstance(history[0], Mapping) else {}
+        report["helmRelease"] = {
+            "namespace": manager_namespace,
+            "name": manager_name,
+            "release": f"{latest.get('namespace') or ''}/{latest.get('name') or ''}",
+            "chart": str(latest.get("chartName") or ""),
+            "revision": kinds.revision(manager_kind, manager),
+            "releaseVersion": latest.get("version"),
+            "suspended": kinds.suspended(manager),
+            **_ready(manager_kind, manager),
+        }
+    source_kind, source_namespace, source_name = source_of(manager_kind, manager)
     source = waiting.fetch(session, source_kind, source_namespace, source_name)
     source_spec = source.get("spec") or {}
     report["source"] = {
@@ -137,7 +192,16 @@ def trace(session: Session, kind_text: str, name: str) -> dict[str, Any]:
         "revision": kinds.revision(source_kind, source),
         **_ready(source_kind, source),
     }
-    drift_events = events.list_events(session, [(ks_namespace, "Kustomization", ks_name)])
+    if source_kind is kinds.HELM_CHART:
+        report["source"]["url"] = without_password(
+            str((source.get("status") or {}).get("url") or "")
+        )
+        report["source"]["ref"] = (
+            f"chart {source_spec.get('chart')} {source_spec.get('version') or '*'}"
+        )
+    drift_events = events.list_events(
+        session, [(manager_namespace, manager_kind.kind, manager_name)]
+    )
     report["drift"] = [
         {
             "lastSeen": events.last_seen(event),
@@ -176,23 +240,31 @@ def render(report: Mapping[str, Any], terminal: bool) -> Group:
     ]
     if not report["managed"]:
         return Group(*parts)
-    ks = report["kustomization"]
     rule = Rule(style="dim") if terminal else "---"
-    parts += [
-        rule,
-        section(
-            [
-                ("Kustomization", ks["name"]),
-                ("Namespace", ks["namespace"]),
-                ("Path", ks["path"]),
-                ("Revision", ks["revision"] or "(none applied yet)"),
-                ("Ready", ks["ready"]),
-                ("Message", ks["message"]),
-                *([("Suspended", "True")] if ks["suspended"] else []),
-                *([] if ks["inInventory"] else [("Inventory", "the object is not in it")]),
-            ]
-        ),
-    ]
+    if "kustomization" in report:
+        ks = report["kustomization"]
+        manager_rows = [
+            ("Kustomization", ks["name"]),
+            ("Namespace", ks["namespace"]),
+            ("Path", ks["path"]),
+            ("Revision", ks["revision"] or "(none applied yet)"),
+            ("Ready", ks["ready"]),
+            ("Message", ks["message"]),
+            *([("Suspended", "True")] if ks["suspended"] else []),
+            *([] if ks["inInventory"] else [("Inventory", "the object is not in it")]),
+        ]
+    else:
+        hr = report["helmRelease"]
+        manager_rows = [
+            ("HelmRelease", hr["name"]),
+            ("Namespace", hr["namespace"]),
+            ("Release", f"{hr['release']} (revision {hr['releaseVersion']})"),
+            ("Chart", f"{hr['chart']} {hr['revision']}"),
+            ("Ready", hr["ready"]),
+            ("Message", hr["message"]),
+            *([("Suspended", "True")] if hr["suspended"] else []),
+        ]
+    parts += [rule, section(manager_rows)]
     source = report["source"]
     parts += [
         rule,
@@ -225,7 +297,7 @@ def render(report: Mapping[str, Any], terminal: bool) -> Group:
             )
         )
     else:
-        parts.append(section([("Drift", "none recorded in the Kustomization's events")]))
+        parts.append(section([("Drift", "none recorded in its manager's events")]))
     return Group(*parts)
 
 

@@ -26,6 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.builders import helm_repository
+from tests.support.charts import Charts
+from tests.support.cluster import TestCluster, apply
+from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import GpgKey, RepoFactory
 from tests.support.gitservers import (
     CertPair,
@@ -35,7 +39,9 @@ from tests.support.gitservers import (
     TestCA,
     make_ssh_key,
 )
+from tests.support.helmrepos import ChartRepo, ChartRepoServer
 from tests.support.proxies import ForwardProxy
+from tests.support.status import wait_ready
 
 HTTP_USER = "headwater"
 HTTP_PASSWORD = "correct-horse-battery"
@@ -164,3 +170,18 @@ def git_ssh_server(
 def forward_proxy() -> Iterator[ForwardProxy]:
     with ForwardProxy(credentials=(PROXY_USER, PROXY_PASSWORD)) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def charts(
+    cluster: TestCluster, controllers: RunningControllers, namespace: str, tmp_path: Path
+) -> Iterator[Charts]:
+    """The real chain a user builds for helm: a chart repository on loopback (packaged
+    and indexed by helm) and a HelmRepository `charts` of it in the test's namespace;
+    the source controller pulls HelmCharts from it (see `tests.support.charts.Charts`)."""
+    repo = ChartRepo(tmp_path / "charts")
+    repo.index()  # an empty repository until a test publishes a chart
+    with ChartRepoServer(repo) as server:
+        apply(cluster, helm_repository(namespace, "charts", server.url))
+        wait_ready(cluster, namespace, "HelmRepository", "charts")
+        yield Charts(cluster, namespace, "charts", repo, server)

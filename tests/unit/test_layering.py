@@ -58,3 +58,9 @@ def test_the_cli_verbs_import_no_controller() -> None:
     # The CLI talks to the API like any user; it may use the toolkit, not a controller.
     forbidden = tuple(f"controllers.{name}" for name in CONTROLLER_PACKAGES)
     assert _violations(CONTROLLERS / "commands", forbidden) == []
+
+
+def test_the_dashboard_imports_no_controller_and_no_kopf() -> None:
+    # The dashboard is a read-mostly web app: the CLI's verbs and the toolkit, no controller.
+    forbidden = (*(f"controllers.{name}" for name in (*CONTROLLER_PACKAGES, "sealing")), "kopf")
+    assert _violations(CONTROLLERS / "dashboard", forbidden) == []

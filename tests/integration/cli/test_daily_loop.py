@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import yaml
 
 from tests.support import builders
 from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cli import headwater
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import Repo, RepoFactory
@@ -31,20 +31,6 @@ from tests.support.status import applied, events_for, wait_for_kustomization, wa
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def headwater(
-    cluster: TestCluster, *args: str, input: str | None = None, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controllers.cli", *args, "--kubeconfig", str(cluster.kubeconfig)],
-        cwd=REPO_ROOT,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def web_files(replicas: int) -> dict[str, str | None]:

@@ -229,3 +229,72 @@ def test_the_lockdown_component_configures_only_the_applying_controllers(
         assert {k: env_of(single).get(k) for k in lockdown} == lockdown
     finally:
         install(cluster)  # back to the default install for the other tests
+
+
+def test_the_dashboard_runs_restricted_behind_its_service_and_may_only_impersonate_users(
+    cluster: TestCluster, installed: str
+) -> None:
+    deployment = kubectl_json(cluster, "get", "deployment", "dashboard", "-n", SYSTEM_NAMESPACE)
+    main = container(deployment)
+    assert main["args"][0] == "dashboard"
+    assert "--user-header=X-Forwarded-User" in main["args"]
+    wait_for(
+        admitted(cluster, deployment["spec"]["selector"]["matchLabels"], 1),
+        timeout=60,
+        what="the dashboard pod admitted",
+    )
+    service = kubectl_json(cluster, "get", "service", "dashboard", "-n", SYSTEM_NAMESPACE)["spec"]
+    [pod] = pods_of(cluster, service["selector"])
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "dashboard"
+    # Not 8080: the namespace's policies open that port to every namespace (metrics).
+    assert {p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]} == {9400}
+
+    account = f"system:serviceaccount:{SYSTEM_NAMESPACE}:dashboard"
+
+    def can(*args: str, who: str = account) -> bool:
+        result = cluster.kubectl("auth", "can-i", *args, f"--as={who}", check=False)
+        return result.stdout.strip() == "yes"
+
+    assert can("impersonate", "users")
+    assert not can("impersonate", "groups")
+    assert not can("impersonate", "serviceaccounts", "-n", SYSTEM_NAMESPACE)
+    assert can("watch", "kustomizations.kustomize.toolkit.fluxcd.io", "-A")
+    assert not can("patch", "kustomizations.kustomize.toolkit.fluxcd.io", "-A")
+    assert not can("get", "secrets", "-A")
+
+    # Flux's kinds are in the built-in view and edit roles, as flux-view / flux-edit do.
+    cluster.kubectl("create", "namespace", "dashboard-roles", check=False)
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "viewer",
+        "--clusterrole=view",
+        "--user=viewer",
+        "-n",
+        "dashboard-roles",
+        check=False,
+    )
+    cluster.kubectl(
+        "create",
+        "rolebinding",
+        "editor",
+        "--clusterrole=edit",
+        "--user=editor",
+        "-n",
+        "dashboard-roles",
+        check=False,
+    )
+    ks = "kustomizations.kustomize.toolkit.fluxcd.io"
+    assert wait_for(
+        lambda: can("list", ks, "-n", "dashboard-roles", who="viewer"),
+        timeout=30,
+        what="view aggregated the Flux kinds",
+    )
+    assert not can("patch", ks, "-n", "dashboard-roles", who="viewer")
+    assert wait_for(
+        lambda: can(
+            "patch", "helmreleases.helm.toolkit.fluxcd.io", "-n", "dashboard-roles", who="editor"
+        ),
+        timeout=30,
+        what="edit aggregated the Flux kinds",
+    )
