@@ -26,7 +26,12 @@ from tests.support.cluster import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
 
 # Stand-in chat and provider servers, real git servers, repositories and keys, kubeseal.
-pytest_plugins = ["tests.support.chatservers", "tests.support.fixtures", "tests.support.sealing"]
+pytest_plugins = [
+    "tests.support.chatservers",
+    "tests.support.fixtures",
+    "tests.support.fluxcli",
+    "tests.support.sealing",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CRDS_DIR = REPO_ROOT / "crds"

@@ -14,16 +14,19 @@ The chart is published through the one chart repository helper,
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tests.support.builders import helm_chart
-from tests.support.cluster import TestCluster
+from tests.support.builders import helm_chart, helm_repository
+from tests.support.cluster import TestCluster, apply
+from tests.support.controllers import RunningControllers
 from tests.support.helmrepos import ChartRepo, ChartRepoServer
-from tests.support.status import request_reconcile
+from tests.support.status import request_reconcile, wait_ready
 
 WEB = """\
 apiVersion: apps/v1
@@ -203,3 +206,18 @@ class Charts:
     def template(self, **spec: Any) -> dict[str, Any]:
         """A HelmRelease's `spec.chart` for wordpress from the repository."""
         return {"spec": {"chart": "wordpress", "sourceRef": self.source, **spec}}
+
+
+@pytest.fixture
+def charts(
+    cluster: TestCluster, controllers: RunningControllers, namespace: str, tmp_path: Path
+) -> Iterator[Charts]:
+    """The real chain a user builds: a chart repository on loopback (packaged and indexed
+    by helm, empty until a test publishes a chart) and a HelmRepository `charts` of it in
+    the test's namespace. Import it into a conftest.py to use it."""
+    repo = ChartRepo(tmp_path / "charts")
+    repo.index()
+    with ChartRepoServer(repo) as server:
+        apply(cluster, helm_repository(namespace, "charts", server.url))
+        wait_ready(cluster, namespace, "HelmRepository", "charts")
+        yield Charts(cluster, namespace, "charts", repo, server)
