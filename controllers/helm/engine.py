@@ -297,7 +297,7 @@ class Engine:
                     hooks=spec.install_hooks,
                     take_ownership=spec.install_take_ownership,
                     server_side=spec.install_server_side,
-                    post_renderers=spec.post_renderers,
+                    post_renderers=spec.renderers,
                 )
             else:
                 await self.apply_crds(inputs.crds, spec.upgrade_crds, ref.as_user)
@@ -313,7 +313,7 @@ class Engine:
                     take_ownership=spec.upgrade_take_ownership,
                     server_side=spec.upgrade_server_side,
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
-                    post_renderers=spec.post_renderers,
+                    post_renderers=spec.renderers,
                 )
         except (HelmError, chart_crds.CrdError) as exc:
             reason = INSTALL_FAILED if name == "install" else UPGRADE_FAILED

@@ -290,7 +290,7 @@ def test_helm_release_through_get_reconcile_suspend_resume_tree_and_trace(
     ns = namespace
     charts.publish("1.0.0")
     repo = git_repos.create()
-    blog = helm_release(None, "blog", **charts.template(version="*"))
+    blog = helm_release(None, "blog", chart=charts.template(version="*"))
     repo.commit({"releases/blog.yaml": yaml.safe_dump(blog)})
     apply(
         cluster,
@@ -366,7 +366,9 @@ def test_helm_release_through_get_reconcile_suspend_resume_tree_and_trace(
     release = kubectl_json(cluster, "get", "helmrelease", "blog", "-n", ns)
     traced = flux("trace", "deployment/blog-web", namespace=ns)
     assert traced.returncode == 0, traced.stderr
-    obj, hr, chart_section, repository = trace_sections(traced.stdout)
+    sections = trace_sections(traced.stdout)
+    assert len(sections) == 4, traced.stdout + traced.stderr
+    obj, hr, chart_section, repository = sections
     assert obj["Object"] == "Deployment/blog-web"
     assert (hr["HelmRelease"], hr["Namespace"], hr["Revision"]) == ("blog", ns, "1.1.0")
     assert hr["Message"] == ready(release)["message"]
