@@ -146,6 +146,20 @@ def test_get_shows_ready_revision_and_message_as_headwater_wrote_them(
     assert failing.returncode == 0, failing.stderr
     assert set(table(failing.stdout)) == {"NAME", "broken"}
 
+    everything = flux("get", "all", namespace=ns)
+    assert everything.returncode == 0, everything.stderr
+    names = {
+        cells[0]
+        for line in everything.stdout.splitlines()
+        if (cells := line.split()) and "/" in cells[0]
+    }
+    assert names == {
+        "gitrepository/app",
+        "kustomization/root",
+        "kustomization/web",
+        "kustomization/broken",
+    }, everything.stdout
+
 
 def test_reconcile_with_source_fetches_and_applies_a_new_commit(
     cluster: TestCluster, app: App, flux: FluxCLI
