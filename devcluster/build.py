@@ -10,6 +10,7 @@ interrupted build never leaves a half-filled cache entry behind.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -28,6 +29,9 @@ HELM_VERSION = "v4.3.1"  # pyhelm3 0.5.8 speaks Helm 4 (and translates for 3)
 # Tests only. v0.36.6 is the newest release under this module path; v0.40.0
 # renamed it to github.com/bitnami/sealed-secrets, which the checksum database lacks.
 KUBESEAL_VERSION = "v0.36.6"
+# Tests only: Flux's own CLI, to prove it reads and drives headwater's objects.
+FLUX_MODULE = "github.com/fluxcd/flux2/v2"
+FLUX_VERSION = "v2.9.5"
 
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +99,7 @@ def _go() -> str:
     return go
 
 
-def _run_go(args: list[str], *, cwd: Path, env_extra: dict[str, str]) -> None:
+def _run_go(args: list[str], *, cwd: Path, env_extra: dict[str, str]) -> str:
     env = {**os.environ, **env_extra, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
     log.info("running: go %s", " ".join(args))
     try:
@@ -111,6 +115,7 @@ def _run_go(args: list[str], *, cwd: Path, env_extra: dict[str, str]) -> None:
         raise BuildError(f"go {args[0]} did not finish within {BUILD_TIMEOUT_SECONDS}s") from exc
     if completed.returncode != 0:
         raise BuildError(f"go {' '.join(args)} failed:\n{completed.stderr[-4000:]}")
+    return completed.stdout
 
 
 def _version_ldflags() -> str:
@@ -222,3 +227,66 @@ def install_project_tools(tools_dir: Path | None = None) -> Path:
             link.unlink()
         link.symlink_to(go_tool_path(name))
     return target
+
+
+def flux_cli_path() -> Path:
+    return cache_root() / "tools" / f"flux-{FLUX_VERSION}" / "flux"
+
+
+# `flux install` and `flux bootstrap` embed the controllers' manifests, which
+# upstream generates from release assets and the module zip does not carry.
+# headwater never runs those commands, so the embed gets a stand-in that says so.
+_FLUX_PLACEHOLDER_MANIFEST = """\
+# Placeholder: this flux binary was built for headwater's tests from the Go
+# module, without the release manifests; `flux install` and `flux bootstrap`
+# cannot work with it.
+"""
+
+
+def build_flux_cli() -> BuildResult:
+    """Build Flux's CLI (``cmd/flux``) from its Go module into the cache.
+
+    `go install module@version` refuses flux2 (its go.mod has replace
+    directives), so the module is downloaded, copied out of the read-only
+    module cache and built there as the main module with its own go.sum.
+    """
+    final = flux_cli_path()
+    if final.is_file():
+        return BuildResult(final.parent, built=False, seconds=0.0)
+    started = time.monotonic()
+    final.parent.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent.parent))
+    try:
+        listing = _run_go(
+            ["mod", "download", "-json", f"{FLUX_MODULE}@{FLUX_VERSION}"],
+            cwd=staging,
+            env_extra={"GOWORK": "off"},
+        )
+        module_dir = Path(json.loads(listing)["Dir"])
+        source = staging / "src"
+        shutil.copytree(module_dir, source, copy_function=shutil.copyfile)
+        for directory in [source, *(p for p in source.rglob("*") if p.is_dir())]:
+            directory.chmod(0o755)
+        manifests = source / "cmd" / "flux" / "manifests"
+        manifests.mkdir(exist_ok=True)
+        (manifests / "placeholder.yaml").write_text(_FLUX_PLACEHOLDER_MANIFEST)
+        out = staging / "bin"
+        out.mkdir()
+        _run_go(
+            [
+                "build",
+                "-mod=readonly",
+                "-trimpath",
+                "-ldflags",
+                f"-s -w -X main.VERSION={FLUX_VERSION.lstrip('v')}",
+                "-o",
+                str(out / "flux"),
+                "./cmd/flux",
+            ],
+            cwd=source,
+            env_extra={"GOWORK": "off", "GOTOOLCHAIN": "local"},
+        )
+        _publish(out, final.parent)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BuildResult(final.parent, built=True, seconds=time.monotonic() - started)

@@ -129,6 +129,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             tools_dir = build.install_project_tools()
             versions = f"kustomize {build.KUSTOMIZE_VERSION}, helm {build.HELM_VERSION}"
             print(f"tools: {versions} in {tools_dir}")
+            # The tests' own tools, built here so CI's setup step caches them.
+            results["flux"] = build.build_flux_cli()
     except build.BuildError as exc:
         print(f"headwater cluster build: {exc}", file=sys.stderr)
         return 1
@@ -184,6 +186,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "build", help="build the control plane binaries (cached by version)"
     )
     build_cmd.add_argument(
-        "--tools", action="store_true", help="also install kustomize and helm into .tools/bin"
+        "--tools",
+        action="store_true",
+        help="also install kustomize and helm into .tools/bin, and build the tests' flux CLI",
     )
     build_cmd.set_defaults(func=cmd_build)

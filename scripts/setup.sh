@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything headwater needs on a fresh machine, idempotently:
 # system packages, .venv with the pinned Python dependencies, the control
-# plane built from Kubernetes' own Go modules, and kustomize + helm in .tools/bin.
+# plane built from Kubernetes' own Go modules, kustomize + helm in .tools/bin, and
+# the tests' flux CLI (built from its Go module, cached by version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -26,10 +26,11 @@ from tests.support.cluster import TestCluster
 from tests.support.controllers import RunningControllers, run_controllers
 
 # Stand-in chat and provider servers, real git servers, repositories and keys, OCI
-# registries, kubeseal.
+# registries, kubeseal, Flux's own CLI.
 pytest_plugins = [
     "tests.support.chatservers",
     "tests.support.fixtures",
+    "tests.support.fluxcli",
     "tests.support.registry",
     "tests.support.sealing",
     "tests.support.tokenregistry",

@@ -303,7 +303,7 @@ class Engine:
                     hooks=spec.install_hooks,
                     take_ownership=spec.install_take_ownership,
                     server_side=spec.install_server_side,
-                    post_renderers=spec.post_renderers,
+                    post_renderers=spec.renderers,
                     validation_args=spec.install_validation_args,
                 )
             else:
@@ -320,7 +320,7 @@ class Engine:
                     take_ownership=spec.upgrade_take_ownership,
                     server_side=spec.upgrade_server_side,
                     cleanup_on_fail=spec.upgrade_cleanup_on_fail,
-                    post_renderers=spec.post_renderers,
+                    post_renderers=spec.renderers,
                     preserve_values=spec.upgrade_preserve_values,
                     validation_args=spec.upgrade_validation_args,
                 )

@@ -165,7 +165,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
     def heal(change: ForeignChange) -> None:
         """Someone changed or deleted an object of a release that detects drift: look now."""
         origin = release_of(change.obj)
-        if origin is None or not spec_changes.worth_a_look(change.event_type, change.obj):
+        if origin is None or not releases.detects_drift(*origin):
+            return  # every release's objects carry the labels; not all detect drift
+        if not spec_changes.worth_a_look(change.event_type, change.obj):
             return
         log.info(
             "%s of a release object by %s: requeue HelmRelease %s/%s",
@@ -210,8 +212,7 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
 
         def on_change(old: Object | None, new: Object | None) -> None:
             if new is None or (
-                _artifact_digest(old) == _artifact_digest(new)
-                and readiness(old) == readiness(new)
+                _artifact_digest(old) == _artifact_digest(new) and readiness(old) == readiness(new)
             ):
                 return
             chart = ObjectRef.of(new)

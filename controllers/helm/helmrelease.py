@@ -83,6 +83,12 @@ class HelmReleaseReconciler:
     _manifests: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = field(
         default_factory=dict
     )
+    # The releases whose last reconcile had drift detection on: every release's
+    # objects carry the origin labels, only these releases' changes are worth a look.
+    _detecting: set[tuple[str, str]] = field(default_factory=set)
+
+    def detects_drift(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self._detecting
 
     async def reconcile(self, obj: Object) -> Outcome:
         return await self.frame.run(obj, self._steps)
@@ -192,9 +198,11 @@ class HelmReleaseReconciler:
         spec, ref = inputs.spec, inputs.ref
         history = run.status.get("history") or []
         if not spec.drift.active or self.client_for is None:
+            self._detecting.discard((ref.namespace, ref.name))
             self._manifests.pop((ref.namespace, ref.name), None)
             run.status = cond.remove_condition(run.status, drift.DRIFTED)
             return
+        self._detecting.add((ref.namespace, ref.name))
         if not history or history[0].get("status") != "deployed":
             return
         objects = await self._release_objects(inputs, history[0])
@@ -333,6 +341,7 @@ class HelmReleaseReconciler:
             log.warning("uninstalling release %s/%s failed: %s", release_namespace, name, exc)
             return False
         self._manifests.pop((release_namespace, name), None)
+        self._detecting.discard((release_namespace, name))
         owned = status.get("helmChart")
         if owned and spec is not None and spec.chart.template is not None:
             namespace, _, name = str(owned).partition("/")

@@ -9,9 +9,10 @@ kustomize's path). Each post-renderer is one `kustomize build` of a
 kustomization that has helm's output as its only resource, in spec order,
 as Flux's built-in kustomize post-renderer does.
 
-Drift detection adds one more, after the user's: Flux's origin labels
-(`helm.toolkit.fluxcd.io/name` and `/namespace`) on every object, which is
-how the controller's watch finds a release's objects (helm v4 applying
+Every release gets one more, after the user's, as Flux's helm-controller
+does: Flux's origin labels (`helm.toolkit.fluxcd.io/name` and `/namespace`)
+on every object. They are how `flux trace` finds the HelmRelease of an object
+and how drift detection's watch finds a release's objects (helm v4 applying
 server-side marks them with neither labels nor annotations).
 
 Bounded: input and output at most MAX_MANIFESTS bytes, each kustomize run at
@@ -122,7 +123,7 @@ def kustomization(renderer: Mapping[str, Any], resource: str) -> dict[str, Any]:
 
 
 def origin_labels(labels: Mapping[str, str]) -> dict[str, Any]:
-    """A post-renderer that only labels every object (how drift detection finds them)."""
+    """A post-renderer that only labels every object (Flux's origin labels)."""
     return {"patches": [], "images": [], "labels": dict(labels)}
 
 

@@ -174,9 +174,11 @@ class HelmReleaseSpec:
     # Impersonated for every helm action (and CRD writes), as Flux does.
     service_account_name: str = ""
     depends_on: tuple[Dependency, ...] = ()
-    # Each the kustomize settings (patches, images) of one post-renderer, in order;
-    # with drift detection, the origin labels last.
+    # Each the kustomize settings (patches, images) of one `spec.postRenderers` entry.
     post_renderers: tuple[dict[str, Any], ...] = ()
+    # Flux's origin labels (`helm.toolkit.fluxcd.io/name`, `/namespace`), which
+    # every release's objects carry, as Flux's helm-controller always adds them.
+    origin: tuple[tuple[str, str], ...] = ()
     drift: DriftSettings = NO_DRIFT_DETECTION
     # upgrade.preserveValues: helm's --reuse-values (the last release's values, with
     # the spec's merged over them) instead of --reset-values.
@@ -193,8 +195,15 @@ class HelmReleaseSpec:
 
     @property
     def post_renderers_digest(self) -> str:
-        """Flux's observedPostRenderersDigest; empty without post-renderers."""
+        """Flux's observedPostRenderersDigest, of `spec.postRenderers` only; empty without."""
         return postrender.digest(self.post_renderers) if self.post_renderers else ""
+
+    @property
+    def renderers(self) -> tuple[dict[str, Any], ...]:
+        """What helm runs: the user's post-renderers, then the origin labels (as Flux)."""
+        if not self.origin:
+            return self.post_renderers
+        return (*self.post_renderers, postrender.origin_labels(dict(self.origin)))
 
     def impersonate(self, namespace: str, default_account: str = "") -> str | None:
         """The user helm acts as: the service account in the HelmRelease's namespace.
@@ -447,8 +456,6 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
     kubeconfig = (spec.get("kubeConfig") or {}).get("secretRef") or None
     if kubeconfig is not None and not kubeconfig.get("name"):
         raise SpecError("spec.kubeConfig.secretRef.name: required")
-    if drift.active:
-        post_renderers = (*post_renderers, postrender.origin_labels(origin_labels(namespace, name)))
     return HelmReleaseSpec(
         interval=interval if interval > 0 else DEFAULT_INTERVAL,
         release_name=release_name(name, target, str(spec.get("releaseName") or "")),
@@ -494,6 +501,7 @@ def parse(obj: Mapping[str, Any]) -> HelmReleaseSpec:
         upgrade_server_side=_server_side(upgrade.get("serverSideApply")),
         depends_on=depends_on,
         post_renderers=post_renderers,
+        origin=tuple(origin_labels(namespace, name).items()),
         drift=drift,
         upgrade_preserve_values=bool(upgrade.get("preserveValues")),
         install_validation_args=_validation_args(install),

@@ -66,7 +66,7 @@ def helm_chart(
 
 
 def helm_release(
-    namespace: str, name: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
+    namespace: str | None, name: str, *, metadata: Mapping[str, Any] | None = None, **spec: Any
 ) -> dict[str, Any]:
     """A HelmRelease; spec names its chart (`chart=` template or `chartRef=`; interval 10m
     unless spec says)."""

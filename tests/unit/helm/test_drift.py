@@ -43,11 +43,13 @@ def test_drift_settings_parse_with_ignore_rules_and_name_bad_fields() -> None:
         release_spec.parse(_release(driftDetection={"mode": "enabled", "ignore": [{"paths": []}]}))
 
 
-def test_drift_detection_labels_the_objects_through_the_post_renderer() -> None:
+def test_every_release_labels_its_objects_with_flux_origin_labels() -> None:
     plain = release_spec.parse(_release())
     watched = release_spec.parse(_release(driftDetection={"mode": "enabled"}))
+    # As Flux's helm-controller: the origin labels always, after the user's post-renderers.
     assert plain.post_renderers == ()
-    (labels,) = watched.post_renderers
+    assert plain.renderers == watched.renderers
+    (labels,) = plain.renderers
     built = postrender.kustomization(labels, "helm-output.yaml")
     assert built["labels"] == [
         {
@@ -59,8 +61,14 @@ def test_drift_detection_labels_the_objects_through_the_post_renderer() -> None:
             "includeTemplates": False,
         }
     ]
-    # Turning drift detection on is a post-renderer change: the next reconcile upgrades.
-    assert watched.post_renderers_digest != plain.post_renderers_digest
+    # The digest is of spec.postRenderers alone (Flux's): turning drift detection on
+    # changes no post-renderer, so it upgrades nothing.
+    assert watched.post_renderers_digest == plain.post_renderers_digest == ""
+    patched = release_spec.parse(
+        _release(postRenderers=[{"kustomize": {"images": [{"name": "a", "newTag": "2"}]}}])
+    )
+    assert len(patched.renderers) == 2 and patched.renderers[-1] == labels
+    assert patched.post_renderers_digest == postrender.digest(patched.post_renderers)
     assert drift.release_of({"metadata": {"labels": built["labels"][0]["pairs"]}}) == (
         "apps",
         "web",
