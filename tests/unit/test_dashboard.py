@@ -63,9 +63,10 @@ def expressions(node: Any) -> Iterator[str]:
     """Every PromQL text in the dashboard: targets' expr and variables' queries."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("expr", "definition") and isinstance(value, str):
-                yield value
-            elif key == "query" and isinstance(value, str) and node.get("type") != "datasource":
+            promql = key in ("expr", "definition") or (
+                key == "query" and node.get("type") != "datasource"
+            )
+            if promql and isinstance(value, str):
                 yield value
             else:
                 yield from expressions(value)
