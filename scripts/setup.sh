@@ -12,6 +12,10 @@ missing=()
 command -v git >/dev/null || missing+=(git)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v gpg >/dev/null || missing+=(gnupg)
+# The image built from Debian's packages (devcluster/image.py) and the runtime its test uses.
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v buildah >/dev/null || missing+=(buildah)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo=""

@@ -1,0 +1,107 @@
+"""Running a built OCI image on this machine, as far as its kernel and cgroups allow.
+
+`buildah run --isolation chroot` is the runtime that works here: podman and
+buildah's default OCI isolation go through crun, which refuses this machine's
+hybrid cgroup setup ("cgroups in hybrid mode not supported, drop all
+controllers from cgroupv2") and its RLIMIT_NOFILE/RLIMIT_NPROC ceilings
+(docs/operations.md, "The image"). `ReadOnlyRoot` runs an unpacked root
+filesystem the way config/'s Pods do: read-only, as the image's user, with
+only /tmp writable.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TIMEOUT = 300
+
+
+def _run(args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(list(args), capture_output=True, text=True, timeout=TIMEOUT)
+    if check and done.returncode != 0:
+        output = done.stderr[-3000:] + done.stdout[-2000:]
+        raise AssertionError(f"{' '.join(args)} exited {done.returncode}:\n{output}")
+    return done
+
+
+class Buildah:
+    """A working container of an image, in buildah storage of its own (vfs, under `root`)."""
+
+    def __init__(self, root: Path, reference: str) -> None:
+        self._global = [
+            "buildah",
+            "--root",
+            str(root / "storage"),
+            "--runroot",
+            str(root / "run"),
+            "--storage-driver",
+            "vfs",
+        ]
+        self.container = _run([*self._global, "from", "--pull-never", "--quiet", reference])
+        self.name = self.container.stdout.strip().splitlines()[-1]
+
+    def run(self, *command: str) -> subprocess.CompletedProcess[str]:
+        """`command` in the container, with the image's user, env and working directory."""
+        return _run(
+            [*self._global, "run", "--isolation", "chroot", self.name, "--", *command],
+            check=False,
+        )
+
+    def remove(self) -> None:
+        _run([*self._global, "rm", self.name], check=False)
+
+
+@contextmanager
+def buildah_container(root: Path, reference: str) -> Iterator[Buildah]:
+    container = Buildah(root, reference)
+    try:
+        yield container
+    finally:
+        container.remove()
+
+
+def unpack(layout: Path, tag: str, bundle: Path) -> Path:
+    """The image's root filesystem, unpacked with umoci; returns its path."""
+    _run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)])
+    return bundle / "rootfs"
+
+
+def run_read_only(
+    rootfs: Path, config: Mapping[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The image's entrypoint with `args`, as a Pod of config/ runs it.
+
+    In a mount namespace of its own: the root filesystem bind-mounted
+    read-only, a fresh tmpfs on /tmp (config/'s emptyDir), chroot into it as
+    the image config's user, with exactly the image config's environment.
+    """
+    image = config["config"]
+    user = str(image["User"])
+    env = [str(entry) for entry in image["Env"]]
+    entrypoint = [str(part) for part in image["Entrypoint"]]
+    script = (
+        'set -e; r="$1"; shift; mount --bind "$r" "$r"; mount -o remount,bind,ro "$r"; '
+        'mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"; exec chroot --userspec="$0" "$r" "$@"'
+    )
+    return _run(
+        [
+            "unshare",
+            "--mount",
+            "--fork",
+            "sh",
+            "-c",
+            script,
+            user,
+            str(rootfs),
+            "env",
+            "-i",
+            *env,
+            *entrypoint,
+            *args,
+        ],
+        check=False,
+    )
