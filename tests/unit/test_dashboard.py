@@ -137,3 +137,23 @@ def test_the_dashboard_ships_as_a_labelled_configmap_of_its_own() -> None:
     install = yaml.safe_load((REPO / "config" / "kustomization.yaml").read_text())
     assert not any("monitoring" in str(resource) for resource in install["resources"])
     assert "resources" not in monitoring
+
+
+def test_the_podmonitor_scrapes_every_controller_pod_on_its_metrics_port() -> None:
+    path = REPO / "config" / "monitoring" / "prometheus-operator" / "podmonitor.yaml"
+    monitor = yaml.safe_load(path.read_text())
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+    pods = []
+    for manifest in sorted((REPO / "config").rglob("*.yaml")):
+        for doc in yaml.safe_load_all(manifest.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "Deployment":
+                pods.append((manifest, doc["spec"]["template"]))
+    assert len(pods) >= 5
+    for manifest, pod in pods:
+        labels = pod["metadata"]["labels"]
+        assert selector.items() <= labels.items(), manifest
+        ports = {
+            p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]
+        }
+        assert str(ports[endpoint["port"]]) == pod["metadata"]["annotations"]["prometheus.io/port"]
