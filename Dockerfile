@@ -1,6 +1,6 @@
 # headwater's image, for any machine that reaches Docker Hub and the Go module proxy:
 #   docker build -t headwater:dev .        (or: podman build / buildah bud -t headwater:dev .)
-# Where no base-image registry is reachable, `python3 -m devcluster.image` builds the
+# Where no base-image registry is reachable, `.venv/bin/python -m devcluster.image` builds the
 # same image from Debian's packages instead (docs/operations.md, "The image").
 #
 # The pins below are the ones devcluster/build.py and devcluster/image.py use;

@@ -13,13 +13,14 @@ and `umoci` turns it into an OCI image layout, in two layers:
    kustomize and helm from devcluster/build.py's cache. Seconds, and cached
    under a hash of the sources.
 
-Run `python -m devcluster.image [--output headwater.tar]` (as root: mmdebstrap
+Run `.venv/bin/python -m devcluster.image [--output headwater.tar]` (as root: mmdebstrap
 and umoci unpack need to create device nodes and set file owners). The result
 is an OCI image layout (tag `dev`, as config/ names it) and, with --output, an
 oci-archive that `podman load`, `skopeo copy` or `ctr import` accept.
 
-Only the standard library is used, so this runs from a bare checkout with any
-Python 3.11.
+It needs the machine's mmdebstrap and umoci (scripts/setup.sh installs them),
+Debian's archive and PyPI (through the host's pip and its settings), and the
+Go toolchain only when kustomize and helm are not yet in build.py's cache.
 """
 
 from __future__ import annotations

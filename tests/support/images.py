@@ -4,7 +4,7 @@
 buildah's default OCI isolation go through crun, which refuses this machine's
 hybrid cgroup setup ("cgroups in hybrid mode not supported, drop all
 controllers from cgroupv2") and its RLIMIT_NOFILE/RLIMIT_NPROC ceilings
-(docs/operations.md, "The image"). `ReadOnlyRoot` runs an unpacked root
+(docs/operations.md, "The image"). `run_read_only` runs a container's root
 filesystem the way config/'s Pods do: read-only, as the image's user, with
 only /tmp writable.
 """
@@ -31,7 +31,7 @@ def _run(args: Sequence[str], *, check: bool = True) -> subprocess.CompletedProc
 class Buildah:
     """A working container of an image, in buildah storage of its own (vfs, under `root`)."""
 
-    def __init__(self, root: Path, reference: str) -> None:
+    def __init__(self, root: Path, layout: Path, tag: str) -> None:
         self._global = [
             "buildah",
             "--root",
@@ -41,6 +41,11 @@ class Buildah:
             "--storage-driver",
             "vfs",
         ]
+        # buildah names the image after the layout's path, which must then be a valid
+        # image name (no dot-directories such as ~/.cache): reach it by a plain one.
+        link = root / "layout"
+        link.symlink_to(layout)
+        reference = f"oci:{link}:{tag}"
         self.container = _run([*self._global, "from", "--pull-never", "--quiet", reference])
         self.name = self.container.stdout.strip().splitlines()[-1]
 
@@ -51,23 +56,22 @@ class Buildah:
             check=False,
         )
 
+    def mount(self) -> Path:
+        """The container's root filesystem on the host (buildah mount)."""
+        mounted = _run([*self._global, "mount", self.name])
+        return Path(mounted.stdout.strip())
+
     def remove(self) -> None:
         _run([*self._global, "rm", self.name], check=False)
 
 
 @contextmanager
-def buildah_container(root: Path, reference: str) -> Iterator[Buildah]:
-    container = Buildah(root, reference)
+def buildah_container(root: Path, layout: Path, tag: str) -> Iterator[Buildah]:
+    container = Buildah(root, layout, tag)
     try:
         yield container
     finally:
         container.remove()
-
-
-def unpack(layout: Path, tag: str, bundle: Path) -> Path:
-    """The image's root filesystem, unpacked with umoci; returns its path."""
-    _run(["umoci", "unpack", "--image", f"{layout}:{tag}", str(bundle)])
-    return bundle / "rootfs"
 
 
 def run_read_only(

@@ -3,12 +3,13 @@
 The image is built (or taken from $HEADWATER_CACHE, keyed by its inputs),
 then its entrypoint runs `headwater run --help` twice: in a buildah
 container (the image's own user, env and entrypoint, as a runtime reads
-them), and from the unpacked root filesystem mounted read-only with only
-/tmp writable, as config/'s Pods run it.
+them), and from the same root filesystem mounted read-only with only /tmp
+writable, as config/'s Pods run it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from devcluster import build, image
-from tests.support.images import buildah_container, run_read_only, unpack
+from tests.support.images import Buildah, buildah_container, run_read_only
 
 pytestmark = pytest.mark.integration
 
@@ -41,9 +42,16 @@ def config(built: image.ImageResult) -> dict[str, Any]:
     return image.image_config(built.layout)
 
 
-@pytest.fixture
-def rootfs(built: image.ImageResult, tmp_path: Path) -> Iterator[Path]:
-    yield unpack(built.layout, image.TAG, tmp_path / "bundle")
+@pytest.fixture(scope="module")
+def container(
+    built: image.ImageResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Buildah]:
+    with buildah_container(tmp_path_factory.mktemp("buildah"), built.layout, image.TAG) as made:
+        yield made
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_the_image_config_runs_headwater_as_the_unprivileged_user(config: dict[str, Any]) -> None:
@@ -56,36 +64,45 @@ def test_the_image_config_runs_headwater_as_the_unprivileged_user(config: dict[s
 
 
 def test_the_entrypoint_starts_in_a_container_of_the_image(
-    built: image.ImageResult, config: dict[str, Any], tmp_path: Path
+    container: Buildah, config: dict[str, Any]
 ) -> None:
-    entrypoint = config["config"]["Entrypoint"]
-    with buildah_container(tmp_path, built.reference) as container:
-        started = container.run(*entrypoint, "run", "--help")
-        assert started.returncode == 0, started.stderr
-        for name in CONTROLLERS:
-            assert name in started.stdout
-        assert "--enable-leader-election" in started.stdout
+    started = container.run(*config["config"]["Entrypoint"], "run", "--help")
+    assert started.returncode == 0, started.stderr
+    for name in CONTROLLERS:
+        assert name in started.stdout
+    assert "--enable-leader-election" in started.stdout
 
-        # As the image's user, with the tools headwater runs on its PATH at their pins.
-        assert container.run("id", "-u").stdout.strip() == str(image.UID)
-        kustomize = container.run("kustomize", "version")
-        assert kustomize.stdout.strip() == build.KUSTOMIZE_VERSION, kustomize.stderr
-        helm = container.run("helm", "version", "--short")
-        assert helm.stdout.startswith(build.HELM_VERSION), helm.stderr
-        git = container.run("git", "--version")
-        assert git.stdout.startswith("git version 2."), git.stderr
+    # As the image's user, with the tools headwater runs on its PATH.
+    assert container.run("id", "-u").stdout.strip() == str(image.UID)
+    kustomize = container.run("kustomize", "version")
+    assert kustomize.stdout.strip() == build.KUSTOMIZE_VERSION, kustomize.stderr
+    helm = container.run("helm", "version", "--short")
+    assert helm.returncode == 0, helm.stderr
+    assert build.HELM_VERSION.startswith(helm.stdout.strip().split("+")[0]), helm.stdout
+    git = container.run("git", "--version")
+    assert git.stdout.startswith("git version 2."), git.stderr
+
+
+def test_the_tools_are_the_pinned_builds(container: Buildah) -> None:
+    rootfs = container.mount()
+    for tool in ("kustomize", "helm"):
+        shipped = rootfs / image.TOOLS_DIR.lstrip("/") / tool
+        assert sha256(shipped) == sha256(build.go_tool_path(tool)), tool
 
 
 def test_the_entrypoint_starts_from_a_read_only_root_as_the_image_user(
-    rootfs: Path, config: dict[str, Any]
+    container: Buildah, config: dict[str, Any]
 ) -> None:
+    rootfs = container.mount()
     started = run_read_only(rootfs, config, "run", "--help")
     assert started.returncode == 0, started.stderr
     for name in CONTROLLERS:
         assert name in started.stdout
     # Only /tmp (HOME) is writable, as with config/'s emptyDir.
     shell = {"config": {**config["config"], "Entrypoint": ["sh", "-c"]}}
-    assert run_read_only(rootfs, shell, "touch $HOME/x").returncode == 0
+    home = run_read_only(rootfs, shell, "touch $HOME/x && id -u")
+    assert home.returncode == 0, home.stderr
+    assert home.stdout.strip() == str(image.UID)
     written = run_read_only(rootfs, shell, f"touch {image.VENV}/x")
     assert written.returncode != 0
     assert "Read-only file system" in written.stderr
