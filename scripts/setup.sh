@@ -18,6 +18,10 @@ command -v gpg >/dev/null || missing+=(gnupg)
 [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v htpasswd >/dev/null || missing+=(apache2-utils)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# The image built from Debian's packages (devcluster/image.py) and the runtime its test uses.
+command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+command -v umoci >/dev/null || missing+=(umoci)
+command -v buildah >/dev/null || missing+=(buildah)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing system packages: ${missing[*]}"
   sudo=""

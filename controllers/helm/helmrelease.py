@@ -43,6 +43,7 @@ from controllers.toolkit.artifacts import ArtifactError
 from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.clients import ClientError, SecretKeyRef
+from controllers.toolkit.runtime import observability
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.events import NORMAL, WARNING
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
@@ -221,6 +222,9 @@ class HelmReleaseReconciler:
             return
         subjects = ", ".join(entry.subject for entry in report.drifted)
         if report.corrected:
+            observability.record_drift_corrected(
+                release_spec.RESOURCE.kind, run.ref.name, run.ref.namespace
+            )
             run.notify(
                 WARNING, drift.DRIFT_DETECTED, "Drift detected and corrected:\n" + report.describe()
             )

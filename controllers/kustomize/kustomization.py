@@ -46,6 +46,7 @@ from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.kustomize import build as build_step
 from controllers.toolkit.kustomize import substitute
 from controllers.toolkit.runtime import conditions as cond
+from controllers.toolkit.runtime import observability
 from controllers.toolkit.runtime.durations import format_duration, jittered
 from controllers.toolkit.runtime.events import NORMAL
 from controllers.toolkit.runtime.fields import UNSUPPORTED_FIELD
@@ -533,6 +534,8 @@ class KustomizationReconciler:
         metadata = {"revision": ctx.revision}
         if drift:
             # Nothing in git changed, yet the cluster had to: someone edited it.
+            ref = ctx.run.ref
+            observability.record_drift_corrected(RESOURCE.kind, ref.name, ref.namespace)
             await self.frame.recorder.warning(
                 ctx.run.obj,
                 DRIFT_DETECTED,

@@ -48,6 +48,7 @@ from controllers.notification.providers import (
     build_sender,
 )
 from controllers.notification.providers.base import mask
+from controllers.toolkit.runtime import observability
 from controllers.toolkit.runtime.events import EventRecorder
 from controllers.toolkit.runtime.reconciler import ObjectRef
 
@@ -292,6 +293,9 @@ class Dispatcher:
         config = delivery.config
         try:
             error = await self._attempts(delivery, lane)
+            observability.record_notification(
+                config.namespace, config.name, config.type, sent=error is None
+            )
             if error is None:
                 log.info(
                     "notification sent",

@@ -28,7 +28,7 @@ from typing import Any
 import prometheus_client
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from controllers.toolkit.runtime.settings import Address
 
@@ -70,6 +70,19 @@ SUSPEND_STATUS = Gauge(
     OBJECT_LABELS,
 )
 
+# headwater's own, beside Flux's: what config/monitoring's dashboard shows of drift and alerts.
+DRIFT_CORRECTIONS = Counter(
+    "headwater_drift_corrections_total",
+    "Reconciles that found applied objects edited in the cluster and applied them again.",
+    OBJECT_LABELS,
+)
+
+NOTIFICATIONS = Counter(
+    "headwater_notifications_total",
+    "Alert notifications handed to a Provider: sent, or failed after the retries.",
+    ("namespace", "provider", "type", "result"),
+)
+
 # The conditions whose state every reconcile records.
 RECORDED_CONDITIONS = ("Ready", "Reconciling", "Stalled")
 
@@ -95,6 +108,16 @@ def record_reconcile(
 
 def record_suspended(kind: str, name: str, namespace: str, suspended: bool) -> None:
     SUSPEND_STATUS.labels(kind=kind, name=name, namespace=namespace).set(1 if suspended else 0)
+
+
+def record_drift_corrected(kind: str, name: str, namespace: str) -> None:
+    DRIFT_CORRECTIONS.labels(kind=kind, name=name, namespace=namespace).inc()
+
+
+def record_notification(namespace: str, provider: str, type_: str, *, sent: bool) -> None:
+    NOTIFICATIONS.labels(
+        namespace=namespace, provider=provider, type=type_, result="sent" if sent else "failed"
+    ).inc()
 
 
 def record_deleted(kind: str, name: str, namespace: str) -> None:

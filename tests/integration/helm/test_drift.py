@@ -19,6 +19,7 @@ from tests.support.builders import deployment, helm_release, helm_repository
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.helmrepos import ChartRepo, ChartRepoServer
+from tests.support.metrics import sample_value, scrape
 from tests.support.status import condition, events_for, get_object, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.integration
 WEB = yaml.safe_dump(deployment(None, "web", replicas=2, image="example/web:1", container="web"))
 # Far sooner than any interval (10m): only the watch can explain it.
 HEALED_WITHIN = 20.0
+DRIFT_CORRECTIONS = "headwater_drift_corrections_total"
 
 
 @pytest.fixture
@@ -87,6 +89,9 @@ def test_a_deleted_deployment_is_back_in_seconds_with_an_event_naming_it(
     message = events[-1]["message"]
     assert events[-1]["type"] == "Warning"
     assert "corrected" in message and f"Deployment/{namespace}/web created" in message
+    heals = {"kind": "HelmRelease", "name": "web", "namespace": namespace}
+    counted = sample_value(scrape(controllers.metrics_url), DRIFT_CORRECTIONS, heals)
+    assert counted is not None and counted >= 1
 
 
 def test_a_scale_of_an_ignored_replicas_field_is_left_alone(
@@ -143,6 +148,8 @@ def test_warn_reports_a_scale_and_changes_nothing(
     events = _drift_events(cluster, namespace)
     assert events and "spec.replicas: 4 → 2" in events[-1]["message"]  # live → as released
     assert "corrected" not in events[-1]["message"]
+    heals = {"kind": "HelmRelease", "name": "web", "namespace": namespace}
+    assert sample_value(scrape(controllers.metrics_url), DRIFT_CORRECTIONS, heals) is None
     assert (
         kubectl_json(cluster, "get", "deployment", "web", "-n", namespace)["spec"]["replicas"] == 4
     )

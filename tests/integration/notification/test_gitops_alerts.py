@@ -15,6 +15,7 @@ from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
+from tests.support.metrics import sample_value, scrape
 from tests.support.notification import RECEIVER_TOKEN, field_value, github_headers, post
 from tests.support.status import wait_ready
 
@@ -170,3 +171,18 @@ def test_a_kubectl_edit_of_a_managed_deployment_is_healed_and_alerted_with_the_f
     assert field_value(message, "revision") == f"master@sha1:{head}"
     events = kubectl_json(cluster, "get", "events", "-n", namespace)["items"]
     assert any(e["reason"] == "DriftDetected" and e["type"] == "Warning" for e in events)
+
+    # The heal and the alert are counted where config/monitoring's dashboard reads them
+    # (the alert just after Slack answered: wait for it).
+    heals = {"kind": "Kustomization", "name": "app", "namespace": namespace}
+    sent = {"namespace": namespace, "provider": "slack", "type": "slack", "result": "sent"}
+
+    def counted() -> str | None:
+        text = scrape(controllers.metrics_url)
+        drift = sample_value(text, "headwater_drift_corrections_total", heals) or 0
+        alerts = sample_value(text, "headwater_notifications_total", sent) or 0
+        return text if drift >= 1 and alerts >= 1 else None
+
+    text = wait_for(counted, timeout=30, what="the drift heal and the alert counted")
+    failed = {**sent, "result": "failed"}
+    assert sample_value(text, "headwater_notifications_total", failed) is None
