@@ -42,8 +42,8 @@ from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import ArtifactError
 from controllers.toolkit.dependencies import REQUEUE_SECONDS, Lookup
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.clients import ClientError, SecretKeyRef
 from controllers.toolkit.runtime import observability
+from controllers.toolkit.runtime.clients import ClientError, SecretKeyRef
 from controllers.toolkit.runtime.durations import jittered
 from controllers.toolkit.runtime.events import NORMAL, WARNING
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun

@@ -142,8 +142,18 @@ def test_the_dashboard_ships_as_a_labelled_configmap_of_its_own() -> None:
 def test_the_podmonitor_scrapes_every_controller_pod_on_its_metrics_port() -> None:
     path = REPO / "config" / "monitoring" / "prometheus-operator" / "podmonitor.yaml"
     monitor = yaml.safe_load(path.read_text())
-    selector = monitor["spec"]["selector"]["matchLabels"]
+    selector = monitor["spec"]["selector"]
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+
+    def selected(labels: dict[str, str]) -> bool:
+        if not selector["matchLabels"].items() <= labels.items():
+            return False
+        for expression in selector.get("matchExpressions", []):
+            assert expression["operator"] == "In"
+            if labels.get(expression["key"]) not in expression["values"]:
+                return False
+        return True
+
     pods = []
     for manifest in sorted((REPO / "config").rglob("*.yaml")):
         for doc in yaml.safe_load_all(manifest.read_text()):
@@ -151,9 +161,12 @@ def test_the_podmonitor_scrapes_every_controller_pod_on_its_metrics_port() -> No
                 pods.append((manifest, doc["spec"]["template"]))
     assert len(pods) >= 5
     for manifest, pod in pods:
-        labels = pod["metadata"]["labels"]
-        assert selector.items() <= labels.items(), manifest
-        ports = {
-            p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]
-        }
-        assert str(ports[endpoint["port"]]) == pod["metadata"]["annotations"]["prometheus.io/port"]
+        annotations = pod["metadata"].get("annotations") or {}
+        # Exactly the pods that say they serve metrics are scraped, on that port.
+        scraped = annotations.get("prometheus.io/scrape") == "true"
+        assert selected(pod["metadata"]["labels"]) == scraped, manifest
+        if scraped:
+            ports = {
+                p["name"]: p["containerPort"] for c in pod["spec"]["containers"] for p in c["ports"]
+            }
+            assert str(ports[endpoint["port"]]) == annotations["prometheus.io/port"]
