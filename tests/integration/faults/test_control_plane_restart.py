@@ -85,7 +85,9 @@ def test_a_restart_during_a_reconcile_is_survived_and_drift_is_healed_again_with
     apply(
         plane,
         builders.git_repository(NAMESPACE, name, git_http_server.url(repo.name), interval="1h"),
-        builders.kustomization(NAMESPACE, name, name, "./deploy", interval="1h"),
+        builders.kustomization(
+            NAMESPACE, name, name, "./deploy", targetNamespace=NAMESPACE, interval="1h"
+        ),
     )
     wait_for_kustomization(plane, NAMESPACE, name, applied(first), timeout=90)
     pid = plane_controllers.process.pid
