@@ -1,10 +1,11 @@
-"""The long fault variants CI does not run: a 5-minute Slack outage (CI runs 30 s).
+"""The long fault variants CI does not run: a 5-minute Slack outage (CI: 30 s) and a
+kill -9 in the middle of applying 2,000 objects (CI: 400).
 
 It runs the fault tests themselves (tests/integration/faults/) with the longer
 setting, on a control plane of their own, collects the ``FIGURE name=value`` lines they
 report (through ``HEADWATER_FIGURES``) and writes them as bench/reports/faults.{json,md}:
 
-    .venv/bin/python -m bench.faults [--outage 300] [--out bench/reports]
+    .venv/bin/python -m bench.faults [--outage 300] [--objects 2000] [--out bench/reports]
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SELECT = ["-k", "outage", "tests/integration/faults/test_notification_faults.py"]
+SELECT = [
+    "-k",
+    "outage or kill_9",
+    "tests/integration/faults/test_notification_faults.py",
+    "tests/integration/faults/test_controller_kill.py",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=300.0, help="seconds Slack is down")
+    parser.add_argument("--objects", type=int, default=2000, help="objects applied when killed")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "reports")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hw-faults-bench-") as tmp:
@@ -32,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **os.environ,
             "HEADWATER_FAULT_OUTAGE_SECONDS": f"{args.outage:g}",
+            "HEADWATER_FAULT_KILL_OBJECTS": str(args.objects),
             "HEADWATER_FIGURES": str(figures_file),
         }
         started = time.monotonic()
@@ -50,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "faults",
         "outage_seconds": args.outage,
+        "kill_objects": args.objects,
         "passed": proc.returncode == 0,
         "seconds": round(took, 1),
         "figures": {f["name"]: f["value"] for f in figures},
@@ -57,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faults.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [
-        f"# Faults, long variants (Slack down {args.outage:g} s)",
+        f"# Faults, long variants (Slack down {args.outage:g} s, kill -9 of {args.objects})",
         "",
         f"Tests {'passed' if report['passed'] else 'FAILED'} in {took:.0f} s.",
         "",
