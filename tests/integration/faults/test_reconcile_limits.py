@@ -113,6 +113,7 @@ def test_health_past_the_timeout_and_1000_failing_objects_end_bounded_and_clear(
     message = condition(many, "Ready")["message"]  # type: ignore[index]
     figure(f"health_{FAILING}_failing_message_chars", len(message))
     assert message.startswith("timeout waiting for: ["), message[:200]
+    assert len(message) < 32768  # the CRDs' maxLength of a condition message
     assert "claim-0000" in message
     # The status was written whole, and the inventory names all of them.
     assert len(many["status"]["inventory"]["entries"]) == FAILING
