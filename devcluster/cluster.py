@@ -181,7 +181,10 @@ class DevCluster:
         self.logs_dir = workdir / "logs"
         self.kubeconfig = workdir / "kubeconfig"
         self.api_port = 0
+        self.etcd_port = 0
         self._processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # How each component was started, so one can be stopped and started again.
+        self._argv: dict[str, list[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -226,6 +229,49 @@ class DevCluster:
             ],
         )
 
+    # -- faults ------------------------------------------------------------------
+
+    def stop_component(self, name: str) -> None:
+        """Stop one component (e.g. "kube-apiserver" or "etcd"), as a crash or an upgrade would.
+
+        Its state (etcd's data, the certificates) stays, so `start_component` brings it
+        back on the same ports.
+        """
+        index = self._index(name)
+        _, process = self._processes.pop(index)
+        stop_process_group(process.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)
+
+    def start_component(self, name: str, timeout: float = 120.0) -> None:
+        """Start a component `stop_component` stopped, with the arguments it had; wait for it."""
+        if any(running == name for running, _ in self._processes):
+            raise ClusterError(f"{name} is already running")
+        argv = self._argv.get(name)
+        if argv is None:
+            raise ClusterError(f"{name} was never started")
+        self._spawn(name, argv)
+        # Back in start order, so stop() still stops writers before the API server.
+        order = list(self._argv)
+        self._processes.sort(key=lambda entry: order.index(entry[0]))
+        deadline = time.monotonic() + timeout
+        if name == "etcd":
+            self._wait_for_tcp(self.etcd_port, deadline, "etcd")
+        elif name == "kube-apiserver":
+            self._wait_for_apiserver(deadline)
+
+    def restart_component(self, name: str, downtime: float = 0.0) -> None:
+        """Stop a component, leave it down `downtime` seconds, start it again."""
+        self.stop_component(name)
+        time.sleep(downtime)
+        self.start_component(name)
+
+    def _index(self, name: str) -> int:
+        for index, (running, _) in enumerate(self._processes):
+            if running == name:
+                return index
+        raise ClusterError(f"{name} is not running")
+
     # -- helpers for callers -----------------------------------------------------
 
     def kubectl(
@@ -241,6 +287,7 @@ class DevCluster:
         return self.logs_dir / f"{name}.log"
 
     def _spawn(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
+        self._argv[name] = list(argv)
         log_file = self._log_path(name).open("ab")
         try:
             process = subprocess.Popen(
@@ -321,6 +368,7 @@ class DevCluster:
 
     def _start_etcd(self) -> int:
         client_port, peer_port = free_port(), free_port()
+        self.etcd_port = client_port
         client_url = f"http://127.0.0.1:{client_port}"
         peer_url = f"http://127.0.0.1:{peer_port}"
         self._spawn(

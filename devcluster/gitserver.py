@@ -262,6 +262,14 @@ class GitHttpServer:
         with self._config.lock:
             self._config.requests.clear()
 
+    def set_credentials(
+        self, *, basic: tuple[str, str] | None = None, bearer: str | None = None
+    ) -> None:
+        """Change what the server accepts while it runs (credentials rotated or revoked)."""
+        with self._config.lock:
+            self.basic = self._config.basic = basic
+            self.bearer = self._config.bearer = bearer
+
     def url(self, repo: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/{repo}.git"
 

@@ -22,7 +22,7 @@ from kubernetes import client, config
 import devcluster
 from controllers.toolkit.runtime.selectors import SHARD_KEY
 from devcluster import build
-from tests.support.cluster import TestCluster
+from tests.support.cluster import TestCluster, install_crds
 from tests.support.controllers import RunningControllers, run_controllers
 
 # Stand-in chat and provider servers, real git servers, repositories and keys, OCI
@@ -36,9 +36,6 @@ pytest_plugins = [
     "tests.support.tokenregistry",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CRDS_DIR = REPO_ROOT / "crds"
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -46,13 +43,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("HEADWATER_TEST_KUBECONFIG"),
         help="use the cluster behind this kubeconfig instead of starting one",
     )
-
-
-def _install_crds(cluster: TestCluster) -> None:
-    if not any(CRDS_DIR.glob("*.yaml")):
-        return
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 @pytest.fixture(scope="session")
@@ -63,14 +53,14 @@ def cluster(
     if existing:
         kubectl_bin = build.control_plane_dir() / "kubectl"
         handle = TestCluster(Path(existing), kubectl_bin)
-        _install_crds(handle)
+        install_crds(handle)
         yield handle
         return
     dev = devcluster.provision(tmp_path_factory.mktemp("devcluster"))
     dev.start()
     try:
         handle = TestCluster(dev.kubeconfig, dev.bin_dir / "kubectl")
-        _install_crds(handle)
+        install_crds(handle)
         yield handle
     finally:
         dev.stop()

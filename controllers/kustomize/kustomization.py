@@ -416,6 +416,7 @@ class KustomizationReconciler:
             force=ctx.spec.force,
             wait_timeout=ctx.spec.timeout,
             ignore=ctx.spec.ignore,
+            before_write=lambda entries: self._record_pending(ctx, entries),
         )
         try:
             changeset = await self.apply_all(ctx.client, ctx.built.objects, options)
@@ -431,6 +432,23 @@ class KustomizationReconciler:
         )
         await self._report_changes(ctx, changeset, drift=ctx.applied_before and not ctx.rebuilt)
         return changeset
+
+    async def _record_pending(self, ctx: ApplyContext, pending: Inventory) -> None:
+        """Before the first write, put what is about to be applied in the inventory.
+
+        The inventory is otherwise recorded once the apply is done; a controller
+        killed half way would leave objects it created that no inventory names, and
+        if git then drops them nothing ever prunes them. Written now (the old
+        inventory plus the new objects), they are pruned by the next reconcile
+        like any stale entry; only objects that carry this Kustomization's owner
+        labels are ever deleted, so naming one not applied yet is harmless.
+        """
+        run = ctx.run
+        old = Inventory.from_status(run.status.get("inventory"))
+        if all(entry in old for entry in pending):
+            return
+        run.status = dict(run.status, inventory=old.merge(pending).to_status())
+        await run.patcher.patch(run.status)
 
     async def _prune(self, ctx: ApplyContext, changeset: ssa.ChangeSet) -> None:
         """Delete what left the build (with spec.prune) and record the inventory.

@@ -3,7 +3,8 @@
 The intake only enqueues (`submit`); a small pool of workers matches each
 event against the Alerts in memory and starts one delivery task per
 matching Alert. A delivery sends to its Provider with the Provider's
-timeout and retries with exponential backoff (Flux: 4 retries, 2s to 30s);
+timeout and retries with exponential backoff (Flux: 4 retries, 2s to 30s, or
+the server's Retry-After, at most 60s);
 after the last failure it records a Warning `NotificationDispatchFailed` on
 the Alert, naming the provider and the error with every secret value masked.
 
@@ -66,13 +67,21 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """`retries` more attempts after the first, waiting min_delay * 2^n, at most max_delay."""
+    """`retries` more attempts after the first, waiting min_delay * 2^n, at most max_delay.
+
+    A server that says when to come back (`Retry-After` on a 429 or 503) is
+    waited for instead, as go-retryablehttp (Flux's client) does, but never
+    longer than `max_retry_after`: every wait is bounded.
+    """
 
     retries: int = 4
     min_delay: float = 2.0
     max_delay: float = 30.0
+    max_retry_after: float = 60.0
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        if retry_after is not None:
+            return float(min(self.max_retry_after, max(0.0, retry_after)))
         return float(min(self.max_delay, self.min_delay * (2**attempt)))
 
 
@@ -325,12 +334,13 @@ class Dispatcher:
         error = "no attempt made"
         for attempt in range(self.retry.retries + 1):
             retryable = True
+            retry_after: float | None = None
             try:
                 async with lane.slots:
                     await asyncio.wait_for(delivery.sender.send(delivery.event), deadline)
                 return None
             except DeliveryError as exc:
-                error, retryable = exc.message, exc.retryable
+                error, retryable, retry_after = exc.message, exc.retryable, exc.retry_after
             except TimeoutError:
                 error = f"timed out after {config.timeout:g}s"
             except Exception as exc:
@@ -346,7 +356,7 @@ class Dispatcher:
                     "error": mask(error, config.secret_values()),
                 },
             )
-            await self._sleep(self.retry.delay(attempt))
+            await self._sleep(self.retry.delay(attempt, retry_after))
         return error
 
     async def _failed(self, alert: Mapping[str, Any], message: str) -> None:

@@ -87,6 +87,7 @@ class StandInServer:
         self._lock = threading.Lock()
         self._fail_status: int | None = None
         self._fail_left: int | None = None
+        self._fail_headers: dict[str, str] = {}
         self._hanging = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -142,9 +143,13 @@ class StandInServer:
 
     # -- failure modes -----------------------------------------------------------------
 
-    def fail(self, status: int = 500, times: int | None = None) -> None:
+    def fail(
+        self, status: int = 500, times: int | None = None, *, retry_after: str | None = None
+    ) -> None:
+        """Answer `status` (`times` times, or until `recover`), with `Retry-After` if given."""
         with self._lock:
             self._fail_status, self._fail_left = status, times
+            self._fail_headers = {"Retry-After": retry_after} if retry_after is not None else {}
 
     def hang(self) -> None:
         with self._lock:
@@ -205,6 +210,7 @@ class StandInServer:
             self.received.append(entry)
             hanging = self._hanging
             status = self._fail_status
+            fail_headers = dict(self._fail_headers)
             if status is not None and self._fail_left is not None:
                 self._fail_left -= 1
                 if self._fail_left <= 0:
@@ -215,7 +221,9 @@ class StandInServer:
             return web.Response(status=503, text="released\n")
         if status is not None:
             entry.status = status
-            return web.Response(status=status, text="stand-in failure on demand\n")
+            return web.Response(
+                status=status, text="stand-in failure on demand\n", headers=fail_headers
+            )
         request[ENTRY_KEY] = entry
         response: web.StreamResponse = await handler(request)
         entry.status = response.status

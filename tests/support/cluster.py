@@ -17,6 +17,8 @@ from devcluster.cluster import run_kubectl
 
 T = TypeVar("T")
 
+CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+
 
 @dataclass
 class TestCluster:
@@ -31,6 +33,14 @@ class TestCluster:
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         return run_kubectl(self.kubectl_bin, self.kubeconfig, args, input=input, check=check)
+
+
+def install_crds(cluster: TestCluster) -> None:
+    """Install (or update) headwater's CRDs and wait until the API serves them."""
+    if not any(CRDS_DIR.glob("*.yaml")):
+        return
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
 def wait_for(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import ssl
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -21,12 +23,46 @@ COMMIT_STATUS_TYPES = frozenset({"github"})
 
 
 class DeliveryError(Exception):
-    """Sending failed. `retryable` is False when trying again cannot help (4xx, bad config)."""
+    """Sending failed. `retryable` is False when trying again cannot help (4xx, bad config).
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    `retry_after` is the wait in seconds the server asked for (a 429's or 503's
+    `Retry-After`), None when it asked for none.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a `Retry-After` header (delay-seconds or an HTTP date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def retry_after_of(status: int, headers: Mapping[str, str] | None) -> float | None:
+    """The server's `Retry-After`, taken (as go-retryablehttp, Flux's client, does) on 429/503."""
+    if status not in (429, 503) or not headers:
+        return None
+    # Header names as the client library kept them: any case.
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            return parse_retry_after(str(value))
+    return None
 
 
 class ProviderConfigError(DeliveryError):

@@ -15,6 +15,7 @@ from controllers.notification.providers.base import (
     MAX_ERROR_BODY,
     DeliveryError,
     ProviderConfig,
+    retry_after_of,
     shown_address,
 )
 
@@ -92,6 +93,7 @@ async def request(
             # Bounded read: an answer is only ever used for errors and small JSON.
             data = await response.content.read(MAX_RESPONSE)
             status = response.status
+            retry_after = retry_after_of(status, response.headers)
     except TimeoutError:
         raise DeliveryError(f"{method} {where} timed out after {config.timeout:g}s") from None
     except aiohttp.ClientError as exc:
@@ -101,6 +103,7 @@ async def request(
         raise DeliveryError(
             f"{method} {where} failed: HTTP {status}" + (f": {text}" if text else ""),
             retryable=status >= 500 or status in RETRYABLE_STATUSES,
+            retry_after=retry_after,
         )
     return HttpResponse(status=status, body=data)
 

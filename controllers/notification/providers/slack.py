@@ -32,6 +32,7 @@ from controllers.notification.providers.base import (
     ProviderConfig,
     ProviderConfigError,
     object_name,
+    retry_after_of,
     shown_address,
     sorted_fields,
 )
@@ -145,6 +146,9 @@ class SlackSender:
                 raise DeliveryError(
                     f"Slack {WEB_API_METHOD} at {where} failed: " + (error or f"HTTP {status}"),
                     retryable=error in RETRYABLE_API_ERRORS or status >= 500 or status == 429,
+                    retry_after=retry_after_of(
+                        status, exc.response.headers if exc.response else None
+                    ),
                 ) from None
             except (SlackRequestError, OSError) as exc:
                 raise DeliveryError(f"Slack {WEB_API_METHOD} at {where} failed: {exc}") from None
@@ -183,6 +187,7 @@ class SlackSender:
                 f"Slack webhook at {where} failed: HTTP {response.status_code}"
                 + (f": {text}" if text else ""),
                 retryable=response.status_code >= 500 or response.status_code == 429,
+                retry_after=retry_after_of(response.status_code, response.headers),
             )
 
 

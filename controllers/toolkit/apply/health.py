@@ -405,11 +405,12 @@ class HealthResult:
     @property
     def message(self) -> str:
         """Flux-style summary naming each object that is not ready and why."""
-        listed = ", ".join(
+        items = [
             f"{object_id.subject} status: '{status.status}'"
             + (f": {status.message}" if status.message else "")
             for object_id, status in self.not_ready
-        )
+        ]
+        listed = _bounded_list(items)
         if self.outcome is HealthOutcome.HEALTHY:
             return f"all {len(self.statuses)} objects are healthy"
         if self.outcome is HealthOutcome.FAILED:
@@ -417,6 +418,23 @@ class HealthResult:
         if self.outcome is HealthOutcome.TIMEOUT:
             return f"timeout waiting for: [{listed}]"
         return f"health check canceled: [{listed}]"
+
+
+# A condition message may hold 32768 characters (the CRDs' maxLength); a status
+# patch over it is refused whole. The list of objects stops well before.
+MAX_LISTED_CHARS = 16384
+
+
+def _bounded_list(items: Sequence[str], limit: int = MAX_LISTED_CHARS) -> str:
+    """`items` joined by ", ", cut after `limit` characters with how many were left out."""
+    shown: list[str] = []
+    size = 0
+    for index, item in enumerate(items):
+        if shown and size + len(item) + 2 > limit:
+            return ", ".join(shown) + f", ... and {len(items) - index} more"
+        shown.append(item)
+        size += len(item) + 2
+    return ", ".join(shown)
 
 
 def jobs_with_ttl(objects: Sequence[Mapping[str, Any]]) -> frozenset[ObjectId]:

@@ -35,7 +35,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -138,6 +138,9 @@ class ApplyOptions:
     dry_run: bool = False
     # Paths left out of drift detection and kept at their live value (see ignore.py).
     ignore: tuple[ignoring.IgnoreRule, ...] = ()
+    # Called with every object's entry once all are checked, before the first write:
+    # the owner records them, so a crash mid-apply leaves no object it does not know.
+    before_write: Callable[[Inventory], Awaitable[None]] | None = None
 
     def annotation(self, name: str) -> str:
         return f"{self.owner_group}/{name}"
@@ -963,6 +966,8 @@ async def apply_all(
     the stages applied before the failure (those objects stay applied).
     """
     items = await _resolve(client, objects, options)
+    if options.before_write is not None and not options.dry_run:
+        await options.before_write(Inventory(InventoryEntry.of(item.desired) for item in items))
     stages: list[list[_Item]] = [[], [], []]
     for item in items:
         stages[stage_of(item.desired)].append(item)

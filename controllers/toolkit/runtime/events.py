@@ -288,6 +288,10 @@ HTTP_SINK_TIMEOUT = 5.0
 _SEVERITY: dict[str, str] = {NORMAL: "info", WARNING: "error"}
 
 
+# Posts waiting for the notification controller at once; more are dropped (and logged).
+HTTP_SINK_MAX_IN_FLIGHT = 256
+
+
 class HttpEventSink:
     """POSTs each event as Flux's event JSON to the notification controller.
 
@@ -295,11 +299,31 @@ class HttpEventSink:
     retry (the Kubernetes Event is the durable record), and a failure is
     logged without the body. Only Normal and Warning events are posted: Flux
     never forwards its Trace events, and this sink drops any other type.
+
+    `emit` never waits for the notification controller: the POST runs as a
+    task of its own, so a reconcile that records an event is not held up by
+    an intake that is down or stalls (each would otherwise cost it up to
+    `timeout` per event). At most `max_in_flight` posts wait at once; beyond
+    that an event is dropped with a log line, so a dead intake cannot make
+    memory grow. `drain` waits for the posts under way.
     """
 
-    def __init__(self, url: str, *, timeout: float = HTTP_SINK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = HTTP_SINK_TIMEOUT,
+        max_in_flight: int = HTTP_SINK_MAX_IN_FLIGHT,
+    ) -> None:
         self.url = url
         self.timeout = timeout
+        self.max_in_flight = max_in_flight
+        self.dropped = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
 
     @staticmethod
     def payload(event: Event) -> dict[str, Any] | None:
@@ -326,6 +350,24 @@ class HttpEventSink:
         body = self.payload(event)
         if body is None:
             return
+        if len(self._in_flight) >= self.max_in_flight:
+            self.dropped += 1
+            log.warning(
+                "posting event dropped: %d posts already wait for the notification controller",
+                len(self._in_flight),
+                extra={"k8s_ref": _ref_fields(event.involved_object), "reason": event.reason},
+            )
+            return
+        task = asyncio.create_task(self._post(event, body), name="post event")
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def drain(self) -> None:
+        """Wait until every post under way has ended."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
+
+    async def _post(self, event: Event, body: dict[str, Any]) -> None:
         ref = event.involved_object
         try:
             # A session per event: events are rare, and a session tied to
@@ -350,6 +392,8 @@ class HttpEventSink:
                 str(exc) or type(exc).__name__,
                 extra={"k8s_ref": _ref_fields(ref), "reason": event.reason},
             )
+        except Exception:
+            log.exception("posting event crashed", extra={"k8s_ref": _ref_fields(ref)})
 
 
 def _ref_fields(ref: ObjectReference) -> dict[str, str]:

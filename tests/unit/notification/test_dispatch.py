@@ -129,6 +129,29 @@ async def test_retries_back_off_then_a_warning_names_the_provider_and_error() ->
     assert "t0ps3cret" not in failed.message
 
 
+async def test_a_429_is_retried_after_what_retry_after_says_at_most_a_minute(
+    slack_server: SlackServer,
+) -> None:
+    slack_server.fail(429, retry_after="7")
+    harness = Harness()
+    harness.add(provider("slack", "slack", slack_server.webhook_url), alert("all", "slack"))
+    await harness.dispatcher.handle(flux_event())
+    await harness.dispatcher.drain()
+    assert [r.status for r in slack_server.requests()] == [429] * 5
+    assert harness.sleeps == [7.0, 7.0, 7.0, 7.0]
+    [failed] = harness.warnings("NotificationDispatchFailed")
+    assert "HTTP 429" in failed.message
+
+    with WebhookServer() as server:
+        server.fail(429, retry_after="3600")
+        harness = Harness()
+        harness.add(provider("hook", "generic", server.url), alert("all", "hook"))
+        await harness.dispatcher.handle(flux_event())
+        await harness.dispatcher.drain()
+    assert harness.sleeps == [60.0] * 4  # bounded, whatever the server asks
+    slack_server.recover()
+
+
 async def test_a_refusal_is_not_retried() -> None:
     with WebhookServer() as server:
         server.fail(400)

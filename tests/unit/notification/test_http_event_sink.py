@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 import kubernetes.client
 
@@ -63,11 +64,14 @@ def test_the_payload_is_fluxs_event_and_the_intake_accepts_it() -> None:
 
 
 async def test_events_are_posted(webhook_server: WebhookServer) -> None:
-    await HttpEventSink(webhook_server.url + "/").emit(recorded())
+    sink = HttpEventSink(webhook_server.url + "/")
+    await sink.emit(recorded())
+    await sink.drain()
     [request] = webhook_server.requests()
     assert request.headers["Content-Type"] == "application/json"
     assert request.json()["reason"] == "NewArtifact"
-    await HttpEventSink(webhook_server.url + "/").emit(recorded("Trace"))
+    await sink.emit(recorded("Trace"))
+    await sink.drain()
     assert len(webhook_server.requests()) == 1
 
 
@@ -75,11 +79,32 @@ async def test_a_failing_or_slow_intake_never_raises(webhook_server: WebhookServ
     sink = HttpEventSink(webhook_server.url + "/", timeout=0.3)
     webhook_server.fail(500)
     await sink.emit(recorded())
+    await sink.drain()
     webhook_server.recover()
     webhook_server.hang()
     await sink.emit(recorded())
+    await sink.drain()
     webhook_server.recover()
-    await HttpEventSink("http://127.0.0.1:9/").emit(recorded())  # nothing listens there
+    down = HttpEventSink("http://127.0.0.1:9/")  # nothing listens there
+    await down.emit(recorded())
+    await down.drain()
+
+
+async def test_a_stalled_intake_holds_up_no_emitter_and_in_flight_posts_are_bounded(
+    webhook_server: WebhookServer,
+) -> None:
+    sink = HttpEventSink(webhook_server.url + "/", timeout=5, max_in_flight=3)
+    webhook_server.hang()
+    started = time.monotonic()
+    for _ in range(5):
+        await sink.emit(recorded())
+    # Five events recorded in far less than one post's timeout: nobody waited.
+    assert time.monotonic() - started < 1
+    assert sink.in_flight == 3
+    assert sink.dropped == 2
+    webhook_server.recover()
+    await sink.drain()
+    assert sink.in_flight == 0
 
 
 def test_every_controller_but_notification_posts_its_events() -> None:

@@ -6,10 +6,12 @@ from typing import Any
 import pytest
 
 from controllers.toolkit.apply.health import (
+    MAX_LISTED_CHARS,
     HealthOutcome,
     HealthResult,
     ObjectStatus,
     Status,
+    _bounded_list,
     compute_status,
     jobs_with_ttl,
 )
@@ -407,3 +409,14 @@ def test_health_result_message_names_objects_not_ready() -> None:
         failed.message
         == "failed early due to stalled resources: [Deployment/ns/web status: 'Failed': x]"
     )
+
+
+def test_a_message_about_thousands_of_objects_stays_within_a_condition_message() -> None:
+    items = [f"PersistentVolumeClaim/ns/claim-{i:04d} status: 'InProgress'" for i in range(1000)]
+    text = _bounded_list(items)
+    assert len(text) < MAX_LISTED_CHARS + 40 < 32768
+    assert text.startswith(items[0])
+    assert text.endswith(" more")
+    shown = text.count("status: 'InProgress'")
+    assert text.endswith(f", ... and {1000 - shown} more")
+    assert _bounded_list(items[:3]) == ", ".join(items[:3])
