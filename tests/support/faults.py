@@ -5,7 +5,7 @@
   refusing connections (`down`: nothing listens), accepting and then never answering
   (`stall`), answering every HTTP request with a status of its choice (`answer`), and
   passing HTTP answers on with a byte of each body flipped (`corrupt`).
-- `figure(name, value)`: prints ``FIGURE name=value`` (what docs/reliability-faults.md is
+- `figure(name, value)`: prints ``FIGURE name=value`` (what docs/reliability.md (Faults) is
   written from) and appends it to the file `HEADWATER_FIGURES` names, when set.
 - `rss_kib(pid)`: the resident memory of a process and its children, from /proc.
 - `shard(namespace)`: labels and environment for a controller instance of its own that
