@@ -37,7 +37,7 @@ FROM ${PYTHON_IMAGE}
 # remotes, gpg for spec.verify. Not pinned to an exact Debian revision: bookworm's
 # security updates replace the old one on the mirror, and a pin would stop the build.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client gpg ca-certificates \
+ && apt-get install -y --no-install-recommends libstdc++6 git openssh-client gpg ca-certificates \
  && rm -rf /var/lib/apt/lists/* /var/log/* \
  && echo "headwater:x:65532:65532:headwater:/tmp:/usr/sbin/nologin" >> /etc/passwd \
  && echo "headwater:x:65532:" >> /etc/group

@@ -55,7 +55,16 @@ SECURITY_MIRROR = os.environ.get(
 )
 # What the controllers run besides Python: git (and ssh for ssh:// remotes, gpg
 # for spec.verify), CA certificates for https remotes and registries.
-PACKAGES = ("python3", "python3-venv", "git", "openssh-client", "gpg", "ca-certificates")
+# libstdc++6: google-re2's extension (pathspec's fast backend, imported by the CLI) links it.
+PACKAGES = (
+    "python3",
+    "python3-venv",
+    "libstdc++6",
+    "git",
+    "openssh-client",
+    "gpg",
+    "ca-certificates",
+)
 # Documentation nobody reads in a container (the licenses stay).
 EXCLUDED_PATHS = (
     "/usr/share/doc/*",

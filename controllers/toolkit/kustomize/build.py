@@ -190,7 +190,7 @@ def _copy_into(tree: Path, copy_root: Path, rel: str) -> bool:
     target = copy_root / rel if rel else copy_root
     try:
         st = source.lstat()
-    except OSError:
+    except (OSError, ValueError):
         return False
     if stat.S_ISDIR(st.st_mode):
         target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -403,8 +403,17 @@ def check_references(root: Path, start: Path, *, allow_remote: bool = False) -> 
             if resolved is None:
                 raise BuildError(f"'{shown}': {field} entry '{entry}' {_refusal(entry)}")
             target = root / resolved if resolved else root
-            if names_directory and target.is_dir() and not target.is_symlink():
+            if names_directory and _is_real_directory(target):
                 queue.append(resolved)
+
+
+def _is_real_directory(path: Path) -> bool:
+    """A directory, not a link to one; False for what cannot be looked up (e.g. a name too
+    long for the filesystem: kustomize then says what is wrong with it)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _refusal(entry: str) -> str:

@@ -92,7 +92,7 @@ def test_down_stalled_500_and_revoked_credentials_keep_the_last_artifact_and_rec
         good = get_object(cluster, namespace, "gitrepository", "app")["status"]["artifact"]
         before = get_object(cluster, namespace, "configmap", "app")["metadata"]["resourceVersion"]
 
-        def broken(what: str, reason: str, text: str) -> None:
+        def broken(what: str, reason: str, *texts: str) -> None:
             # A new commit the controller cannot fetch while the server is broken.
             obj = wait_for_object(
                 cluster,
@@ -105,7 +105,7 @@ def test_down_stalled_500_and_revoked_credentials_keep_the_last_artifact_and_rec
             )
             message = condition(obj, "Ready")["message"]  # type: ignore[index]
             assert url in message, message
-            assert text in message, message
+            assert any(text in message for text in texts), message
             assert HTTP_PASSWORD not in message
             # The last good artifact is still the one advertised, and it is served.
             assert obj["status"]["artifact"] == good
@@ -142,7 +142,9 @@ def test_down_stalled_500_and_revoked_credentials_keep_the_last_artifact_and_rec
         # Stalled: the server accepts and never answers; spec.timeout ends each attempt.
         broke = time.monotonic()
         gate.stall()
-        broken("stalled", "GitOperationFailed", "too slow")
+        # git's own low-speed limit, or the bound on the whole git command, whichever ends
+        # it first on this machine.
+        broken("stalled", "GitOperationFailed", "too slow", "timed out after")
         gate.pass_through()
         recovers("stalled", first)
 
