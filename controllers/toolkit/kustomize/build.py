@@ -261,14 +261,14 @@ def _file_references(kustomization: Mapping[str, Any]) -> Iterator[tuple[str, st
         for entry in _strings(kustomization.get(key)):
             yield key, entry
     for key in _PATH_ITEM_FIELDS:
-        for item in kustomization.get(key) or []:
+        for item in _items(kustomization.get(key)):
             if isinstance(item, Mapping) and isinstance(item.get("path"), str):
                 yield f"{key}.path", item["path"]
     openapi = kustomization.get("openapi")
     if isinstance(openapi, Mapping) and isinstance(openapi.get("path"), str):
         yield "openapi.path", openapi["path"]
     for key in _GENERATOR_FIELDS:
-        for generator in kustomization.get(key) or []:
+        for generator in _items(kustomization.get(key)):
             if not isinstance(generator, Mapping):
                 continue
             for entry in _strings(generator.get("files")):
@@ -276,6 +276,11 @@ def _file_references(kustomization: Mapping[str, Any]) -> Iterator[tuple[str, st
                 yield f"{key}.files", entry.split("=", 1)[-1]
             for entry in [*_strings(generator.get("envs")), *_strings(generator.get("env"))]:
                 yield f"{key}.envs", entry
+
+
+def _items(value: Any) -> list[Any]:
+    """The entries of a list field; nothing for any other value (kustomize names it)."""
+    return value if isinstance(value, list) else []
 
 
 def _inline(entry: str) -> bool:

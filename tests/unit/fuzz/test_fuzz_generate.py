@@ -119,6 +119,7 @@ def _snapshot(root: Path) -> set[str]:
 @example(spec={"components": ["c"]}, kustomization={"components": {"a": 1}}, manifest=False)
 @example(spec={"targetNamespace": "x"}, kustomization={"resources": ["../../etc"]}, manifest=False)
 @example(spec={}, kustomization={"resources": "x" * 300}, manifest=False)  # name too long
+@example(spec={}, kustomization={"configMapGenerator": 1}, manifest=False)
 def test_generation_writes_inside_the_copy_or_names_the_problem(
     spec: dict[str, Any], kustomization: dict[str, Any] | None, manifest: bool
 ) -> None:
