@@ -6,7 +6,9 @@ Flux's helm-controller decides the same way, from the same facts:
   process that died mid-way, e.g. with its controller): unlock it;
 - a release that is not deployed (failed), or deployed by someone else (its
   revision is not the one this controller last wrote), or deployed with
-  another chart version or other values: upgrade;
+  another chart version, other values or, for a chart from an OCIRepository,
+  another artifact digest (a tag pushed again; Flux tracks it in the chart
+  version's build metadata): upgrade;
 - deployed as desired but not yet tested while tests are enabled: test;
 - deployed as desired: nothing, and no helm process at all.
 
@@ -36,6 +38,8 @@ class Desired:
     chart_name: str
     chart_version: str
     config_digest: str
+    # The chart's OCI manifest digest when it comes from an OCIRepository, else "".
+    oci_digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Snapshot:
     chart_version: str
     config_digest: str
     tested: bool
+    oci_digest: str = ""
 
     @classmethod
     def latest_of(cls, status: Mapping[str, Any]) -> Snapshot | None:
@@ -63,6 +68,7 @@ class Snapshot:
             config_digest=str(entry.get("configDigest") or ""),
             # Present (even empty: a chart without test hooks) once tests ran.
             tested="testHooks" in entry,
+            oci_digest=str(entry.get("ociDigest") or ""),
         )
 
     def matches(self, desired: Desired) -> bool:
@@ -70,6 +76,7 @@ class Snapshot:
             self.chart_name == desired.chart_name
             and self.chart_version == desired.chart_version
             and self.config_digest == desired.config_digest
+            and self.oci_digest == desired.oci_digest
         )
 
 

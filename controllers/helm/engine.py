@@ -75,6 +75,8 @@ class ReleaseInputs:
     values: Mapping[str, Any]
     digest: str
     crds: Sequence[str] = field(default_factory=list)
+    # The chart's OCI manifest digest (chartRef to an OCIRepository), else "".
+    oci_digest: str = ""
 
     as_user: str | None = None
     # A remote cluster (kubeConfig.secretRef): helm's kubeconfig file and an API client.
@@ -89,7 +91,7 @@ class ReleaseInputs:
 
     @property
     def desired(self) -> Desired:
-        return Desired(self.metadata.name, self.metadata.version, self.digest)
+        return Desired(self.metadata.name, self.metadata.version, self.digest, self.oci_digest)
 
 
 def _release(ref: ReleaseRef, version: int | None) -> str:
@@ -112,8 +114,9 @@ def history_snapshots(
 ) -> list[dict[str, Any]]:
     """`status.history` from helm's history: newest first, at most HISTORY_SNAPSHOTS.
 
-    What helm's history does not say (the values digest, test hooks) comes
-    from the snapshots already in status or from what this reconcile made.
+    What helm's history does not say (the values digest, test hooks, the chart's
+    OCI digest) comes from the snapshots already in status or from what this
+    reconcile made.
     """
     known = {int(s.get("version") or 0): s for s in previous if isinstance(s, Mapping)}
     first = revisions[0].updated if revisions else ""
@@ -136,7 +139,7 @@ def history_snapshots(
         if revision.app_version:
             snapshot["appVersion"] = revision.app_version
         extra = made.get(revision.version) or known.get(revision.version) or {}
-        for key in ("configDigest", "testHooks"):
+        for key in ("configDigest", "testHooks", "ociDigest"):
             if key in extra:
                 snapshot[key] = extra[key]
         result.append(snapshot)
@@ -334,9 +337,11 @@ class Engine:
                 # Whatever denied the action may deny reading history too: report the action.
                 log.warning("release %s: history after a failure: %s", ref, history_error)
                 revisions = []
+            self._record_oci_digest(run, inputs, before, revisions)
             await self._after_failure(run, inputs, name, reason, message, before, revisions)
             return
         revisions = await self._refresh_history(run, inputs, {})
+        self._record_oci_digest(run, inputs, before, revisions)
         if spec.post_renderers_digest:
             run.status["observedPostRenderersDigest"] = spec.post_renderers_digest
         else:
@@ -357,6 +362,25 @@ class Engine:
         self._drop(run, TEST_SUCCESS)
         self._drop(run, REMEDIATED)
         run.notify(NORMAL, reason, message)
+
+    def _record_oci_digest(
+        self,
+        run: ReconcileRun,
+        inputs: ReleaseInputs,
+        before: StoredRevision | None,
+        revisions: Sequence[Revision],
+    ) -> None:
+        """The revision an install or upgrade just made (deployed or failed) carries the
+        chart's OCI digest, as Flux's `history[].ociDigest`; older ones keep theirs."""
+        newest = max(revisions, key=lambda r: r.version) if revisions else None
+        if newest is None or (before is not None and newest.version <= before.version):
+            return
+        for snapshot in run.status.get("history") or []:
+            if snapshot.get("version") == newest.version:
+                if inputs.oci_digest:
+                    snapshot["ociDigest"] = inputs.oci_digest
+                else:
+                    snapshot.pop("ociDigest", None)
 
     async def _after_failure(
         self,

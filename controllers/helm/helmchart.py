@@ -11,6 +11,7 @@ watch cache holds, so an unchanged release makes no API call here.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from controllers.helm.spec import HELM_CHART, OCI_REPOSITORY, ChartSource, HelmR
 from controllers.toolkit.artifacts import Artifact, ArtifactError
 from controllers.toolkit.runtime import conditions as cond
 from controllers.toolkit.runtime.reconciler import Object, ObjectRef
+from controllers.toolkit.semverrange import Version
 
 NAME_LABEL = "helm.toolkit.fluxcd.io/name"
 NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
@@ -50,6 +52,38 @@ def chart_artifact(source: ChartSource, helm_chart: Mapping[str, Any] | None) ->
         return Artifact.from_status(artifact)
     except ArtifactError as exc:
         raise ChartNotReady(f"{where} has an unusable artifact: {exc}") from None
+
+
+# Flux's event metadata key (under helm.toolkit.fluxcd.io/) for the chart's OCI digest.
+OCI_DIGEST_EVENT_KEY = "oci-digest"
+# Flux's Ready reason when an OCIRepository's revision does not fit the chart in it.
+CHART_MUTATE_ERROR = "ChartMutateError"
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{12,}$")
+
+
+class ChartRevisionError(ValueError):
+    """An OCIRepository's artifact revision that does not fit the chart it holds."""
+
+
+def oci_chart_digest(revision: str | None, chart_version: str) -> str:
+    """The manifest digest in an OCIRepository's artifact revision, checked as Flux does.
+
+    The revision is `<tag>@<algorithm>:<hex>` (the tag must be the chart's version,
+    with OCI's `_` for semver's `+`) or, for a digest reference, the digest alone.
+    """
+    text = revision or ""
+    tag, at, digest = text.rpartition("@")
+    if at:
+        tag_version = Version.parse(tag.replace("_", "+"))
+        if tag_version is None:
+            raise ChartRevisionError(f"failed parsing artifact revision {tag}")
+        if tag_version != Version.parse(chart_version):
+            raise ChartRevisionError(
+                f"artifact revision {tag} does not match chart version {chart_version}"
+            )
+    if not _DIGEST.match(digest):
+        raise ChartRevisionError(f"invalid artifact revision {text}")
+    return digest
 
 
 def _spec_differs(live: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:

@@ -34,7 +34,15 @@ from controllers.helm import values as release_values
 from controllers.helm.chart import ChartError, ChartMetadata, ChartStore, read_crds, read_metadata
 from controllers.helm.dependencies import dependency_not_ready
 from controllers.helm.engine import Engine, ReleaseInputs
-from controllers.helm.helmchart import ChartNotReady, HelmCharts, chart_artifact
+from controllers.helm.helmchart import (
+    CHART_MUTATE_ERROR,
+    OCI_DIGEST_EVENT_KEY,
+    ChartNotReady,
+    ChartRevisionError,
+    HelmCharts,
+    chart_artifact,
+    oci_chart_digest,
+)
 from controllers.helm.release import HelmError, ReleaseRef
 from controllers.toolkit.apply import ssa
 from controllers.toolkit.apply.inventory_watch import WatchedKind
@@ -147,16 +155,26 @@ class HelmReleaseReconciler:
             raise ReconcileError(INIT_FAILED, f"could not compose values: {exc}") from None
         digest = release_values.config_digest(composed)
 
-        revision, revision_digest = artifact.revision or metadata.version, artifact.digest
+        revision, oci_digest = artifact.revision or metadata.version, ""
         if source.kind == release_spec.OCI_REPOSITORY.kind:
-            # As Flux: the chart's version, and the manifest digest the OCIRepository pulled.
+            # As Flux: the chart's version, and the manifest digest the OCIRepository pulled
+            # (its revision is `<tag>@sha256:…` or a bare digest); it goes on the
+            # revisions this chart makes (history[].ociDigest) and on their events.
             revision = metadata.version
-            revision_digest = (artifact.revision or "").rpartition("@")[2] or artifact.digest
+            try:
+                oci_digest = oci_chart_digest(artifact.revision, metadata.version)
+            except ChartRevisionError as exc:
+                raise ReconcileError(CHART_MUTATE_ERROR, str(exc)) from None
+            run.event_metadata[OCI_DIGEST_EVENT_KEY] = oci_digest
         self._reset_counters(run, revision, digest)
         run.status["lastAttemptedConfigDigest"] = digest
         run.status["lastAttemptedValuesChecksum"] = release_values.values_checksum(composed)
         run.status["lastAttemptedGeneration"] = run.generation
-        run.status["lastAttemptedRevisionDigest"] = revision_digest
+        if oci_digest:
+            run.status["lastAttemptedRevisionDigest"] = oci_digest
+        else:
+            # Flux sets it only for a chart from an OCIRepository.
+            run.status.pop("lastAttemptedRevisionDigest", None)
         await run.progressing(f"Fetched revision: {metadata.version}", revision=revision)
         async with self._cluster(spec, namespace) as (kubeconfig, api):
             inputs = ReleaseInputs(
@@ -166,6 +184,7 @@ class HelmReleaseReconciler:
                 values=composed,
                 digest=digest,
                 crds=crd_files,
+                oci_digest=oci_digest,
                 as_user=spec.impersonate(namespace, self.lockdown.default_service_account),
                 kubeconfig=kubeconfig,
                 api=api,

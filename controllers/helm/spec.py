@@ -34,6 +34,7 @@ HELM_CHART = Resource("source.toolkit.fluxcd.io", "v1", "helmcharts", "HelmChart
 OCI_REPOSITORY = Resource("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository")
 # What spec.chartRef may name: a HelmChart, or an OCIRepository whose artifact is a chart.
 CHART_REF_KINDS = (HELM_CHART.kind, OCI_REPOSITORY.kind)
+SOURCE_GROUP = HELM_CHART.group
 
 DEFAULT_TIMEOUT = 300.0
 DEFAULT_MAX_HISTORY = 5
@@ -347,6 +348,12 @@ def _chart_source(spec: Mapping[str, Any], namespace: str, name: str, interval: 
             raise SpecError(
                 f"spec.chartRef.kind: {kind!r} is not supported by headwater "
                 f"(supported: {', '.join(CHART_REF_KINDS)})"
+            )
+        api_version = str(chart_ref.get("apiVersion") or "")
+        if api_version and api_version.partition("/")[0] != SOURCE_GROUP:
+            raise SpecError(
+                f"spec.chartRef.apiVersion: {api_version!r} is not in {SOURCE_GROUP}, "
+                f"the group of {kind}"
             )
         ref_name = str(chart_ref.get("name") or "")
         if not ref_name:

@@ -16,10 +16,11 @@ from tests.support.builders import helm_release, oci_repository, secret
 from tests.support.cluster import TestCluster, apply
 from tests.support.controllers import RunningControllers
 from tests.support.helmrepos import package_chart, push_chart
-from tests.support.registry import OciRegistry
+from tests.support.registry import Blob, OciRegistry
 from tests.support.status import (
     condition,
     configmap_data,
+    events_for,
     get_object,
     has_condition,
     is_ready,
@@ -106,6 +107,9 @@ def test_a_release_follows_charts_pushed_to_an_oci_helm_repository(
         timeout=120,
     )
     assert upgraded["status"]["history"][0]["chartVersion"] == "1.1.0"
+    # A chart through a HelmChart (even from an OCI HelmRepository): Flux records no digest.
+    assert "lastAttemptedRevisionDigest" not in upgraded["status"]
+    assert all("ociDigest" not in h for h in upgraded["status"]["history"])
     assert configmap_data(cluster, namespace, "app-config") == {"replicas": "2"}  # our values
 
 
@@ -144,13 +148,22 @@ def test_chart_ref_to_an_oci_repository_releases_its_chart_layer(
     status = released["status"]
     assert status["lastAttemptedRevision"] == "2.0.0"
     assert status["lastAttemptedRevisionDigest"] == digest
+    assert status["history"][0]["ociDigest"] == digest  # as Flux records it
     assert "helmChart" not in status
     assert configmap_data(cluster, namespace, "web-config") == {"replicas": "4"}
+    installed = [
+        e
+        for e in events_for(cluster, namespace, "HelmRelease", "web")
+        if e["reason"] == "InstallSucceeded"
+    ]
+    assert installed
+    assert installed[0]["metadata"]["annotations"]["helm.toolkit.fluxcd.io/oci-digest"] == digest
 
     # A new chart version in the registry: the OCIRepository moves, the release follows.
     push_chart(oci_registry, package_chart(tmp_path, "web", "2.1.0"), path)
+    second = oci_registry.manifest_digest(f"{path}/web", "2.1.0")
     request_reconcile(cluster, namespace, "OCIRepository", "web-chart")
-    wait_for_helmrelease(
+    upgraded = wait_for_helmrelease(
         cluster,
         namespace,
         "web",
@@ -161,6 +174,71 @@ def test_chart_ref_to_an_oci_repository_releases_its_chart_layer(
         what="the upgrade to 2.1.0",
         timeout=120,
     )
+    history = upgraded["status"]["history"]
+    assert [(h["chartVersion"], h["ociDigest"]) for h in history] == [
+        ("2.1.0", second),
+        ("2.0.0", digest),
+    ]
+
+    # The same version pushed again (a mutable tag): a new digest, so an upgrade.
+    push_chart(
+        oci_registry, package_chart(tmp_path / "again", "web", "2.1.0", values={"x": "y"}), path
+    )
+    third = oci_registry.manifest_digest(f"{path}/web", "2.1.0")
+    assert third != second
+    request_reconcile(cluster, namespace, "OCIRepository", "web-chart")
+    again = wait_for_helmrelease(
+        cluster,
+        namespace,
+        "web",
+        lambda o: ((o.get("status") or {}).get("history") or [{}])[0].get("ociDigest") == third,
+        what="the upgrade to the re-pushed 2.1.0",
+        timeout=120,
+    )
+    assert [h["version"] for h in again["status"]["history"]] == [3, 2, 1]
+    assert again["status"]["lastAttemptedRevisionDigest"] == third
+
+
+def test_a_chart_ref_to_an_oci_tag_that_is_not_the_chart_version_is_refused(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    oci_registry: OciRegistry,
+    tmp_path: Path,
+) -> None:
+    path = f"{namespace}/charts"
+    push_chart(oci_registry, package_chart(tmp_path, "web", "2.0.0"), path)
+    # Copied under another tag: Flux refuses a tag that is not the chart's version.
+    manifest = oci_registry.manifest(f"{path}/web", "2.0.0")
+    oci_registry.push_artifact(
+        f"{path}/web",
+        ["stable"],
+        layers=[
+            Blob(layer["mediaType"], oci_registry.blob(f"{path}/web", layer["digest"]))
+            for layer in manifest["layers"]
+        ],
+        config=Blob(
+            manifest["config"]["mediaType"],
+            oci_registry.blob(f"{path}/web", manifest["config"]["digest"]),
+        ),
+    )
+    apply(
+        cluster,
+        oci_repository(
+            namespace,
+            "web-chart",
+            oci_registry.url(f"{path}/web"),
+            insecure=True,
+            ref={"tag": "stable"},
+            layerSelector={"mediaType": HELM_CHART_LAYER, "operation": "copy"},
+        ),
+        helm_release(namespace, "web", chartRef={"kind": "OCIRepository", "name": "web-chart"}),
+    )
+    obj = wait_for_helmrelease(
+        cluster, namespace, "web", has_condition("Ready", "False", "ChartMutateError")
+    )
+    assert condition(obj, "Ready")["message"] == "failed parsing artifact revision stable"  # type: ignore[index]
+    assert obj["status"].get("history") is None
 
 
 def test_a_chart_ref_to_a_missing_oci_repository_waits(

@@ -8,6 +8,7 @@ import pytest
 
 from controllers.helm.actions import Action, Desired, Snapshot, next_action
 from controllers.helm.engine import history_snapshots
+from controllers.helm.helmchart import ChartRevisionError, oci_chart_digest
 from controllers.helm.release import ReleaseRef, Revision
 from controllers.helm.spec import SpecError, parse, release_name
 from controllers.helm.storage import StoredRevision
@@ -84,6 +85,10 @@ def test_chart_ref_may_name_an_oci_repository_and_nothing_else() -> None:
     assert parse(release()).chart.key == "HelmChart/apps/wp"
     with pytest.raises(SpecError, match=r"spec.chartRef.kind: 'ExternalArtifact'"):
         parse(release(chartRef={"kind": "ExternalArtifact", "name": "x"}))
+    source_v1 = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository"}
+    assert parse(release(chartRef={**source_v1, "name": "web"})).chart.kind == "OCIRepository"
+    with pytest.raises(SpecError, match=r"spec.chartRef.apiVersion: 'example.com/v1'"):
+        parse(release(chartRef={"apiVersion": "example.com/v1", "kind": "HelmChart", "name": "x"}))
 
 
 def test_bad_and_refused_fields_name_the_field() -> None:
@@ -130,6 +135,33 @@ def test_next_action(
     assert action is expected
 
 
+def test_a_new_oci_digest_for_the_same_chart_version_upgrades() -> None:
+    """A tag pushed again (same chart version, new manifest): Flux upgrades, so must we."""
+    oci = Desired("wordpress", "1.0.0", "sha256:aa", "sha256:" + "1" * 64)
+    deployed = Snapshot(1, "deployed", "wordpress", "1.0.0", "sha256:aa", False, oci.oci_digest)
+    assert next_action(oci, deployed, StoredRevision(1, "deployed"), test_enable=False)[0] is (
+        Action.NONE
+    )
+    moved = Desired("wordpress", "1.0.0", "sha256:aa", "sha256:" + "2" * 64)
+    action, why = next_action(moved, deployed, StoredRevision(1, "deployed"), test_enable=False)
+    assert action is Action.UPGRADE and "chart" in why
+    entry = {"version": 1, "status": "deployed", "ociDigest": oci.oci_digest}
+    assert Snapshot.latest_of({"history": [entry]}).oci_digest == oci.oci_digest  # type: ignore[union-attr]
+
+
+def test_oci_chart_digest_reads_the_revision_as_flux_does() -> None:
+    digest = "sha256:" + "ab" * 32
+    assert oci_chart_digest(f"2.0.0@{digest}", "2.0.0") == digest
+    assert oci_chart_digest(digest, "2.0.0") == digest  # a digest reference
+    assert oci_chart_digest(f"1.0.0_build.1@{digest}", "1.0.0+build.1") == digest
+    with pytest.raises(ChartRevisionError, match=r"does not match chart version 2\.0\.0"):
+        oci_chart_digest(f"2.1.0@{digest}", "2.0.0")
+    with pytest.raises(ChartRevisionError, match="failed parsing artifact revision latest"):
+        oci_chart_digest(f"latest@{digest}", "2.0.0")
+    with pytest.raises(ChartRevisionError, match="invalid artifact revision"):
+        oci_chart_digest("2.0.0@sha256", "2.0.0")
+
+
 def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() -> None:
     ref = ReleaseRef("blog", "apps")
     revisions = [
@@ -137,7 +169,7 @@ def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() ->
         for v, s in ((1, "superseded"), (2, "failed"), (3, "deployed"))
     ]
     previous = [
-        {"version": 1, "configDigest": "sha256:one", "testHooks": {"t": {}}},
+        {"version": 1, "configDigest": "sha256:one", "testHooks": {"t": {}}, "ociDigest": "d1"},
         {"version": 2, "testHooks": {}},
     ]
     made = {3: {"configDigest": "sha256:three"}}
@@ -147,6 +179,8 @@ def test_history_snapshots_are_newest_first_and_keep_what_helm_does_not_say() ->
     assert snapshots[1]["configDigest"] == ""
     assert snapshots[2]["configDigest"] == "sha256:one"
     assert snapshots[2]["testHooks"] == {"t": {}}
+    assert snapshots[2]["ociDigest"] == "d1"  # kept as Flux keeps an older revision's
+    assert "ociDigest" not in snapshots[0]
     # Tests ran for revision 2 even though its chart has no test hooks.
     assert snapshots[1]["testHooks"] == {}
     assert "testHooks" not in snapshots[0]
