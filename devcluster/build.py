@@ -32,6 +32,8 @@ KUBESEAL_VERSION = "v0.36.6"
 # Tests only: Flux's own CLI, to prove it reads and drives headwater's objects.
 FLUX_MODULE = "github.com/fluxcd/flux2/v2"
 FLUX_VERSION = "v2.9.5"
+# Tests only: the oras CLI, to prove artifacts it pushes sync like Flux's own.
+ORAS_VERSION = "v1.3.6"
 
 GOMOD_DIR = Path(__file__).resolve().parent / "gomod"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +53,7 @@ GO_TOOLS = {
     "kustomize": ("sigs.k8s.io/kustomize/kustomize/v5", KUSTOMIZE_VERSION),
     "helm": ("helm.sh/helm/v4/cmd/helm", HELM_VERSION),
     "kubeseal": ("github.com/bitnami-labs/sealed-secrets/cmd/kubeseal", KUBESEAL_VERSION),
+    "oras": ("oras.land/oras/cmd/oras", ORAS_VERSION),
 }
 
 # A whole build of everything cold takes minutes; a hung proxy must not hang CI.

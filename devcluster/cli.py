@@ -131,6 +131,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"tools: {versions} in {tools_dir}")
             # The tests' own tools, built here so CI's setup step caches them.
             results["flux"] = build.build_flux_cli()
+            results["oras"] = build.build_go_tool("oras")
     except build.BuildError as exc:
         print(f"headwater cluster build: {exc}", file=sys.stderr)
         return 1
@@ -188,6 +189,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     build_cmd.add_argument(
         "--tools",
         action="store_true",
-        help="also install kustomize and helm into .tools/bin, and build the tests' flux CLI",
+        help="also install kustomize and helm into .tools/bin, and build the tests' flux "
+        "and oras CLIs",
     )
     build_cmd.set_defaults(func=cmd_build)

@@ -2,7 +2,7 @@
 # Set up everything headwater needs on a fresh machine, idempotently:
 # system packages, .venv with the pinned Python dependencies, the control
 # plane built from Kubernetes' own Go modules, kustomize + helm in .tools/bin, and
-# the tests' flux CLI (built from its Go module, cached by version).
+# the tests' flux and oras CLIs (built from their Go modules, cached by version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

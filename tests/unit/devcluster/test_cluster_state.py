@@ -53,6 +53,7 @@ def test_cache_is_keyed_by_version_and_module_files(
     assert path.is_relative_to(tmp_path)
     assert build.KUBERNETES_VERSION in str(path)
     assert build.go_tool_path("kwok") == tmp_path / "tools" / f"kwok-{build.KWOK_VERSION}" / "kwok"
+    assert build.go_tool_path("oras") == tmp_path / "tools" / f"oras-{build.ORAS_VERSION}" / "oras"
 
 
 def test_pid_alive_is_false_for_a_finished_child() -> None:
