@@ -26,12 +26,13 @@ from tests.support.cluster import TestCluster, install_crds
 from tests.support.controllers import RunningControllers, run_controllers
 
 # Stand-in chat and provider servers, real git servers, repositories and keys, OCI
-# registries, kubeseal, Flux's own CLI.
+# registries, kubeseal, Flux's own CLI, the oras CLI.
 pytest_plugins = [
     "tests.support.chatservers",
     "tests.support.fixtures",
     "tests.support.fluxcli",
     "tests.support.registry",
+    "tests.support.oras",
     "tests.support.sealing",
     "tests.support.tokenregistry",
 ]
