@@ -13,7 +13,7 @@ from tests.support.builders import (
     image_update_automation,
     secret,
 )
-from tests.support.cluster import TestCluster, apply, wait_for
+from tests.support.cluster import TestCluster, apply, extra_namespace, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import GpgKey, RepoFactory
 from tests.support.gitservers import GitHttpServer
@@ -102,6 +102,19 @@ def test_updates_go_to_a_push_branch_signed_leaving_the_checkout_branch_alone(
             ),
         }
     )
+    # The server takes push options and records what it was sent (a pre-receive hook).
+    scenario.repo.git(
+        "--git-dir", str(scenario.repo.bare), "config", "receive.advertisePushOptions", "true"
+    )
+    hook = scenario.repo.bare / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\n"
+        'i=0; : > "$GIT_DIR/push-options"\n'
+        'while [ "$i" -lt "${GIT_PUSH_OPTION_COUNT:-0}" ]; do\n'
+        '  eval "echo \\"\\$GIT_PUSH_OPTION_$i\\"" >> "$GIT_DIR/push-options"; i=$((i+1))\n'
+        "done\n"
+    )
+    hook.chmod(0o755)
     apply(
         cluster,
         *scenario.git_objects(git_http_basic_server),
@@ -133,7 +146,11 @@ def test_updates_go_to_a_push_branch_signed_leaving_the_checkout_branch_alone(
                     ),
                     "messageTemplateValues": {"app": "web"},
                 },
-                "push": {"branch": "image-updates"},
+                "push": {
+                    "branch": "image-updates",
+                    # GitLab's, as Flux's docs show them: sent as `git push -o`.
+                    "options": {"merge_request.create": "", "merge_request.target": "master"},
+                },
             },
             update={"path": "./deploy"},
         ),
@@ -144,6 +161,10 @@ def test_updates_go_to_a_push_branch_signed_leaving_the_checkout_branch_alone(
         ),
         what="the push branch",
     )
+    assert (scenario.repo.bare / "push-options").read_text().split("\n")[:2] == [
+        "merge_request.create",
+        "merge_request.target=master",
+    ]
     assert scenario.repo.head() == head  # the checkout branch is untouched
     values = scenario.file("deploy/values.yaml", branch="image-updates")
     assert values == (
@@ -173,3 +194,55 @@ def test_updates_go_to_a_push_branch_signed_leaving_the_checkout_branch_alone(
     assert status["lastPushCommit"] == scenario.repo.head("image-updates")
     policy = get_object(cluster, namespace, "imagepolicy", "web")["status"]
     assert policy["latestRef"] == {"name": scenario.image, "tag": "2.1.0"}
+
+
+def test_a_policy_in_another_namespace_needs_the_repositorys_access_from(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    oci_registry: OciRegistry,
+) -> None:
+    repository = f"{namespace}/shared"
+    oci_registry.push_image(repository, ["1.0.0", "1.1.0", "dev-1.2.0"])
+    image = f"{oci_registry.host}/{repository}"
+    with extra_namespace(cluster, f"{namespace[:50]}-team") as team:
+        cluster.kubectl("label", "namespace", team, "tier=apps")
+        apply(
+            cluster,
+            image_repository(
+                namespace,
+                "open",
+                image,
+                interval="1m",
+                insecure=True,
+                # A list of the user's own replaces the default (Flux's ^.*\.sig$).
+                exclusionList=["^dev-"],
+                accessFrom={"namespaceSelectors": [{"matchLabels": {"tier": "apps"}}]},
+            ),
+            image_repository(namespace, "closed", image, interval="1m", insecure=True),
+        )
+        scanned = wait_ready(cluster, namespace, "imagerepository", "open")
+        assert scanned["status"]["lastScanResult"]["latestTags"] == ["1.1.0", "1.0.0"]
+        assert scanned["status"]["observedExclusionList"] == ["^dev-"]
+        wait_ready(cluster, namespace, "imagerepository", "closed")
+        apply(
+            cluster,
+            image_policy(
+                team,
+                "allowed",
+                "open",
+                {"semver": {"range": ">=1.0.0"}},
+                imageRepositoryRef={"name": "open", "namespace": namespace},
+            ),
+            image_policy(
+                team,
+                "denied",
+                "closed",
+                {"semver": {"range": ">=1.0.0"}},
+                imageRepositoryRef={"name": "closed", "namespace": namespace},
+            ),
+        )
+        allowed = wait_ready(cluster, team, "imagepolicy", "allowed")
+        assert allowed["status"]["latestRef"] == {"name": image, "tag": "1.1.0"}
+        denied = wait_ready(cluster, team, "imagepolicy", "denied", "False", "AccessDenied")
+        assert "spec.accessFrom does not allow namespace" in ready_message(denied)
