@@ -192,4 +192,8 @@ def test_installs_past_the_timeout_fail_at_it_are_remediated_per_spec_and_stop(
         for name, failures in (("web", 2), ("hook", 1)):
             obj = get_json(cluster, "helmrelease", name, "-n", namespace)
             assert obj is not None and obj["status"]["installFailures"] == failures
+            assert condition(obj, "Stalled")["reason"] == "RetriesExceeded"  # type: ignore[index]
+        # Not upgraded behind its back: an upgrade of the failed release would skip the
+        # pre-install hook that failed and call it a success.
+        assert [entry["status"] for entry in helm_history(cluster, namespace, "hook")] == ["failed"]
     assert own.process.poll() is None
