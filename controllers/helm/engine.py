@@ -288,6 +288,7 @@ class Engine:
         failures = int(run.status.get(failures_key) or 0)
         if failures and remediation.exhausted(failures):
             self._stall(run, inputs, name, failures)
+        self._stall_a_failed_install(run, inputs, action, before)
         run.status["lastAttemptedReleaseAction"] = name
         try:
             if name == "install":
@@ -429,6 +430,25 @@ class Engine:
             f"Failed to {action} after {failures} attempt(s)",
             generation=run.generation,
         )
+
+    def _stall_a_failed_install(
+        self,
+        run: ReconcileRun,
+        inputs: ReleaseInputs,
+        action: Action,
+        before: StoredRevision | None,
+    ) -> None:
+        """An install that failed with its retries spent (and was not remediated) leaves a
+        failed release: as Flux's "cannot remediate failed release", it stays Stalled
+        rather than being upgraded, which would skip what failed (a pre-install hook, say)
+        and report success."""
+        if action is not Action.UPGRADE or before is None or before.status != "failed":
+            return
+        if run.status.get("lastAttemptedReleaseAction") != "install":
+            return
+        failures = int(run.status.get("installFailures") or 0)
+        if failures and inputs.spec.install_remediation.exhausted(failures):
+            self._stall(run, inputs, "install", failures)
 
     def _stall(self, run: ReconcileRun, inputs: ReleaseInputs, action: str, failures: int) -> None:
         """Retries are spent for this chart and values: nothing to do until they change."""
