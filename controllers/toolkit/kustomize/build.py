@@ -621,17 +621,29 @@ async def build(
     max_output: int = DEFAULT_MAX_OUTPUT,
     work_root: Path | None = None,
     allow_remote: bool = False,
+    plain: bool = False,
 ) -> list[Manifest]:
     """Build the manifests at `path` of the extracted artifact `tree`.
 
     `options` are the Kustomization spec's build fields (targetNamespace,
     namePrefix, nameSuffix, patches, images, components, ignoreMissingComponents,
     buildMetadata), parsed. `tree` is only read. `allow_remote` (``--no-remote-bases``
-    turned off) lets kustomize fetch remote bases with git and the network. Raises PathNotFoundError
+    turned off) lets kustomize fetch remote bases with git and the network. With
+    `plain`, a directory without a kustomization file and a spec with nothing to
+    merge into the generated one is read directly, without kustomize, when
+    `plain.read_plain` can promise kustomize's output (the caller passes it only
+    when the manifests' text is not substituted). Raises PathNotFoundError
     (ArtifactFailed) for a bad path and BuildError (BuildFailed) for everything else, naming
     the file and the problem.
     """
     rel = resolve_path(tree, path)
+    if plain and not options.any():
+        # Imported here: the fast path builds Manifests, defined above.
+        from controllers.toolkit.kustomize.plain import read_plain
+
+        manifests = await asyncio.to_thread(read_plain, tree, rel, max_bytes=max_output // 2)
+        if manifests is not None:
+            return manifests
     binary = kustomize or find_kustomize()
     # Resolved, so kustomize's messages (it resolves symlinks) show the prefix we strip.
     work = Path(tempfile.mkdtemp(prefix="headwater-build-", dir=work_root)).resolve()
