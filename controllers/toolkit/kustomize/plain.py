@@ -23,7 +23,8 @@ What falls back (not exhaustive in the docs; the checks below are the list): any
 kustomization file or entry named like one (also in subdirectories), file or directory
 names beyond ``[A-Za-z0-9._-]``, files that are not UTF-8 or hold ``\\r`` or a BOM, a
 separator line with content, a part holding more than one document, YAML beyond plain
-JSON types (tags, aliases, merge keys, non-string or duplicate keys, nulls in lists), a
+JSON types (tags, merge keys, aliased keys, non-string or duplicate keys, nulls in lists,
+plain scalars go-yaml v3 reads otherwise than PyYAML: ``yes``, ``1e3``, dates, floats), a
 document that is not a named Kubernetes object, ``*List`` kinds (kustomize flattens
 them), kustomize's own apiVersions and annotations (``config.kubernetes.io/``,
 ``config.k8s.io/``: it strips or acts on them), labels or annotations that are empty or
@@ -37,6 +38,7 @@ run on this path.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -52,6 +54,7 @@ from controllers.toolkit.kustomize.generate import (
     MAX_YAML_DEPTH,
     MAX_YAML_NODES,
     YamlLoader,
+    check_node_graph,
 )
 
 log = logging.getLogger(__name__)
@@ -127,17 +130,26 @@ class _PlainLoader(YamlLoader):
     """YamlLoader, refusing (as NotPlain) any YAML whose reading kustomize might not share."""
 
     def construct_document(self, node: yaml.Node) -> Any:
-        _check_plain_node(node)
-        return yaml.constructor.SafeConstructor.construct_document(self, node)
+        if not _check_plain_node(node):
+            return yaml.constructor.SafeConstructor.construct_document(self, node)
+        # Aliases: bounded as everywhere (bombs, cycles), and expanded into copies, as
+        # kustomize's JSON has them: a shared dict changed in one place must not change
+        # the other (a Deployment's labels aliased into its selector).
+        check_node_graph(node)
+        document = yaml.constructor.SafeConstructor.construct_document(self, node)
+        return json.loads(json.dumps(document))
 
 
-def _check_plain_node(root: yaml.Node) -> None:
+def _check_plain_node(root: yaml.Node) -> bool:
+    """Refuse (NotPlain) what the fast path cannot promise; True if aliases were seen."""
     seen: set[int] = set()
+    aliased = False
     stack: list[tuple[yaml.Node, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         if id(node) in seen:
-            raise NotPlain("an alias")
+            aliased = True  # an alias: walked once, sized by check_node_graph
+            continue
         seen.add(id(node))
         if len(seen) > MAX_YAML_NODES or depth > MAX_YAML_DEPTH:
             raise NotPlain("a document beyond the size or depth bounds")
@@ -169,6 +181,7 @@ def _check_plain_node(root: yaml.Node) -> None:
                 stack.append((value, depth + 1))
         else:
             raise NotPlain("an unknown node")
+    return aliased
 
 
 def _check_scalar(node: yaml.ScalarNode) -> None:

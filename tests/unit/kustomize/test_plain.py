@@ -148,6 +148,14 @@ PLAIN: dict[str, dict[str, str | bytes]] = {
             "        resources: {limits: {cpu: 100m, memory: 64Mi}}\n"
         ),
     },
+    "aliases, as a YAML dumper writes them": {
+        "a.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\n"
+        "  labels: &l {app: a}\n  annotations: *l\nspec:\n  selector:\n"
+        "    matchLabels: *l\n  template:\n    metadata:\n      labels: &id001\n"
+        "        app: a\n        tier: &t web\n    spec:\n      containers:\n"
+        "      - name: *t\n        image: x\n        env: &e\n        - {name: A, value: '1'}\n"
+        "      - name: sidecar\n        image: y\n        env: *e\n",
+    },
     "a document end marker at the end": {
         "end.yaml": obj("ConfigMap", "e") + "...\n",
     },
@@ -170,10 +178,6 @@ ODD: dict[str, dict[str, str | bytes]] = {
         + "\n",
     },
     "a ConfigMapList": {"l.yaml": "apiVersion: v1\nkind: ConfigMapList\nitems: []\n"},
-    "an alias": {
-        "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"
-        "  labels: &l {app: a}\n  annotations: *l\n"
-    },
     "a merge key": {
         "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n"
         "data:\n  base: &b {x: '1'}\n  more:\n    <<: *b\n    y: '2'\n"
@@ -284,6 +288,21 @@ def test_a_subdirectory_path_is_read_alone(tmp_path: Path) -> None:
     )
     got = plain.read_plain(tree, "apps/a", max_bytes=1 << 20)
     assert [m.ref for m in got or []] == ["ConfigMap/a"]
+
+
+def test_aliased_values_are_copies(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "tree", PLAIN["aliases, as a YAML dumper writes them"])
+    [deployment] = plain.read_plain(tree, "", max_bytes=1 << 20) or []
+    deployment.object["metadata"]["labels"]["owner"] = "me"
+    assert deployment.object["spec"]["selector"]["matchLabels"] == {"app": "a"}
+
+
+def test_an_alias_bomb_is_left_to_kustomize(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    bomb = obj("ConfigMap", "bomb") + "data:\n" + "".join(f"  {line}\n" for line in levels)
+    tree = write_tree(tmp_path / "tree", {"a.yaml": bomb})
+    assert plain.read_plain(tree, "", max_bytes=1 << 20) is None
 
 
 def test_more_than_the_bound_is_left_to_kustomize(tmp_path: Path) -> None:
