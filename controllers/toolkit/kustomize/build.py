@@ -7,6 +7,8 @@ and the spec's overlays merged into it (`generate`), local references are checke
 kustomize binary renders the result. Output is split per object, keeping each object's
 YAML text as kustomize printed it, because post-build substitution works on that text
 (Flux substitutes on each resource's YAML, not on a re-serialisation of it).
+A plain directory with nothing to merge may skip all of that (`plain`, when the caller
+allows it).
 
 kustomize runs with ``--load-restrictor LoadRestrictionsRootOnly``, no plugins, no git on
 its PATH and an unusable HTTP proxy; remote bases and files (unless ``--no-remote-bases``

@@ -156,6 +156,14 @@ PLAIN: dict[str, dict[str, str | bytes]] = {
         "      - name: *t\n        image: x\n        env: &e\n        - {name: A, value: '1'}\n"
         "      - name: sidecar\n        image: y\n        env: *e\n",
     },
+    "kubectl create --dry-run output, nulls and empty maps": {
+        "d.yaml": "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  creationTimestamp: null\n"
+        "  labels:\n    app: x\n  name: x\nspec:\n  replicas: 1\n  selector:\n"
+        "    matchLabels:\n      app: x\n  strategy: {}\n  template:\n    metadata:\n"
+        "      creationTimestamp: null\n      labels:\n        app: x\n    spec:\n"
+        "      containers:\n      - image: nginx\n        name: nginx\n        resources: {}\n"
+        "status: {}\n",
+    },
     "a document end marker at the end": {
         "end.yaml": obj("ConfigMap", "e") + "...\n",
     },
