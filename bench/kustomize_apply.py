@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import random
 import sys
 import tempfile
@@ -124,9 +125,12 @@ class ObjectSet:
     prefix: str
     objects: tuple[dict[str, Any], ...]
     files: tuple[str, ...]  # per object, the repository path of its file
+    # No kustomization.yaml: Flux generates one (and headwater reads the files directly).
+    plain: bool = False
 
     def tree(self) -> dict[str, bytes]:
-        """The repository content: one file per group of objects and a kustomization."""
+        """The repository content: one file per group of objects and a kustomization
+        (none with `plain`)."""
         grouped: dict[str, list[dict[str, Any]]] = {}
         for obj, path in zip(self.objects, self.files, strict=True):
             grouped.setdefault(path, []).append(obj)
@@ -134,6 +138,8 @@ class ObjectSet:
             path: yaml.safe_dump_all(docs, sort_keys=False).encode()
             for path, docs in grouped.items()
         }
+        if self.plain:
+            return tree
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
@@ -299,7 +305,11 @@ def change(objects: ObjectSet, seed: int) -> Change:
             obj = _changed(obj)
         after.append(obj)
         files.append(path)
-    return Change(ObjectSet(objects.prefix, tuple(after), tuple(files)), len(changed), len(removed))
+    return Change(
+        ObjectSet(objects.prefix, tuple(after), tuple(files), objects.plain),
+        len(changed),
+        len(removed),
+    )
 
 
 def _changed(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -598,8 +608,8 @@ def default_repeat(size: int) -> int:
     return SMALL_SET_REPEAT if size <= SMALL_SET else 1
 
 
-def arena(size: int, prefix: str, seed: int) -> Arena:
-    before = generate(size, prefix, seed)
+def arena(size: int, prefix: str, seed: int, *, plain: bool = False) -> Arena:
+    before = dataclasses.replace(generate(size, prefix, seed), plain=plain)
     return Arena(prefix, before, change(before, seed))
 
 
@@ -639,6 +649,9 @@ class RunOptions:
     log_level: str = "info"
     # Copy the controllers' and the control plane's logs here (the workdir is deleted).
     keep_logs: Path | None = None
+    # The repository's layout: "kustomization" (a kustomization.yaml listing the files)
+    # or "plain" (none: the generated kustomization, headwater's fast path).
+    layout: str = "kustomization"
 
 
 def run_size(
@@ -652,14 +665,17 @@ def run_size(
     options: RunOptions,
 ) -> dict[str, Any]:
     seed, log = options.seed, options.log
-    example = arena(size, "example", seed)
+    plain = options.layout == "plain"
+    example = arena(size, "example", seed, plain=plain)
     kubectl_runs: list[dict[str, Any]] = []
     # kubectl first, before the controllers run; discovery cached beforehand as a
     # user's kubectl would have it.
     cp.kubectl(f"--cache-dir={workdir / 'kubectl-cache'}", "api-resources")
     for rep in range(repeat):
         log(f"{size} objects, kubectl, repetition {rep + 1}/{repeat}")
-        kubectl_runs.append(run_kubectl_cycle(cp, workdir, arena(size, f"kc{size}-{rep}", seed)))
+        kubectl_runs.append(
+            run_kubectl_cycle(cp, workdir, arena(size, f"kc{size}-{rep}", seed, plain=plain))
+        )
     controller_runs: list[dict[str, Any]] = []
     controller_dir = workdir / f"controllers-{size}"
     env = controller_env(options.log_level)
@@ -671,7 +687,7 @@ def run_size(
             for rep in range(repeat):
                 log(f"{size} objects, headwater, repetition {rep + 1}/{repeat}")
                 cycle = run_controller_cycle(
-                    cp, probe, git, project_root, arena(size, f"hw{size}-{rep}", seed)
+                    cp, probe, git, project_root, arena(size, f"hw{size}-{rep}", seed, plain=plain)
                 )
                 controller_runs.append(cycle)
             rss_end = probe.rss_mib()
@@ -731,6 +747,7 @@ def run_benchmark(
     return {
         **common.report_head(REPORT_NAME, quick=quick, seed=options.seed),
         "controllers_version": revision,
+        "layout": options.layout,
         "machine": {**machine, "load_average_at_end": common.load_average()},
         "scenarios": scenarios,
         "duration_s": round(time.perf_counter() - started, 1),
@@ -738,6 +755,12 @@ def run_benchmark(
 
 
 # -- the report ---------------------------------------------------------------------------
+
+
+def _layout(report: Mapping[str, Any]) -> str:
+    if report.get("layout") == "plain":
+        return "a plain directory of YAML (no kustomization.yaml: the generated one)"
+    return "a kustomization.yaml listing the files"
 
 
 def render_table(report: Mapping[str, Any]) -> str:
@@ -749,7 +772,8 @@ def render_table(report: Mapping[str, Any]) -> str:
         f"{machine['cores']} cores, Python "
         f"{machine['python']}, kube-apiserver "
         f"{machine['kube_apiserver']}, kubectl {machine['kubectl']}, kustomize "
-        f"{machine['kustomize']}. Median (min-max) of the repetitions shown per row. "
+        f"{machine['kustomize']}. Repository layout: {_layout(report)}. "
+        "Median (min-max) of the repetitions shown per row. "
         "headwater CPU is the controller process (`headwater run all`) plus the children it "
         "waited for, up to when the step was seen done (in brackets: of which kustomize "
         'build); "settled" adds the work it did after, until it went quiet. "Passes" is how '
@@ -805,6 +829,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="object counts, e.g. 1000,5000",
     )
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per size")
+    parser.add_argument(
+        "--layout",
+        choices=("kustomization", "plain"),
+        default="kustomization",
+        help="a kustomization.yaml listing the files, or a plain directory of YAML",
+    )
     add_controller_options(parser)
     args = parser.parse_args(argv)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
@@ -812,7 +842,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if repeat is not None and not 1 <= repeat <= 10:
         parser.error("--repeat must be between 1 and 10")
     options = RunOptions(
-        seed=args.seed, log=common.progress, log_level=args.log_level, keep_logs=args.keep_logs
+        seed=args.seed,
+        log=common.progress,
+        log_level=args.log_level,
+        keep_logs=args.keep_logs,
+        layout=args.layout,
     )
     report = run_benchmark(sizes, repeat=repeat, quick=args.quick, options=options)
     common.publish_report(args.out, REPORT_NAME, report, render_table(report))
