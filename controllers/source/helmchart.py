@@ -380,27 +380,7 @@ class HelmChartReconciler:
                     f"chart pull error: '{spec.chart}' {chosen.version} does not match the "
                     f"index digest {chosen.digest} (got {actual})",
                 )
-        if not spec.values_files:
-            return _Built(name=chosen.name, revision=revision, packaged=False, archive=archive)
-        try:
-            built = await asyncio.to_thread(
-                chartbuild.repackage_with_values,
-                archive,
-                version=revision,
-                values_files=spec.values_files,
-                ignore_missing=spec.ignore_missing_values_files,
-                workdir=workdir / "build",
-                timeout=PACKAGE_TIMEOUT,
-            )
-        except ChartBuildError as exc:
-            self._build_failed(run, exc)
-        return _Built(
-            name=built.name,
-            revision=revision,
-            packaged=True,
-            archive=built.path,
-            values_files=built.values_files,
-        )
+        return await self._pulled(run, spec, chosen.name, revision, archive, workdir)
 
     async def _from_oci(
         self,
@@ -433,8 +413,21 @@ class HelmChartReconciler:
             archive = await asyncio.to_thread(helmoci.pull, source, version, workdir / "oci")
         except helmoci.ChartPullError as exc:
             self._fail(run, FETCH_FAILED, chartbuild.CHART_PULL_ERROR, f"chart pull error: {exc}")
+        return await self._pulled(run, spec, spec.chart, revision, archive, workdir)
+
+    async def _pulled(
+        self,
+        run: ReconcileRun,
+        spec: HelmChartSpec,
+        name: str,
+        revision: str,
+        archive: Path,
+        workdir: Path,
+    ) -> _Built:
+        """A pulled chart archive as the artifact: stored as it is, or packaged again with
+        `spec.valuesFiles` merged into its values."""
         if not spec.values_files:
-            return _Built(name=spec.chart, revision=revision, packaged=False, archive=archive)
+            return _Built(name=name, revision=revision, packaged=False, archive=archive)
         try:
             built = await asyncio.to_thread(
                 chartbuild.repackage_with_values,

@@ -17,7 +17,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from devcluster import pki
 from devcluster.cluster import free_port
 from devcluster.gitserver import CertPair, GitHttpServer, RequestRecord
+from tests.support.servers import ServerProcess
 
 # The HTTP server lives in devcluster/ (the demo serves its repository with it);
 # tests import everything git-server related from here.
@@ -153,8 +153,7 @@ class GitSshServer:
         self.project_root = project_root
         self.dir = Path(tempfile.mkdtemp(prefix="hw-sshd-"))
         self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        self._server = ServerProcess("sshd", self.dir / "sshd.log")
         self.host_public = ""
 
     @property
@@ -221,47 +220,23 @@ class GitSshServer:
             )
         # sshd insists on its privilege-separation directory.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        last_error: Exception | None = None
-        for _ in range(3):  # a freshly picked free port can be taken by someone else
+
+        def prepare() -> list[str]:
             self.port = free_port()
             config = self._config()
             subprocess.run(
                 [SSHD, "-t", "-f", str(config)], check=True, capture_output=True, timeout=30
             )
-            self._log = open(self.dir / "sshd.log", "ab")  # noqa: SIM115 - closed in _terminate
-            self._proc = subprocess.Popen(
-                [SSHD, "-D", "-e", "-f", str(config)],
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            try:
-                _wait_for_port(self.port, self._proc)
-                return self
-            except RuntimeError as exc:
-                last_error = exc
-                self._terminate()
-        raise RuntimeError(f"sshd did not start: {last_error}; log: {self.log()}")
+            return [SSHD, "-D", "-e", "-f", str(config)]
+
+        self._server.start(prepare, lambda proc: _wait_for_port(self.port, proc))
+        return self
 
     def log(self) -> str:
-        path = self.dir / "sshd.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def _terminate(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        return self._server.log()
 
     def stop(self) -> None:
-        self._terminate()
+        self._server.terminate()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> GitSshServer:

@@ -49,6 +49,7 @@ import yaml
 from devcluster.cluster import free_port
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.gitservers import TestCA
+from tests.support.servers import ServerProcess
 
 __all__ = [
     "FLUX_CONFIG_MEDIA_TYPE",
@@ -152,8 +153,7 @@ class OciRegistry:
         self.port = 0
         self.ca_pem = b""
         self._tls = tls
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log: Any = None
+        self._server = ServerProcess("docker-registry", self.dir / "registry.log")
         self._log_offset = 0
 
     # -- addresses ----------------------------------------------------------------------
@@ -236,32 +236,20 @@ class OciRegistry:
                 f"{DOCKER_REGISTRY} is missing: apt-get install -y docker-registry apache2-utils"
             )
         keep_port = self.port != 0
-        last_error: Exception | None = None
-        for _ in range(3):  # a freshly picked free port can be taken by someone else
+
+        def prepare() -> list[str]:
             if not keep_port:
                 self.port = free_port()
-            config = self._config()
-            self._log = open(self.dir / "registry.log", "ab")  # noqa: SIM115 - closed in stop
-            self._proc = subprocess.Popen(
-                [DOCKER_REGISTRY, "serve", str(config)],
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
-            )
-            try:
-                self._wait_ready()
-                return self
-            except RuntimeError as exc:
-                last_error = exc
-                self._terminate()
-        raise RuntimeError(f"docker-registry did not start: {last_error}; log: {self.log()}")
+            return [DOCKER_REGISTRY, "serve", str(self._config())]
 
-    def _wait_ready(self) -> None:
+        self._server.start(prepare, self._wait_ready, env={"OTEL_TRACES_EXPORTER": "none"})
+        return self
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited with {self._proc.returncode}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited with {proc.returncode}")
             try:
                 self._request("GET", "/v2/")
                 return
@@ -272,28 +260,14 @@ class OciRegistry:
         raise RuntimeError(f"docker-registry not answering on {self.host} after {START_TIMEOUT}s")
 
     def log(self) -> str:
-        path = self.dir / "registry.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def _terminate(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        return self._server.log()
 
     def stop(self) -> None:
         """Take the registry down; `start()` brings it back with the same content."""
-        self._terminate()
+        self._server.terminate()
 
     def close(self) -> None:
-        self._terminate()
+        self._server.terminate()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> OciRegistry:

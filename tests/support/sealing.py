@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -42,27 +41,6 @@ def run_kubeseal(
         input=input,
         capture_output=True,
         env=env,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-
-
-def run_headwater(
-    *args: str,
-    input: bytes = b"",
-    kubeconfig: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> subprocess.CompletedProcess[bytes]:
-    """`headwater <args>` in a fresh process, as a user would run it."""
-    environment = {**os.environ, **(env or {})}
-    if kubeconfig is not None:
-        environment["KUBECONFIG"] = str(kubeconfig)
-    return subprocess.run(
-        [sys.executable, "-m", "controllers.cli", *args],
-        input=input,
-        capture_output=True,
-        cwd=REPO_ROOT,
-        env=environment,
         timeout=COMMAND_TIMEOUT,
         check=False,
     )

@@ -8,7 +8,6 @@ with the test cluster's kubeconfig, piped, so its output is the plain one.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import threading
@@ -20,33 +19,18 @@ import pytest
 import yaml
 
 from tests.support import builders
-from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.apps import App, sync_app, web_files
+from tests.support.builders import kustomization
 from tests.support.cli import headwater
 from tests.support.cluster import TestCluster, apply, get_json, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
-from tests.support.gitrepos import Repo, RepoFactory
+from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.status import applied, events_for, wait_for_kustomization, wait_ready
+from tests.support.status import events_for, wait_ready
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def web_files(replicas: int) -> dict[str, str | None]:
-    return {
-        "web/deployment.yaml": yaml.safe_dump(
-            builders.deployment(None, "web", replicas=replicas, **WEB_CONTAINER)
-        ),
-        "web/settings.yaml": yaml.safe_dump(builders.configmap(None, "settings", {"mode": "a"})),
-    }
-
-
-@dataclasses.dataclass
-class App:
-    namespace: str
-    repo: Repo
-    commit: str
 
 
 @pytest.fixture
@@ -57,20 +41,7 @@ def app(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> App:
-    """`root` applies Kustomization `web`, which applies Deployment `web` and a ConfigMap."""
-    child = kustomization(namespace, "web", "app", "./web", targetNamespace=namespace)
-    repo = git_repos.create()
-    commit = repo.commit({"apps/web.yaml": yaml.safe_dump(child), **web_files(2)})
-    apply(
-        cluster,
-        git_repository(namespace, "app", git_http_server.url(repo.name)),
-        kustomization(namespace, "root", "app", "./apps"),
-    )
-    for name in ("root", "web"):
-        wait_for_kustomization(
-            cluster, namespace, name, applied(commit), timeout=120, what=f"{name} applied"
-        )
-    return App(namespace, repo, commit)
+    return sync_app(cluster, namespace, git_repos, git_http_server)
 
 
 def test_get_shows_each_kind_as_flux_does_and_parses_as_json(

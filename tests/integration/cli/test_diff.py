@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,12 +17,12 @@ import yaml
 
 from tests.support import builders
 from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cli import headwater, run_headwater
 from tests.support.cluster import TestCluster, apply
 from tests.support.controllers import RunningControllers
 from tests.support.fixtures import HTTP_PASSWORD, HTTP_USER
 from tests.support.gitrepos import Repo, RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.sealing import run_headwater
 from tests.support.status import applied, wait_for_kustomization
 
 pytestmark = pytest.mark.integration
@@ -32,17 +30,6 @@ pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SECRET_VALUE = "hunter2-in-git"
 NEW_SECRET_VALUE = "rotated-s3cret-value"
-
-
-def headwater(cluster: TestCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controllers.cli", *args, "--kubeconfig", str(cluster.kubeconfig)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def files(

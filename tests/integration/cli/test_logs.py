@@ -10,8 +10,6 @@ request building has unit tests).
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import yaml
 
 from tests.support import builders
 from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.cli import headwater
 from tests.support.cluster import TestCluster, apply
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
@@ -29,18 +28,6 @@ from tests.support.status import applied, wait_for_kustomization
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-def headwater(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controllers.cli", *args],
-        cwd=REPO_ROOT,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def _json_lines(text: str) -> list[dict[str, Any]]:
@@ -90,6 +77,7 @@ def test_logs_of_one_kustomization_from_stdin_and_from_a_file(
     assert expected, "the controllers logged nothing about the Kustomization"
 
     piped = headwater(
+        None,
         "logs",
         "--kind",
         "kustomization",
@@ -105,6 +93,7 @@ def test_logs_of_one_kustomization_from_stdin_and_from_a_file(
     assert _json_lines(piped.stdout) == expected
 
     text = headwater(
+        None,
         "logs",
         "--file",
         str(controllers.log_path),
@@ -124,6 +113,7 @@ def test_logs_of_one_kustomization_from_stdin_and_from_a_file(
 
     # The source's lines are not the Kustomization's.
     source = headwater(
+        None,
         "logs",
         "--file",
         str(controllers.log_path),
@@ -138,6 +128,6 @@ def test_logs_of_one_kustomization_from_stdin_and_from_a_file(
     got = _json_lines(source.stdout)
     assert got and all(line["kind"] == "GitRepository" for line in got)
 
-    missing = headwater("logs", "--file", str(controllers.log_path.with_name("nope.log")))
+    missing = headwater(None, "logs", "--file", str(controllers.log_path.with_name("nope.log")))
     assert missing.returncode == 2
     assert "nope.log" in missing.stderr

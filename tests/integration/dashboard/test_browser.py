@@ -10,7 +10,6 @@ the screenshots docs/images/ shows (scripts/screenshots.py does that).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import secrets
@@ -24,14 +23,15 @@ import yaml
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support import builders
-from tests.support.builders import WEB_CONTAINER, git_repository, kustomization
+from tests.support.apps import App, sync_app, web_files
+from tests.support.builders import kustomization
 from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.dashboard import browser, dashboard
-from tests.support.gitrepos import Repo, RepoFactory
+from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.install import SYSTEM_NAMESPACE, service_account_kubeconfig
-from tests.support.status import applied, request_reconcile, wait_for_kustomization
+from tests.support.status import request_reconcile
 
 pytestmark = pytest.mark.integration
 
@@ -44,21 +44,8 @@ FLUX_GROUPS = [
 ]
 
 
-def web_files(replicas: int) -> dict[str, str | None]:
-    return {
-        "web/deployment.yaml": yaml.safe_dump(
-            builders.deployment(None, "web", replicas=replicas, **WEB_CONTAINER)
-        ),
-        "web/settings.yaml": yaml.safe_dump(builders.configmap(None, "settings", {"mode": "a"})),
-        "web/creds.yaml": yaml.safe_dump(builders.secret(None, "creds", {"token": SECRET_VALUE})),
-    }
-
-
-@dataclasses.dataclass
-class App:
-    namespace: str
-    repo: Repo
-    commit: str
+def dashboard_web_files(replicas: int) -> dict[str, str | None]:
+    return web_files(replicas, creds=builders.secret(None, "creds", {"token": SECRET_VALUE}))
 
 
 @pytest.fixture
@@ -69,7 +56,8 @@ def app(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> App:
-    web = kustomization(namespace, "web", "app", "./web", targetNamespace=namespace)
+    """`root` applies `web` (Deployment, ConfigMap, Secret) and `settings`, which waits
+    for `web` and applies ConfigMap `flags`."""
     settings = kustomization(
         namespace,
         "settings",
@@ -78,23 +66,13 @@ def app(
         targetNamespace=namespace,
         dependsOn=[{"name": "web"}],
     )
-    repo = git_repos.create()
-    commit = repo.commit(
-        {
-            "apps/web.yaml": yaml.safe_dump(web),
-            "apps/settings.yaml": yaml.safe_dump(settings),
-            "settings/flags.yaml": yaml.safe_dump(builders.configmap(None, "flags", {"x": "1"})),
-            **web_files(2),
-        }
+    files = {
+        "settings/flags.yaml": yaml.safe_dump(builders.configmap(None, "flags", {"x": "1"})),
+        **dashboard_web_files(2),
+    }
+    return sync_app(
+        cluster, namespace, git_repos, git_http_server, files=files, children={"settings": settings}
     )
-    apply(
-        cluster,
-        git_repository(namespace, "app", git_http_server.url(repo.name)),
-        kustomization(namespace, "root", "app", "./apps"),
-    )
-    for name in ("root", "web", "settings"):
-        wait_for_kustomization(cluster, namespace, name, applied(commit), timeout=120)
-    return App(namespace, repo, commit)
 
 
 @pytest.fixture
@@ -128,7 +106,7 @@ def test_overview_lists_the_synced_objects_and_shows_a_new_commit_without_a_relo
 
         # A push lands (the source is asked at once, as a Receiver's webhook would).
         page.evaluate("window.__sameDocument = true")
-        new = app.repo.commit(web_files(3), "three replicas")
+        new = app.repo.commit(dashboard_web_files(3), "three replicas")
         request_reconcile(cluster, ns, "gitrepository", "app")
         web_row = page.locator(f'tr[data-key="Kustomization/{ns}/web"]')
         expect(web_row.locator("td.revision")).to_have_text(

@@ -11,7 +11,6 @@ Every command runs as a user runs it: KUBECONFIG in the environment and --namesp
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -20,16 +19,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import builders
-from tests.support.builders import WEB_CONTAINER, git_repository, helm_release, kustomization
+from tests.support.apps import App, sync_app, web_files
+from tests.support.builders import git_repository, helm_release, kustomization
 from tests.support.charts import Charts
 from tests.support.cluster import TestCluster, apply, kubectl_json
 from tests.support.controllers import RunningControllers
 from tests.support.fluxcli import FluxCLI
-from tests.support.gitrepos import Repo, RepoFactory
+from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.status import (
-    applied,
     condition,
     is_ready,
     wait_for_helmrelease,
@@ -40,26 +38,6 @@ from tests.support.status import (
 pytestmark = pytest.mark.integration
 
 
-def web_files(replicas: int) -> dict[str, str | None]:
-    return {
-        "web/deployment.yaml": yaml.safe_dump(
-            builders.deployment(None, "web", replicas=replicas, **WEB_CONTAINER)
-        ),
-        "web/settings.yaml": yaml.safe_dump(builders.configmap(None, "settings", {"mode": "a"})),
-    }
-
-
-@dataclasses.dataclass
-class App:
-    namespace: str
-    repo: Repo
-    commit: str
-
-    @property
-    def revision(self) -> str:
-        return f"master@sha1:{self.commit}"
-
-
 @pytest.fixture
 def app(
     cluster: TestCluster,
@@ -68,20 +46,7 @@ def app(
     git_repos: RepoFactory,
     git_http_server: GitHttpServer,
 ) -> App:
-    """`root` applies Kustomization `web`, which applies Deployment `web` and a ConfigMap."""
-    child = kustomization(namespace, "web", "app", "./web", targetNamespace=namespace)
-    repo = git_repos.create()
-    commit = repo.commit({"apps/web.yaml": yaml.safe_dump(child), **web_files(2)})
-    apply(
-        cluster,
-        git_repository(namespace, "app", git_http_server.url(repo.name), ref={"branch": "master"}),
-        kustomization(namespace, "root", "app", "./apps"),
-    )
-    for name in ("root", "web"):
-        wait_for_kustomization(
-            cluster, namespace, name, applied(commit), timeout=120, what=f"{name} applied"
-        )
-    return App(namespace, repo, commit)
+    return sync_app(cluster, namespace, git_repos, git_http_server, ref={"branch": "master"})
 
 
 def table(output: str) -> dict[str, list[str]]:

@@ -28,13 +28,13 @@ from tests.support.builders import (
     secret,
 )
 from tests.support.chatservers import Received, SlackServer
+from tests.support.cli import run_headwater
 from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
 from tests.support.install import SYSTEM_NAMESPACE
 from tests.support.notification import RECEIVER_TOKEN, field_value, github_headers, post
 from tests.support.scaleout import lease_holder
-from tests.support.sealing import run_headwater
 from tests.support.status import applied, wait_for_kustomization, wait_ready
 
 pytestmark = pytest.mark.integration

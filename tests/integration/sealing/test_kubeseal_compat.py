@@ -27,8 +27,9 @@ from controllers.kustomize import decrypt
 from controllers.sealing import format as sealing
 from controllers.sealing import keys as sealing_keys
 from controllers.sealing.format import Scope
+from tests.support.cli import run_headwater
 from tests.support.cluster import TestCluster, kubectl_json
-from tests.support.sealing import run_headwater, run_kubeseal, sealed_secret
+from tests.support.sealing import run_kubeseal, sealed_secret
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from controllers.sealing import keys as sealing_keys
+from tests.support.cli import run_headwater
 from tests.support.cluster import TestCluster, kubectl_json, wait_for
 from tests.support.controllers import run_controllers
-from tests.support.sealing import run_headwater
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,12 @@ import yaml
 
 from controllers.sealing import format as sealing
 from tests.support.builders import git_repository, kustomization
+from tests.support.cli import run_headwater
 from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
-from tests.support.sealing import run_headwater, run_kubeseal
+from tests.support.sealing import run_kubeseal
 from tests.support.status import condition, get_object, request_reconcile
 
 pytestmark = pytest.mark.integration

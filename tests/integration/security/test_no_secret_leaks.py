@@ -17,12 +17,12 @@ import yaml
 
 from tests.support.builders import alert, git_repository, kustomization, provider, receiver, secret
 from tests.support.chatservers import SlackServer
+from tests.support.cli import run_headwater
 from tests.support.cluster import TestCluster, apply, kubectl_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer, GitSshServer, SSHKey
 from tests.support.notification import github_headers, post, post_until, wire_event
-from tests.support.sealing import run_headwater
 from tests.support.status import get_object, wait_ready
 
 pytestmark = pytest.mark.integration
