@@ -222,18 +222,21 @@ def test_a_watch_gap_forces_the_full_verification(
     skipped_more(own, namespace, 0, 1)
     full = verifications(own, namespace, "full")
     dry_runs, _ = pod_template_applies(cluster)
+    logged = len(full_reasons(own, namespace))
 
     # Every open connection is cut, the watches' included; they reconnect and list again.
     gate.down()
     time.sleep(1.5)  # the gate ends open connections within 0.5 s
     gate.pass_through()
     reason = wait_for(
-        lambda: next((r for r in full_reasons(own, namespace) if "the watch of" in r), None),
+        lambda: next(
+            (r for r in full_reasons(own, namespace)[logged:] if "the watch of" in r), None
+        ),
         timeout=90,
         what="a full verification because of the watch gap",
     )
     assert "restarted since" in reason or "not running" in reason, reason
-    assert verifications(own, namespace, "full") > full
+    wait_for(lambda: verifications(own, namespace, "full") > full, what="counted as full")
     assert pod_template_applies(cluster)[0] > dry_runs
     # Nothing changed: the full one finds everything as built, and skipping resumes.
     skipped_more(own, namespace, verifications(own, namespace, "skipped"), 1)
