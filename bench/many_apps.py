@@ -12,15 +12,20 @@ on loopback, against a control plane started for the benchmark and the real cont
   plus waited-for children, i.e. git and kustomize), its peak RSS (VmHWM) and the peak
   summed RSS of its children, API requests by verb as kube-apiserver counted them
   (``apiserver_request_total``, every client), and the git server's requests;
-- steady state: one interval (every object's ``spec.interval``, 1m) of periodic no-op
-  reconciles right after, with nothing changed: CPU seconds, the share of one core that
-  is, API requests and git requests. Reconciles in the window are counted from what
-  they leave behind: a GitRepository's poll is one ``ls-refs`` on the git server, a
-  Kustomization's pass dry-runs its four objects.
+- steady state: after 1.5 intervals to settle (every object's ``spec.interval``, 1m: each
+  Kustomization's first periodic reconcile after its first apply verifies in full), one
+  interval of periodic no-op reconciles with nothing changed: CPU seconds, the share of
+  one core that is, API requests and git requests. A GitRepository's poll is counted as
+  one ``ls-refs`` on the git server; Kustomization reconciles from the controller's own
+  metrics (``gotk_reconcile_duration_seconds_count``), split by
+  ``headwater_apply_verifications_total`` into full ones (a dry-run of every object) and
+  skipped ones (the inventory watch vouched nothing changed).
 
-Each app count runs once, on its own control plane (one repetition: the 500-app run
-takes minutes). Writes ``many-apps.json`` and ``many-apps.md`` to ``--out`` (default
-``bench/reports``) and prints the table.
+Each app count runs once per ``--full-verify-intervals`` value (default ``0,1h``: 0
+dry-runs every object at every interval as Flux does, 1h is the controller's default),
+each on its own control plane (one repetition: the 500-app run takes minutes). Writes
+``many-apps.json`` and ``many-apps.md`` to ``--out`` (default ``bench/reports``) and
+prints the table.
 
     .venv/bin/python -m bench.many_apps            # full run, about 10 minutes
     .venv/bin/python -m bench.many_apps --quick    # 5 apps, a 20s interval
@@ -35,6 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +49,7 @@ from typing import Any
 
 import kubernetes.client
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common
 from bench.harness import (
@@ -66,6 +73,7 @@ from bench.harness import (
     tool_versions,
     write_git_repo,
 )
+from controllers.toolkit.runtime.durations import DurationError, parse_duration
 from devcluster.controllers import run_controllers
 from devcluster.gitserver import GitHttpServer, RequestRecord
 
@@ -74,6 +82,8 @@ DEFAULT_COUNTS = (100, 500)
 QUICK_COUNTS = (5,)
 DEFAULT_INTERVAL_S = 60
 QUICK_INTERVAL_S = 20
+# HEADWATER_FULL_VERIFY_INTERVAL values: Flux's behaviour, and the default.
+DEFAULT_FULL_VERIFY = ("0", "1h")
 OBJECTS_PER_APP = 4
 APPLIED_RESOURCES = ("configmaps", "secrets", "services", "deployments")
 SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
@@ -189,8 +199,9 @@ class RunOptions:
     keep_logs: Path | None = None
 
 
-def run_count(count: int, workdir: Path, options: RunOptions) -> dict[str, Any]:
-    """One app count on its own control plane: sync all, then one steady interval."""
+def run_count(count: int, full_verify: str, workdir: Path, options: RunOptions) -> dict[str, Any]:
+    """One app count on its own control plane: sync all, settle an interval, then one
+    steady interval."""
     log = options.log
     namespace = f"many-{count}"
     project_root = workdir / "git"
@@ -206,7 +217,7 @@ def run_count(count: int, workdir: Path, options: RunOptions) -> dict[str, Any]:
         revisions[f"app-{index:04d}"] = f"main@sha1:{commit}"
     phases["write_repositories_s"] = round(time.monotonic() - started, 2)
     controller_dir = workdir / "controllers"
-    env = controller_env(options.log_level)
+    env = {**controller_env(options.log_level), "HEADWATER_FULL_VERIFY_INTERVAL": full_verify}
     interval = f"{options.interval_s}s"
     try:
         with (
@@ -226,14 +237,21 @@ def run_count(count: int, workdir: Path, options: RunOptions) -> dict[str, Any]:
                 ]
                 log(f"{count} apps: syncing")
                 sync = measure_sync(cp, probe, git, namespace, documents, revisions)
-                log(f"{count} apps: all Ready in {sync['wall_s']:.0f}s; one steady interval")
-                steady = measure_steady(cp, probe, git, options.interval_s)
+                log(
+                    f"{count} apps (full verify {full_verify}): all Ready in "
+                    f"{sync['wall_s']:.0f}s; 1.5 intervals to settle, one steady interval"
+                )
+                # Each one's first periodic reconcile after its first apply comes within
+                # 1.1 intervals (jitter) of it being Ready, and verifies in full.
+                time.sleep(1.5 * options.interval_s)
+                steady = measure_steady(cp, probe, git, running.metrics_url, options.interval_s)
                 errors = log_errors(running.logs())
     finally:
         keep_logs(options.keep_logs, controller_dir, f"controllers-{count}")
         keep_logs(options.keep_logs, workdir / "cluster" / "logs", f"control-plane-{count}")
     return {
         "apps": count,
+        "full_verify_interval": full_verify,
         "objects_per_app": OBJECTS_PER_APP,
         "repositories": "one per app",
         "interval_s": options.interval_s,
@@ -324,18 +342,36 @@ def measure_sync(
     }
 
 
+def kustomize_passes(metrics_url: str) -> Counter[str]:
+    """Kustomization reconciles ("all") and their verifications ("full", "skipped") so far."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts: Counter[str] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("kind") != "Kustomization":
+                continue
+            if sample.name == "gotk_reconcile_duration_seconds_count":
+                counts["all"] += int(sample.value)
+            elif sample.name == "headwater_apply_verifications_total":
+                counts[sample.labels.get("result", "")] += int(sample.value)
+    return counts
+
+
 def measure_steady(
-    cp: ControlPlane, probe: ControllerProbe, git: GitHttpServer, interval_s: int
+    cp: ControlPlane, probe: ControllerProbe, git: GitHttpServer, metrics_url: str, interval_s: int
 ) -> dict[str, Any]:
     """One interval of whatever the controllers do on their own with nothing changed."""
     probe.reset_peak()
     git.clear_requests()
     before_requests = cp.scrape_requests()
+    before_passes = kustomize_passes(metrics_url)
     before = probe.usage()
     started = time.monotonic()
     time.sleep(interval_s)
     after = probe.usage()
     window = time.monotonic() - started
+    passes = kustomize_passes(metrics_url) - before_passes
     after_requests = cp.scrape_requests()
     requests = +request_diff(before_requests, after_requests)
     git_requests = _git_summary(git.requests)
@@ -344,8 +380,16 @@ def measure_steady(
         for key, value in requests.items()
         if key.dry_run and key.verb == "APPLY" and key.resource in APPLIED_RESOURCES
     )
+    writes = sum(
+        value
+        for key, value in requests.items()
+        if not key.dry_run
+        and key.verb in ("APPLY", "PATCH", "PUT", "POST", "DELETE")
+        and key.resource in APPLIED_RESOURCES
+        and not key.subresource
+    )
     cpu = after.cpu_s - before.cpu_s
-    reconciles = git_requests["by_command"].get("ls-refs", 0) + dry_runs / OBJECTS_PER_APP
+    reconciles = git_requests["by_command"].get("ls-refs", 0) + passes["all"]
     return {
         "window_s": round(window, 2),
         "cpu_s": round(cpu, 3),
@@ -356,19 +400,29 @@ def measure_steady(
         "api_requests": summarize_requests(requests, APPLIED_RESOURCES),
         "git_requests": git_requests,
         "source_polls": git_requests["by_command"].get("ls-refs", 0),
-        "kustomization_passes": round(dry_runs / OBJECTS_PER_APP, 1),
+        "kustomization_passes": passes["all"],
+        "verifications": {"full": passes["full"], "skipped": passes["skipped"]},
+        "applied_kinds_dry_runs": dry_runs,
+        "applied_kinds_writes": writes,
         "cpu_ms_per_reconcile": round(1000 * cpu / reconciles, 1) if reconciles else None,
     }
 
 
-def run_benchmark(counts: Sequence[int], *, quick: bool, options: RunOptions) -> dict[str, Any]:
+def run_benchmark(
+    counts: Sequence[int],
+    *,
+    quick: bool,
+    options: RunOptions,
+    full_verify_intervals: Sequence[str] = DEFAULT_FULL_VERIFY,
+) -> dict[str, Any]:
     started = time.perf_counter()
     machine = {**common.machine_info(), "load_average_at_start": common.load_average()}
     revision = headwater_revision()
     scenarios = []
     for count in counts:
-        with tempfile.TemporaryDirectory(prefix=f"hw-bench-apps{count}-") as tmp:
-            scenarios.append(run_count(count, Path(tmp), options))
+        for full_verify in full_verify_intervals:
+            with tempfile.TemporaryDirectory(prefix=f"hw-bench-apps{count}-") as tmp:
+                scenarios.append(run_count(count, full_verify, Path(tmp), options))
     machine.update(scenarios[-1].pop("versions"))
     for scenario in scenarios:
         scenario.pop("versions", None)
@@ -398,33 +452,41 @@ def render_table(report: Mapping[str, Any]) -> str:
         "all`: source and kustomize controllers) plus the children it waited for (git, "
         "kustomize); in brackets the peak summed RSS of those children. With a 1m interval, "
         "apps Ready early reconcile again before the last one is: the sync window holds "
-        "some periodic reconciles too. Load average (1 min) "
+        "some periodic reconciles too. The steady interval follows 1.5 intervals to settle; "
+        '"full verify" is `HEADWATER_FULL_VERIFY_INTERVAL` (0: every Kustomization '
+        "reconcile dry-runs every object, as Flux does). Load average (1 min) "
         f"{machine['load_average_at_start'][0]:g} at start, "
         f"{machine['load_average_at_end'][0]:g} at end.",
         "",
-        "| apps | sync all: wall s | sources Ready s | per app p50 / p90 s | CPU s "
-        "| peak RSS MiB | steady interval s | CPU s | core share | reconciles (sources, "
-        "kustomizations) | CPU ms per reconcile |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| apps | full verify | sync all: wall s | sources Ready s | per app p50 / p90 s "
+        "| CPU s | peak RSS MiB | steady interval s | CPU s | core share | reconciles "
+        "(sources, kustomizations: full + skipped) | dry-runs, writes of applied kinds "
+        "| CPU ms per reconcile |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: |",
     ]
     for scenario in report["scenarios"]:
         sync, steady = scenario["sync_all"], scenario["steady_interval"]
         per_app = sync["per_app_ready_s"]
         sources = "-" if sync["sources_ready_s"] is None else f"{sync['sources_ready_s']:.1f}"
+        verified = steady["verifications"]
         lines.append(
-            f"| {scenario['apps']} | {sync['wall_s']:.1f} | {sources} "
+            f"| {scenario['apps']} | {scenario['full_verify_interval']} "
+            f"| {sync['wall_s']:.1f} | {sources} "
             f"| {per_app['p50']:.1f} / {per_app['p90']:.1f} | {sync['cpu_s']:.1f} "
             f"| {sync['peak_rss_mib']:.0f} ({sync['peak_children_rss_mib']:.0f}) "
             f"| {steady['window_s']:.0f} | {steady['cpu_s']:.1f} "
             f"| {steady['core_share']:.0%} | {steady['source_polls']}, "
-            f"{steady['kustomization_passes']:g} | {steady['cpu_ms_per_reconcile']} |"
+            f"{steady['kustomization_passes']:g}: {verified['full']} + {verified['skipped']} "
+            f"| {steady['applied_kinds_dry_runs']:,}, {steady['applied_kinds_writes']:,} "
+            f"| {steady['cpu_ms_per_reconcile']} |"
         )
     lines += [
         "",
         "API requests by verb, as kube-apiserver counted them (all clients), and git requests:",
         "",
-        "| apps | phase | API requests | git requests |",
-        "| ---: | --- | --- | --- |",
+        "| apps | full verify | phase | API requests | git requests |",
+        "| ---: | ---: | --- | --- | --- |",
     ]
     for scenario in report["scenarios"]:
         for label, key in (("sync all", "sync_all"), ("steady interval", "steady_interval")):
@@ -434,8 +496,8 @@ def render_table(report: Mapping[str, Any]) -> str:
                 f"{name} {n:,}" for name, n in git["by_command"].items()
             )
             lines.append(
-                f"| {scenario['apps']} | {label} | {request_verbs_text(phase['api_requests'])} "
-                f"| {git_text} |"
+                f"| {scenario['apps']} | {scenario['full_verify_interval']} | {label} "
+                f"| {request_verbs_text(phase['api_requests'])} | {git_text} |"
             )
     lines.append("")
     return "\n".join(lines)
@@ -450,6 +512,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="app counts, e.g. 100,500",
     )
     parser.add_argument("--interval", type=int, default=None, help="spec.interval in seconds")
+    parser.add_argument(
+        "--full-verify-intervals",
+        default=",".join(DEFAULT_FULL_VERIFY),
+        help="HEADWATER_FULL_VERIFY_INTERVAL values to run each count with, e.g. 0,1h",
+    )
     add_controller_options(parser)
     args = parser.parse_args(argv)
     counts = args.counts or (QUICK_COUNTS if args.quick else DEFAULT_COUNTS)
@@ -463,7 +530,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         keep_logs=args.keep_logs,
     )
-    report = run_benchmark(counts, quick=args.quick, options=options)
+    full_verify = [value.strip() for value in args.full_verify_intervals.split(",") if value]
+    for value in full_verify:
+        try:
+            parse_duration(value, field="--full-verify-intervals")
+        except DurationError as exc:
+            parser.error(str(exc))
+    report = run_benchmark(
+        counts, quick=args.quick, options=options, full_verify_intervals=full_verify
+    )
     common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +137,28 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
 
     queue: Reconciler
 
+    def heal(change: ForeignChange) -> None:
+        owner = _owner_of(change.obj)
+        if owner is None:
+            return
+        namespace, name = owner
+        log.info(
+            "%s of an applied object by %s: requeue Kustomization %s/%s",
+            change.event_type.lower(),
+            change.manager or "someone",
+            namespace,
+            name,
+        )
+        queue.request(ObjectRef(namespace, name))
+
+    watcher = InventoryWatcher(
+        api,
+        label_selector=NAME_LABEL,
+        field_manager=FIELD_MANAGER,
+        on_change=heal,
+        owner_of=_owner_of,
+    )
+
     def observe_kinds(inventory: Inventory) -> None:
         watcher.ensure({WatchedKind(entry.api_version, entry.id.kind) for entry in inventory})
 
@@ -158,6 +180,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         observe_kinds=observe_kinds,
         expect_deletions=lambda ids: watcher.expect_deletions(ids),
         lockdown=lockdown,
+        watch_proof=watcher,
+        full_verify_interval=settings.full_verify_interval,
     )
     queue = Reconciler(
         RESOURCE,
@@ -167,26 +191,6 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         slots=ReconcileSlots(settings.concurrent),
         leadership=leadership,
         selector=settings.watch_selector,
-    )
-
-    def heal(change: ForeignChange) -> None:
-        labels = (change.obj.get("metadata") or {}).get("labels") or {}
-        name, namespace = labels.get(NAME_LABEL), labels.get(NAMESPACE_LABEL)
-        if name and namespace:
-            log.info(
-                "%s of an applied object by %s: requeue Kustomization %s/%s",
-                change.event_type.lower(),
-                change.manager or "someone",
-                namespace,
-                name,
-            )
-            queue.request(ObjectRef(namespace, name))
-
-    watcher = InventoryWatcher(
-        api,
-        label_selector=NAME_LABEL,
-        field_manager=FIELD_MANAGER,
-        on_change=heal,
     )
 
     # Flux's field indexes: who uses a source, who depends on a Kustomization.
@@ -250,6 +254,13 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         watcher.close()
         await artifacts.close()
         pool.close()
+
+
+def _owner_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, name) of the Kustomization that applied `obj`, from its owner labels."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(NAME_LABEL), labels.get(NAMESPACE_LABEL)
+    return (str(namespace), str(name)) if name and namespace else None
 
 
 def _source_key(obj: Object) -> list[tuple[str, str, str]]:

@@ -13,6 +13,11 @@ status write and events. The apply, prune and health steps share one
   artifact digest, the spec and the substitution inputs, so a periodic
   reconcile does not rebuild. The apply engine dry-runs every object and
   writes only what differs, so an unchanged cluster sees no write.
+- Skip unchanged checks: a periodic reconcile with nothing changed, whose
+  objects the inventory watch has seen without a gap and unchanged since a
+  full verification found them as built, reuses that verification's change
+  set instead of dry-running every object again (toolkit.apply.verification;
+  at least every --full-verify-interval, and on any request, a full one).
 - Drift: when the build is unchanged but the apply still had to change
   objects, someone changed the cluster outside git; the event names each
   object and field (secret values masked by the diff).
@@ -40,8 +45,15 @@ from controllers.kustomize.spec import (
 )
 from controllers.toolkit.apply import health, ssa
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
+from controllers.toolkit.apply.inventory_watch import Owner, WatchedKind, WatchToken
 from controllers.toolkit.apply.prune import PruneOptions, PruneResult, delete_all, prune
 from controllers.toolkit.apply.resources import ResourceClient
+from controllers.toolkit.apply.verification import (
+    DEFAULT_FULL_VERIFY_INTERVAL,
+    Attempt,
+    Verified,
+    full_verification_reason,
+)
 from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.kustomize import build as build_step
 from controllers.toolkit.kustomize import substitute
@@ -81,6 +93,16 @@ PruneStale = Callable[
     [ResourceClient, Sequence[InventoryEntry], PruneOptions], Awaitable[PruneResult]
 ]
 HealthWait = Callable[..., Awaitable[health.HealthResult]]
+
+
+class WatchProof(Protocol):
+    """What the inventory watch can vouch for (InventoryWatcher's ledger)."""
+
+    def token(self, owner: Owner) -> WatchToken | None: ...
+
+    def broken(
+        self, token: WatchToken, owner: Owner, kinds: Iterable[WatchedKind]
+    ) -> str | None: ...
 
 
 class IdentityGone(ReconcileError):
@@ -142,6 +164,8 @@ class ApplyContext:
     applied_before: bool
     owner: Mapping[str, str]
     cancel: asyncio.Event
+    # reconcile.fluxcd.io/requestedAt as this reconcile found it.
+    requested_at: str | None = None
 
 
 @dataclass
@@ -161,7 +185,14 @@ class KustomizationReconciler:
     apply_all: ApplyAll = ssa.apply_all
     prune_stale: PruneStale = prune
     wait_for_health: HealthWait = health.wait_for_health
+    # What vouches that applied objects did not change (None: dry-run every reconcile),
+    # and the longest time between two dry-runs of everything (--full-verify-interval).
+    watch_proof: WatchProof | None = None
+    full_verify_interval: float = DEFAULT_FULL_VERIFY_INTERVAL
+    clock: Callable[[], float] = time.monotonic
     _builds: dict[ObjectRef, BuiltRevision] = field(default_factory=dict)
+    # The last full verification that found each Kustomization's objects as built.
+    _verified: dict[ObjectRef, Verified] = field(default_factory=dict)
     _attempts: dict[ObjectRef, _Attempt] = field(default_factory=dict)
 
     # -- what the handlers call ---------------------------------------------------------
@@ -179,6 +210,7 @@ class KustomizationReconciler:
 
     def forget(self, ref: ObjectRef) -> None:
         self._builds.pop(ref, None)
+        self._verified.pop(ref, None)
 
     async def reconcile(self, obj: Object) -> Outcome:
         ref = ObjectRef.of(obj)
@@ -189,6 +221,15 @@ class KustomizationReconciler:
             self._attempts.pop(ref, None)
 
     async def _steps(self, run: ReconcileRun, attempt: _Attempt) -> None:
+        # Only a reconcile that ends Ready leaves a verification the next one may reuse.
+        verified = self._verified.pop(run.ref, None)
+        found = await self._reconcile_steps(run, attempt, verified)
+        if found is not None:
+            self._verified[run.ref] = found
+
+    async def _reconcile_steps(
+        self, run: ReconcileRun, attempt: _Attempt, verified: Verified | None
+    ) -> Verified | None:
         started = time.monotonic()
         ref = run.ref
         before: Mapping[str, Any] = run.obj.get("status") or {}
@@ -231,9 +272,10 @@ class KustomizationReconciler:
             applied_before=before.get("lastAppliedRevision") == built.revision,
             owner=ssa.owner_labels(GROUP, ref.name, ref.namespace),
             cancel=attempt.cancel,
+            requested_at=cond.requested_at(run.annotations),
         )
         built.revision = revision  # the reused output is this revision's output too
-        changeset = await self._apply(ctx)
+        changeset, verified = await self._verify_and_apply(ctx, verified)
         await self._prune(ctx, changeset)
         await self._check_health(ctx, changeset)
 
@@ -254,6 +296,7 @@ class KustomizationReconciler:
                 {"revision": revision, "commit_status": "update"},
             )
         run.requeue_after = jittered(spec.interval)
+        return verified
 
     async def finalize(self, obj: Object) -> bool:
         """Apply the deletion policy to everything in the inventory."""
@@ -407,6 +450,58 @@ class KustomizationReconciler:
             objects,
             keys,
             default_namespace=spec.build.target_namespace or namespace,
+        )
+
+    async def _verify_and_apply(
+        self, ctx: ApplyContext, last: Verified | None
+    ) -> tuple[ssa.ChangeSet, Verified | None]:
+        """The apply, or when nothing can have changed since `last`, its change set again.
+
+        Returns the change set and the verification the next reconcile may reuse.
+        """
+        ref = ctx.run.ref
+        owner: Owner = (ref.namespace, ref.name)
+        attempt = Attempt(
+            key=ctx.built.key,
+            digest=ctx.built.digest,
+            revision=ctx.revision,
+            requested_at=ctx.requested_at,
+            force=ctx.spec.force,
+            remote=ctx.spec.kubeconfig_secret is not None
+            or ctx.spec.kubeconfig_config_map is not None,
+            now=self.clock(),
+        )
+        proof = self.watch_proof
+        reason = full_verification_reason(
+            last,
+            attempt,
+            interval=self.full_verify_interval,
+            watch=(lambda token, kinds: proof.broken(token, owner, kinds)) if proof else None,
+        )
+        if reason is None and last is not None:
+            log.debug(
+                "dry-run of %s skipped: %d objects as verified %.0fs ago, "
+                "the inventory watch saw no change since",
+                ref,
+                len(last.changeset),
+                attempt.now - last.at,
+                extra={"revision": ctx.revision},
+            )
+            observability.record_verification(RESOURCE.kind, ref.name, ref.namespace, skipped=True)
+            return ssa.ChangeSet(list(last.changeset)), last
+        log.debug("full verification of %s: %s", ref, reason, extra={"revision": ctx.revision})
+        # Taken before the first dry-run: a change made during it counts as one after it.
+        token = proof.token(owner) if proof is not None else None
+        changeset = await self._apply(ctx)
+        observability.record_verification(RESOURCE.kind, ref.name, ref.namespace, skipped=False)
+        return changeset, Verified.of(
+            changeset,
+            key=attempt.key,
+            digest=attempt.digest,
+            revision=attempt.revision,
+            requested_at=attempt.requested_at,
+            at=attempt.now,
+            token=token,
         )
 
     async def _apply(self, ctx: ApplyContext) -> ssa.ChangeSet:

@@ -22,3 +22,13 @@ def sample_value(text: str, name: str, labels: Mapping[str, str]) -> float | Non
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return None
+
+
+def sample_sum(text: str, name: str, labels: Mapping[str, str]) -> float:
+    """The sum of every sample `name` whose labels include `labels` (e.g. over codes)."""
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

@@ -7,7 +7,9 @@
 - `ignore`: JSON-pointer paths left out of drift detection and apply;
 - `prune`: deleting what left the set, and the deletion policies;
 - `health`: kstatus health and a bounded, cancellable wait;
-- `inventory_watch`: watches on applied kinds that report foreign changes.
+- `inventory_watch`: watches on applied kinds that report foreign changes, and
+  the ledger of what they saw;
+- `verification`: when a no-op reconcile may skip its dry-run of everything.
 
 Nothing here knows which controller calls it: the owner (field manager and
 label group) is always passed in. This wing never imports `toolkit.runtime`.

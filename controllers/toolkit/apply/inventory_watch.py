@@ -9,11 +9,21 @@ Only changes someone else made matter: a deletion does unless we announced
 it (prune), and a modification does when the newest managed-fields entry
 belongs to another field manager (our own applies and prunes come back as
 events too, and must not wake the reconcile that just made them).
+
+With an `owner_of`, the watcher also keeps a `ChangeLedger`: per kind, whether
+its watch is connected and since which (re)list, and per owner, how many of
+its objects changed in any way but status (our own writes included). A
+`WatchToken` taken before a full verification lets a later reconcile ask
+whether anything could have drifted since (`InventoryWatcher.broken`): if
+every kind stayed connected on the same list and no object of the owner
+changed, the answer is no, and its dry-run can be skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -54,6 +64,149 @@ class ForeignChange:
 
 
 OnChange = Callable[[ForeignChange], None]
+# (namespace, name) of the object that applied it (e.g. a Kustomization).
+Owner = tuple[str, str]
+OwnerOf = Callable[[Mapping[str, Any]], Owner | None]
+
+
+def fingerprint(obj: Mapping[str, Any]) -> bytes:
+    """A digest of what an object says, but its status and server bookkeeping.
+
+    Two versions with the same fingerprint differ only in status (a rollout's
+    progress), resourceVersion, or status-subresource managedFields entries and
+    managedFields times: nothing an apply would change back.
+    """
+    view = {key: value for key, value in obj.items() if key != "status"}
+    meta = dict(view.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta["managedFields"] = [
+        {key: value for key, value in entry.items() if key != "time"}
+        for entry in meta.get("managedFields") or ()
+        if isinstance(entry, Mapping) and entry.get("subresource") != "status"
+    ]
+    view["metadata"] = meta
+    text = json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class WatchToken:
+    """What the watches had seen when a full verification began."""
+
+    # Each kind's connection (its list count) at the time; kinds not connected are absent.
+    epochs: Mapping[WatchedKind, int]
+    # How many changes to the owner's objects had been seen.
+    changes: int
+
+
+@dataclass
+class _KindState:
+    epoch: int = 0  # lists done: each one starts a new, gap-free connection
+    connected: bool = False
+    heard_at: float = 0.0  # the last event or normal end of a watch request
+
+
+class ChangeLedger:
+    """What the watches saw, to tell whether a verified owner's objects can have changed.
+
+    Written on watch threads, read on the event loop; one lock. Memory: one
+    16-byte fingerprint per watched object, one counter per owner.
+    """
+
+    def __init__(
+        self,
+        owner_of: OwnerOf,
+        *,
+        silence_limit: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._owner_of = owner_of
+        self._silence_limit = silence_limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kinds: dict[WatchedKind, _KindState] = {}
+        self._seen: dict[WatchedKind, dict[tuple[str, str], tuple[Owner | None, bytes]]] = {}
+        self._changes: dict[Owner, int] = {}
+
+    # -- the watch threads -----------------------------------------------------------
+
+    def listed(self, kind: WatchedKind, items: Iterable[Mapping[str, Any]]) -> None:
+        """A (re)list: what the kind holds now, and a new connection that has missed nothing."""
+        seen = {}
+        for obj in items:
+            seen[_key(obj)] = (self._owner_of(obj), fingerprint(obj))
+        with self._lock:
+            state = self._kinds.setdefault(kind, _KindState())
+            state.epoch += 1
+            state.connected = True
+            state.heard_at = self._clock()
+            self._seen[kind] = seen
+
+    def record(self, kind: WatchedKind, event_type: str, obj: Mapping[str, Any]) -> None:
+        """One watch event: counts a change for each owner whose object it changed."""
+        with self._lock:
+            state = self._kinds.setdefault(kind, _KindState())
+            state.heard_at = self._clock()
+        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+            return  # BOOKMARK: only a sign of life
+        key = _key(obj)
+        owner = self._owner_of(obj)
+        digest = fingerprint(obj) if event_type != "DELETED" else b""
+        with self._lock:
+            seen = self._seen.setdefault(kind, {})
+            before = seen.pop(key, None)
+            if event_type != "DELETED":
+                seen[key] = (owner, digest)
+            if before is not None and before == (owner, digest):
+                return  # status or bookkeeping only
+            # A relabelled object changes for the owner it left as for the one it joined.
+            owners = {owner, before[0] if before is not None else None}
+            for changed in owners:
+                if changed is not None:
+                    self._changes[changed] = self._changes.get(changed, 0) + 1
+
+    def heard(self, kind: WatchedKind) -> None:
+        with self._lock:
+            self._kinds.setdefault(kind, _KindState()).heard_at = self._clock()
+
+    def disconnected(self, kind: WatchedKind) -> None:
+        with self._lock:
+            self._kinds.setdefault(kind, _KindState()).connected = False
+
+    # -- the reconciles ----------------------------------------------------------------
+
+    def token(self, owner: Owner) -> WatchToken:
+        with self._lock:
+            epochs = {kind: state.epoch for kind, state in self._kinds.items() if state.connected}
+            return WatchToken(epochs, self._changes.get(owner, 0))
+
+    def broken(self, token: WatchToken, owner: Owner, kinds: Iterable[WatchedKind]) -> str | None:
+        """Why `token` no longer proves the owner's objects unchanged; None when it does."""
+        now = self._clock()
+        with self._lock:
+            for kind in sorted(set(kinds), key=lambda k: (k.api_version, k.kind)):
+                name = f"{kind.api_version} {kind.kind}"
+                state = self._kinds.get(kind)
+                if state is None or not state.connected:
+                    return f"the watch of {name} is not running"
+                if kind not in token.epochs:
+                    return f"the watch of {name} was not running at the last full verification"
+                if state.epoch != token.epochs[kind]:
+                    return f"the watch of {name} restarted since the last full verification"
+                if now - state.heard_at > self._silence_limit:
+                    return f"the watch of {name} has been silent for {now - state.heard_at:.0f}s"
+            if self._changes.get(owner, 0) != token.changes:
+                return "an applied object changed since the last full verification"
+        return None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(seen) for seen in self._seen.values())
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def last_manager(obj: Mapping[str, Any], ours: str | None = None) -> str | None:
@@ -141,6 +294,7 @@ class InventoryWatcher:
         field_manager: str,
         on_change: OnChange,
         watch_timeout: int = WATCH_TIMEOUT_SECONDS,
+        owner_of: OwnerOf | None = None,
     ) -> None:
         self._dynamic = kubernetes.dynamic.DynamicClient(api)
         self._watch_timeout = watch_timeout
@@ -152,6 +306,12 @@ class InventoryWatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._expected = ExpectedDeletions()
+        # A watch request ends every `watch_timeout`: twice that without a word is a hang.
+        self.ledger = (
+            ChangeLedger(owner_of, silence_limit=2.0 * watch_timeout + 10.0)
+            if owner_of is not None
+            else None
+        )
 
     def ensure(self, kinds: set[WatchedKind]) -> None:
         """Watch every kind in `kinds` (kinds already watched are left alone)."""
@@ -178,6 +338,18 @@ class InventoryWatcher:
     def close(self) -> None:
         self._stop.set()
 
+    def token(self, owner: Owner) -> WatchToken | None:
+        """What the watches have seen so far (None without a ledger): take it before a
+        full verification, give it to `broken` later."""
+        return self.ledger.token(owner) if self.ledger is not None else None
+
+    def broken(self, token: WatchToken, owner: Owner, kinds: Iterable[WatchedKind]) -> str | None:
+        """Why the watches cannot vouch that nothing of `owner` in `kinds` changed since
+        `token`; None when they can (every kind watched without a gap, no change seen)."""
+        if self.ledger is None:
+            return "the inventory watch keeps no ledger"
+        return self.ledger.broken(token, owner, kinds)
+
     def _deliver(self, change: ForeignChange) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -189,12 +361,15 @@ class InventoryWatcher:
         if is_foreign(event_type, raw, self._field_manager):
             self._deliver(ForeignChange(event_type, raw, last_manager(raw, self._field_manager)))
 
-    def _list(self, resource: Any) -> str:
+    def _list(self, kind: WatchedKind, resource: Any) -> str:
         """List the kind; report what someone else changed before; return the list's version."""
         listing = resource.get(label_selector=self._label_selector)
+        items = [item.to_dict() for item in listing.items]
+        if self.ledger is not None:
+            self.ledger.listed(kind, items)
         # Edits made before this list never arrive as events.
-        for item in listing.items:
-            self._report("MODIFIED", item.to_dict())
+        for item in items:
+            self._report("MODIFIED", item)
         return str(listing.metadata.resourceVersion)
 
     def _watch(self, kind: WatchedKind) -> None:
@@ -205,7 +380,7 @@ class InventoryWatcher:
             try:
                 resource = self._dynamic.resources.get(api_version=kind.api_version, kind=kind.kind)
                 if version is None:
-                    version = self._list(resource)
+                    version = self._list(kind, resource)
                 watcher = kubernetes.watch.Watch()
                 for event in self._dynamic.watch(
                     resource,
@@ -223,22 +398,33 @@ class InventoryWatcher:
                     # client's untyped events, and resuming from the listing's
                     # version would replay (and re-report) every event since.
                     version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
+                    if self.ledger is not None:
+                        # Before the report: the reconcile it wakes must see the change.
+                        self.ledger.record(kind, str(event.get("type")), raw)
                     self._report(str(event.get("type")), raw)
                 # The watch timed out: carry on from the newest version it saw
                 # (bookmarks included) rather than listing everything again.
+                if self.ledger is not None:
+                    self.ledger.heard(kind)
                 backoff, failing = 1.0, False
                 continue
             except ApiException as exc:
                 version = None
+                if self.ledger is not None:
+                    self.ledger.disconnected(kind)
                 # 410 Gone: our resourceVersion is too old; list again at once.
                 if exc.status == 410:
                     continue
                 problem = str(exc.reason)
             except ResourceNotFoundError:
                 version = None
+                if self.ledger is not None:
+                    self.ledger.disconnected(kind)
                 problem = "the kind is not served (its CRD may be gone)"
             except Exception as exc:  # the watch must survive API hiccups
                 version = None
+                if self.ledger is not None:
+                    self.ledger.disconnected(kind)
                 problem = str(exc)
             # One warning per run of failures: a kind whose CRD was deleted
             # fails until it comes back, and would fill the log.

@@ -77,6 +77,13 @@ DRIFT_CORRECTIONS = Counter(
     OBJECT_LABELS,
 )
 
+VERIFICATIONS = Counter(
+    "headwater_apply_verifications_total",
+    "Applies by how they verified the cluster: full (a dry-run of every object) or "
+    "skipped (nothing changed, and the inventory watch saw no change since the last full one).",
+    (*OBJECT_LABELS, "result"),
+)
+
 NOTIFICATIONS = Counter(
     "headwater_notifications_total",
     "Alert notifications handed to a Provider: sent, or failed after the retries.",
@@ -112,6 +119,12 @@ def record_suspended(kind: str, name: str, namespace: str, suspended: bool) -> N
 
 def record_drift_corrected(kind: str, name: str, namespace: str) -> None:
     DRIFT_CORRECTIONS.labels(kind=kind, name=name, namespace=namespace).inc()
+
+
+def record_verification(kind: str, name: str, namespace: str, *, skipped: bool) -> None:
+    VERIFICATIONS.labels(
+        kind=kind, name=name, namespace=namespace, result="skipped" if skipped else "full"
+    ).inc()
 
 
 def record_notification(namespace: str, provider: str, type_: str, *, sent: bool) -> None:

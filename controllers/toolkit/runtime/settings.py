@@ -260,6 +260,10 @@ class Settings:
     # How old the newest sealing key may get before a new one is added, in
     # seconds; 0 never adds one (Bitnami's --key-renew-period, 30 days).
     sealing_key_renew_period: float = 720 * 3600.0
+    # Longest time between two dry-runs of every object a Kustomization applied, in
+    # seconds; in between, a no-op reconcile the inventory watch vouches for skips
+    # it. 0 dry-runs every reconcile, as Flux does.
+    full_verify_interval: float = 3600.0
     log_format: LogFormat = "text"
     log_level: LogLevel = "info"
     # Leader election (Flux's flags and defaults): None means "on in a cluster,
@@ -403,6 +407,7 @@ _SPECS: tuple[_Spec, ...] = (
     _spec("artifact_max_size", parse_positive_int),
     _spec("image_max_tags", parse_positive_int),
     _spec("sealing_key_renew_period", parse_window),
+    _spec("full_verify_interval", parse_window),
     _spec("log_format", parse_log_format),
     _spec("log_level", parse_log_level),
     _spec("enable_leader_election", parse_bool),
@@ -447,6 +452,7 @@ def flag_help() -> tuple[FlagHelp, ...]:
         "storage_adv_addr": "the storage address, with this host's name for a wildcard host",
         "sealing_key_renew_period": "720h (0 disables renewal)",
         "events_dedup_window": "5m",
+        "full_verify_interval": "1h (0 dry-runs every reconcile, as Flux)",
         "receiver_rate_limit": "10 (requests/second per client; 0 disables)",
         "enable_leader_election": "true in a cluster, false out of one",
         "leader_election_release_on_cancel": "true",

@@ -90,7 +90,24 @@ def test_many_apps_quick(tmp_path: Path) -> None:
     run = run_quick("bench.many_apps", "many-apps", tmp_path / "reports", 600)
     report = run.report
     check_machine(report)
-    [scenario] = report["scenarios"]
+    # One run dry-running every object at every interval (Flux's way), one with the default.
+    every, default = report["scenarios"]
+    assert (every["full_verify_interval"], default["full_verify_interval"]) == ("0", "1h")
+    for scenario in (every, default):
+        check_many_apps_scenario(scenario, run.table)
+    # Settled, every periodic reconcile of the first dry-runs all four objects; the
+    # default's skip it: the inventory watch saw nothing change.
+    for scenario in (every, default):
+        verified = scenario["steady_interval"]["verifications"]
+        assert verified["full"] + verified["skipped"] > 0, verified
+    assert every["steady_interval"]["verifications"]["skipped"] == 0
+    assert every["steady_interval"]["applied_kinds_dry_runs"] >= 4
+    assert default["steady_interval"]["verifications"]["full"] == 0
+    assert default["steady_interval"]["applied_kinds_dry_runs"] == 0
+    assert default["steady_interval"]["applied_kinds_writes"] == 0
+
+
+def check_many_apps_scenario(scenario: dict[str, Any], table: str) -> None:
     apps = scenario["apps"]
     assert apps >= 1 and scenario["objects_per_app"] == 4
     assert isinstance(scenario["controller_process"]["log_errors"], list)
@@ -116,4 +133,4 @@ def test_many_apps_quick(tmp_path: Path) -> None:
     assert "fetch" not in steady["git_requests"]["by_command"]
     assert "APPLY" not in steady["api_requests"]["applied_kinds_by_verb"]
 
-    assert f"| {apps} | {sync['wall_s']:.1f} |" in run.table
+    assert f"| {apps} | {scenario['full_verify_interval']} | {sync['wall_s']:.1f} |" in table

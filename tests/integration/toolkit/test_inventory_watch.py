@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client
 
@@ -65,3 +67,43 @@ async def test_foreign_changes_are_reported_once_across_watch_restarts(
         (change.event_type, change.obj["metadata"]["name"], change.manager) for change in changes
     ]
     assert reported == [("MODIFIED", "edited", "intruder"), ("DELETED", "deleted", MANAGER)]
+
+
+async def test_the_ledger_vouches_across_watch_timeouts_until_an_object_changes(
+    cluster: TestCluster, namespace: str, api_client: client.ApiClient
+) -> None:
+    apply_configmap(cluster, namespace, "settings", "1")
+    kind = WatchedKind("v1", "ConfigMap")
+    owner = (namespace, "app")
+
+    def owner_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        return owner if labels.get(OWNER) == "app" else None
+
+    watcher = InventoryWatcher(
+        api_client, label_selector=OWNER, field_manager=MANAGER, on_change=lambda _: None,
+        watch_timeout=1, owner_of=owner_of,
+    )  # fmt: skip
+    try:
+        watcher.ensure({kind})
+        for _ in range(100):
+            token = watcher.token(owner)
+            if token is not None and kind in token.epochs:
+                break
+            await asyncio.sleep(0.1)
+        assert token is not None and kind in token.epochs, "listed and connected"
+        # Several server-side timeouts: each watch resumes where it was, no gap.
+        await asyncio.sleep(4)
+        assert watcher.broken(token, owner, {kind}) is None
+
+        # Our own apply of a new value is a change too: only a dry-run can vouch for it.
+        apply_configmap(cluster, namespace, "settings", "2")
+        for _ in range(100):
+            if watcher.broken(token, owner, {kind}) is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert watcher.broken(token, owner, {kind}) == (
+            "an applied object changed since the last full verification"
+        )
+    finally:
+        watcher.close()

@@ -8,7 +8,7 @@ the status writer and the event sink are fakes that record what they saw.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +20,7 @@ from controllers.kustomize.kustomization import RESOURCE, KustomizationReconcile
 from controllers.kustomize.spec import KustomizationSpec
 from controllers.toolkit.apply import health, ssa
 from controllers.toolkit.apply.inventory import Inventory, InventoryEntry, ObjectId
+from controllers.toolkit.apply.inventory_watch import WatchedKind, WatchToken
 from controllers.toolkit.apply.resources import ResourceClient
 from controllers.toolkit.artifacts import Artifact, ArtifactCache
 from controllers.toolkit.runtime import conditions as cond
@@ -93,6 +94,11 @@ class Harness:
     health: health.HealthOutcome = health.HealthOutcome.HEALTHY
     sink: ListSink = field(default_factory=ListSink)
     writer: RecordingWriter = field(default_factory=lambda: RecordingWriter({}))
+    # What the fake apply reports for every object.
+    action: ssa.Action = ssa.Action.CREATED
+    # What the fake inventory watch says (None: it vouches), and a clock to move.
+    watch_says: str | None = None
+    now: float = 1000.0
 
     def __post_init__(self) -> None:
         (self.tmp_path / "cm.yaml").write_text(CONFIG_MAP)
@@ -112,7 +118,18 @@ class Harness:
             expect_deletions=lambda ids: None,
             apply_all=self.apply_all,
             wait_for_health=self.wait_for_health,
+            watch_proof=self,
+            full_verify_interval=3600.0,
+            clock=lambda: self.now,
         )
+
+    def token(self, owner: tuple[str, str]) -> WatchToken:
+        return WatchToken({}, 0)
+
+    def broken(
+        self, token: WatchToken, owner: tuple[str, str], kinds: Iterable[WatchedKind]
+    ) -> str | None:
+        return self.watch_says
 
     async def read_config(
         self, client: ResourceClient, namespace: str, kind: str, name: str
@@ -153,7 +170,7 @@ class Harness:
                         str(obj["metadata"]["name"]),
                     ),
                     "v1",
-                    ssa.Action.CREATED,
+                    self.action,
                 )
                 for obj in objects
             ]
@@ -276,6 +293,61 @@ async def test_a_reused_build_reports_the_revision_just_reconciled(tmp_path: Pat
     assert harness.writer.live["lastAttemptedRevision"] == "main@sha1:2"
     succeeded = [e for e in harness.sink.events if e.reason == cond.RECONCILIATION_SUCCEEDED]
     assert [e.metadata["revision"] for e in succeeded] == ["main@sha1:1", "main@sha1:2"]
+
+
+async def test_a_no_op_the_watch_vouches_for_skips_the_dry_run_until_a_reason_to_verify(
+    tmp_path: Path,
+) -> None:
+    harness = Harness(tmp_path)
+    harness.sources.observe("ADDED", _repository("main@sha1:1"))
+    obj = _kustomization(wait=True)
+    # The first apply creates: its own writes come back as watch events, so the
+    # next reconcile verifies in full; that one finds everything as built.
+    await harness.reconcile(obj)
+    harness.action = ssa.Action.UNCHANGED
+    await harness.reconcile(obj)
+    assert len(harness.applied) == 2
+    status = dict(harness.writer.live)
+
+    harness.now += 60
+    await harness.reconcile(obj)
+    assert len(harness.applied) == 2, "the periodic no-op reuses the verification"
+    assert harness.writer.live == status, "status as after a dry-run that changed nothing"
+    assert [entry.id.name for entry in Inventory.from_status(status["inventory"])] == ["settings"]
+    assert harness.ready()[0] == "True"
+
+    # The watch saw a change (or a gap): a full verification.
+    harness.watch_says = "an applied object changed since the last full verification"
+    await harness.reconcile(obj)
+    assert len(harness.applied) == 3
+    harness.watch_says = None
+    await harness.reconcile(obj)
+    assert len(harness.applied) == 3
+
+    # A requested reconcile, once per requestedAt value.
+    requested = dict(
+        obj, metadata={**obj["metadata"], "annotations": {cond.REQUESTED_AT_ANNOTATION: "1"}}
+    )
+    await harness.reconcile(requested)
+    await harness.reconcile(requested)
+    assert len(harness.applied) == 4
+
+    # The full-verification interval, counted from the last full one.
+    harness.now += 3600
+    await harness.reconcile(requested)
+    assert len(harness.applied) == 5
+
+    # A failed reconcile (here its health check, after a skipped dry-run) leaves
+    # nothing to reuse.
+    harness.health = health.HealthOutcome.FAILED
+    await harness.reconcile(requested)
+    assert len(harness.applied) == 5
+    assert harness.ready()[1] == cond.HEALTH_CHECK_FAILED
+    harness.health = health.HealthOutcome.HEALTHY
+    await harness.reconcile(requested)
+    assert len(harness.applied) == 6
+    await harness.reconcile(requested)
+    assert len(harness.applied) == 6
 
 
 async def test_a_health_failure_keeps_the_inventory_it_applied(tmp_path: Path) -> None:

@@ -197,3 +197,12 @@ def test_watch_label_selector_is_parsed() -> None:
     assert settings.watch_selector.matches({"sharding.fluxcd.io/key": "shard1"})
     assert not settings.watch_selector.matches({})
     assert Settings().watch_selector.empty
+
+
+def test_full_verify_interval_is_an_hour_and_zero_restores_fluxs_behaviour() -> None:
+    assert Settings().full_verify_interval == 3600.0
+    assert Settings.load({"HEADWATER_FULL_VERIFY_INTERVAL": "0"}).full_verify_interval == 0
+    loaded = Settings.load({}, flags={"full_verify_interval": "15m"})
+    assert loaded.full_verify_interval == 900.0
+    with pytest.raises(SettingsError, match="HEADWATER_FULL_VERIFY_INTERVAL"):
+        Settings.load({"HEADWATER_FULL_VERIFY_INTERVAL": "an hour"})
