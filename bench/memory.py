@@ -81,37 +81,60 @@ QUIET_WINDOWS = 3
 TOP_PACKAGES = 8
 
 # What a process has imported before it connects: the CLI for its command, then
-# (for a controller) its handlers, as `headwater run <controller>` does.
+# (for a controller) its handlers, as `headwater run <controller>` does. With
+# `first`, those packages are imported before, one at a time, for their RSS.
 _IMPORTS = """
-import json, sys, tracemalloc
-tracemalloc.start()
+import importlib, json, sys, tracemalloc
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+steps = []
+before = rss()
+import controllers  # first, as in the CLI: its __init__ may change how others load
+steps.append(("controllers", rss() - before))
+for name in {first!r}:
+    before = rss()
+    importlib.import_module(name)
+    steps.append((name, rss() - before))
+if {trace!r}:
+    tracemalloc.start()
+before = rss()
 from controllers import cli
 command = {command!r}
-cli.build_parser(cli.command_word([command]))
+# A tree from before the CLI loaded one area per command builds them all, as it ran.
+cli.build_parser(command) if hasattr(cli, "command_word") else cli.build_parser()
 if command == "run":
     from controllers.toolkit.runtime import runner
     runner.load_register({controller!r})
 else:
     from controllers.dashboard import access, app
-snapshot = tracemalloc.take_snapshot()
-tracemalloc.stop()
-sizes = {{}}
-for stat in snapshot.statistics("filename"):
-    name = stat.traceback[0].filename
-    parts = name.split("site-packages/", 1)
-    if len(parts) == 2:
-        package = parts[1].split("/", 1)[0]
-    elif "/controllers/" in name or "/devcluster/" in name:
-        package = "headwater"
-    else:
-        package = "stdlib"
-    sizes[package] = sizes.get(package, 0) + stat.size
-rss = 0
-for line in open("/proc/self/status"):
-    if line.startswith("VmRSS:"):
-        rss = int(line.split()[1])
-print(json.dumps({{"rss_kib": rss, "modules": len(sys.modules), "traced": sizes}}))
+steps.append(("the rest", rss() - before))
+traced = tracemalloc.get_traced_memory()[0] if {trace!r} else 0
+print(json.dumps({{"rss_kib": rss(), "modules": sorted(sys.modules), "steps": steps,
+                  "traced": traced}}))
 """
+# Packages whose share of the import RSS is reported (each only where the process
+# imports it), in this order: a package's share leaves out what came before it.
+PACKAGES = (
+    "ssl",
+    "yaml",
+    "urllib3",
+    "requests",
+    "aiohttp",
+    "kubernetes.client",
+    "kubernetes.config",
+    "kubernetes.dynamic",
+    "kopf",
+    "prometheus_client",
+    "cryptography.x509",
+    "git",
+    "pathspec",
+    "oras.provider",
+    "celpy",
+    "jinja2",
+    "pyhelm3",
+)
 
 
 @dataclass(frozen=True)
@@ -147,29 +170,38 @@ def _command(process: str, port: int) -> list[str]:
     return [sys.executable, "-m", "controllers.cli", "run", process, "--enable-leader-election"]
 
 
+def _import_run(variant: Variant, process: str, first: Sequence[str], trace: bool) -> Any:
+    command = "dashboard" if process == "dashboard" else "run"
+    code = _IMPORTS.format(command=command, controller=process, first=list(first), trace=trace)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **variant.env, "PYTHONPATH": str(variant.tree)},
+        cwd=variant.tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"imports of {process} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def measure_imports(variant: Variant) -> dict[str, Any]:
-    """RSS, module count and tracemalloc's packages after each process's imports."""
+    """Per process: RSS and module count after its imports, and each package's share."""
     found: dict[str, Any] = {}
     for process in PROCESSES:
-        command = "dashboard" if process == "dashboard" else "run"
-        done = subprocess.run(
-            [sys.executable, "-c", _IMPORTS.format(command=command, controller=process)],
-            env={**os.environ, **variant.env, "PYTHONPATH": str(variant.tree)},
-            cwd=variant.tree,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"imports of {process} failed: {done.stderr[-2000:]}")
-        result = json.loads(done.stdout.splitlines()[-1])
-        traced = sorted(result["traced"].items(), key=lambda kv: -kv[1])
+        plain = _import_run(variant, process, (), trace=False)
+        modules = set(plain["modules"])
+        present = [p for p in PACKAGES if p in modules]
+        shares = _import_run(variant, process, present, trace=False)
+        traced = _import_run(variant, process, (), trace=True)
         found[process] = {
-            "rss_mib": round(result["rss_kib"] / 1024, 1),
-            "modules": result["modules"],
-            "traced_mib": round(sum(result["traced"].values()) / 2**20, 1),
-            "top_packages_mib": {k: round(v / 2**20, 1) for k, v in traced[:TOP_PACKAGES]},
+            "rss_mib": round(plain["rss_kib"] / 1024, 1),
+            "modules": len(modules),
+            "kubernetes_models": sum(m.startswith("kubernetes.client.models.") for m in modules),
+            "package_rss_mib": {name: round(kib / 1024, 1) for name, kib in shares["steps"]},
+            "traced_mib": round(traced["traced"] / 2**20, 1),
         }
     return found
 
@@ -435,7 +467,9 @@ def run_variant(
             "apply_peak_children_rss_mib": children[n],
             "after_apply_rss_mib": after[n]["rss_mib"],
             "after_apply_threads": after[n]["threads"],
-            "top_import_packages_mib": imports[n]["top_packages_mib"],
+            "kubernetes_models": imports[n]["kubernetes_models"],
+            "import_package_rss_mib": imports[n]["package_rss_mib"],
+            "import_traced_mib": imports[n]["traced_mib"],
             "log_errors": errors[n],
         }
         for n in PROCESSES
@@ -538,10 +572,21 @@ def render_table(report: Mapping[str, Any]) -> str:
         for label, names in (("source + kustomize", ("source", "kustomize")), ("all", PROCESSES)):
             cells = " | ".join(f"{_sum(processes, names, key):.1f}" for _, key in _COLUMNS)
             lines.append(f"| **{label}** | | {cells} | |")
-        lines += ["", "Biggest allocating packages at import (tracemalloc, MiB):", ""]
+        lines += [
+            "",
+            "Import RSS by package, MiB (imported one at a time in this order before the "
+            "process's own modules, so shared dependencies count where first imported; "
+            "*traced* is what tracemalloc saw allocated by the process's imports; "
+            "*models* the kubernetes client model modules loaded):",
+            "",
+        ]
         for name in PROCESSES:
-            top = processes[name]["top_import_packages_mib"]
-            lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in top.items()))
+            row = processes[name]
+            shares = ", ".join(f"{k} {v}" for k, v in row["import_package_rss_mib"].items())
+            lines.append(
+                f"- {name}: {shares}; traced {row['import_traced_mib']}; "
+                f"models {row['kubernetes_models']}"
+            )
         errors = {n: processes[n]["log_errors"] for n in PROCESSES if processes[n]["log_errors"]}
         if errors:
             lines += ["", f"Log errors: {json.dumps(errors)[:1500]}"]
