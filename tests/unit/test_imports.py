@@ -118,3 +118,19 @@ print(json.dumps([str(loaded_pod)] + sorted(sys.modules)))
     assert "False" in modules  # V1Pod was not imported before it was used
     assert "kubernetes.client.models.v1_pod" in modules  # ... and was once it was
     assert "kubernetes.client.api.apps_v1_api" not in modules
+
+
+def test_the_dashboard_starts_without_the_cli_verbs_it_does_not_serve() -> None:
+    modules = _modules(
+        """
+import json, sys
+from controllers import cli
+cli.build_parser(cli.command_word(["dashboard"]))
+from controllers.dashboard import access, app
+print(json.dumps(sorted(sys.modules)))
+"""
+    )
+    assert "controllers.dashboard.app" in modules and "jinja2" in modules
+    unexpected = ("controllers.commands.diff", "git", "cryptography", "pathspec", "oras", "celpy")
+    assert [name for name in unexpected if _loaded(modules, name)] == []
+    assert [c for c in CONTROLLERS if _loaded(modules, f"controllers.{c}")] == []
