@@ -195,13 +195,12 @@ def measure_imports(variant: Variant) -> dict[str, Any]:
         modules = set(plain["modules"])
         present = [p for p in PACKAGES if p in modules]
         shares = _import_run(variant, process, present, trace=False)
-        traced = _import_run(variant, process, (), trace=True)
+        # tracemalloc (slows imports 3x) only when asked: `_import_run(..., trace=True)`.
         found[process] = {
             "rss_mib": round(plain["rss_kib"] / 1024, 1),
             "modules": len(modules),
             "kubernetes_models": sum(m.startswith("kubernetes.client.models.") for m in modules),
             "package_rss_mib": {name: round(kib / 1024, 1) for name, kib in shares["steps"]},
-            "traced_mib": round(traced["traced"] / 2**20, 1),
         }
     return found
 
@@ -469,7 +468,6 @@ def run_variant(
             "after_apply_threads": after[n]["threads"],
             "kubernetes_models": imports[n]["kubernetes_models"],
             "import_package_rss_mib": imports[n]["package_rss_mib"],
-            "import_traced_mib": imports[n]["traced_mib"],
             "log_errors": errors[n],
         }
         for n in PROCESSES
@@ -490,11 +488,27 @@ def run_variant(
 
 
 def run_benchmark(
-    variants: Sequence[Variant], *, configmaps: int, quick: bool, log_level: str
+    variants: Sequence[Variant],
+    *,
+    configmaps: int,
+    quick: bool,
+    log_level: str,
+    out: Path | None = None,
 ) -> dict[str, Any]:
+    """Every variant in turn; with `out`, the report so far is written after each one."""
     started = time.perf_counter()
     machine = {**common.machine_info(), "load_average_at_start": common.load_average()}
     results: list[dict[str, Any]] = []
+
+    def report() -> dict[str, Any]:
+        return {
+            **common.report_head(REPORT_NAME, quick=quick, seed=0),
+            "controllers_version": headwater_revision(),
+            "machine": {**machine, "load_average_at_end": common.load_average()},
+            "variants": results,
+            "duration_s": round(time.perf_counter() - started, 1),
+        }
+
     with tempfile.TemporaryDirectory(prefix="hw-bench-memory-") as tmp:
         workdir = Path(tmp)
         project_root = workdir / "git"
@@ -507,13 +521,10 @@ def run_benchmark(
                         cp, git, project_root, workdir, variant, index, configmaps, log_level
                     )
                 )
-    return {
-        **common.report_head(REPORT_NAME, quick=quick, seed=0),
-        "controllers_version": headwater_revision(),
-        "machine": {**machine, "load_average_at_end": common.load_average()},
-        "variants": results,
-        "duration_s": round(time.perf_counter() - started, 1),
-    }
+                if out is not None:  # a long run keeps what it measured so far
+                    partial = report()
+                    common.write_report(out, REPORT_NAME, partial, render_table(partial))
+    return report()
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -576,17 +587,13 @@ def render_table(report: Mapping[str, Any]) -> str:
             "",
             "Import RSS by package, MiB (imported one at a time in this order before the "
             "process's own modules, so shared dependencies count where first imported; "
-            "*traced* is what tracemalloc saw allocated by the process's imports; "
-            "*models* the kubernetes client model modules loaded):",
+            "*models*: the kubernetes client model modules loaded):",
             "",
         ]
         for name in PROCESSES:
             row = processes[name]
             shares = ", ".join(f"{k} {v}" for k, v in row["import_package_rss_mib"].items())
-            lines.append(
-                f"- {name}: {shares}; traced {row['import_traced_mib']}; "
-                f"models {row['kubernetes_models']}"
-            )
+            lines.append(f"- {name}: {shares}; models {row['kubernetes_models']}")
         errors = {n: processes[n]["log_errors"] for n in PROCESSES if processes[n]["log_errors"]}
         if errors:
             lines += ["", f"Log errors: {json.dumps(errors)[:1500]}"]
@@ -616,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     configmaps = args.configmaps or (QUICK_OBJECTS if args.quick else DEFAULT_OBJECTS)
     report = run_benchmark(
-        variants, configmaps=configmaps, quick=args.quick, log_level=args.log_level
+        variants, configmaps=configmaps, quick=args.quick, log_level=args.log_level, out=args.out
     )
     common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
