@@ -393,6 +393,30 @@ def _snapshot(probes: Mapping[str, ControllerProbe]) -> dict[str, dict[str, floa
     }
 
 
+def remove_flux_objects(cp: ControlPlane, name: str, namespace: str) -> None:
+    """Delete the Kustomization (prune off: its objects go with their namespace) and the
+    GitRepository while the controllers run, so their finalizers are done with."""
+    custom = kubernetes.client.CustomObjectsApi(cp.api)
+    group, version, plural = GROUP_KUSTOMIZE
+    custom.patch_namespaced_custom_object(
+        group, version, namespace, plural, name, {"spec": {"prune": False}}
+    )
+    for group, version, plural in (GROUP_KUSTOMIZE, GROUP_SOURCE):
+        custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+    deadline = time.monotonic() + STEP_TIMEOUT
+    for group, version, plural in (GROUP_KUSTOMIZE, GROUP_SOURCE):
+        while True:
+            try:
+                custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404:
+                    break
+                raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{plural} {namespace}/{name} still there")
+            time.sleep(0.5)
+
+
 def run_variant(
     cp: ControlPlane,
     git: GitHttpServer,
@@ -448,13 +472,12 @@ def run_variant(
         errors = {
             n: log_errors(item.log_path.read_text(errors="replace")) for n, item in running.items()
         }
-    common.progress(f"{variant.label}: cleaning up")
-    custom = kubernetes.client.CustomObjectsApi(cp.api)
-    with contextlib.suppress(kubernetes.client.ApiException):
-        custom.delete_namespaced_custom_object(
-            *GROUP_KUSTOMIZE[:2], flux_ns, GROUP_KUSTOMIZE[2], name
-        )
-    cp.delete_namespaces([apps_ns, flux_ns])
+        common.progress(f"{variant.label}: cleaning up")
+        remove_flux_objects(cp, name, flux_ns)
+
+    # The namespaces go without waiting: nothing of this variant is left to finalize.
+    for namespace in (apps_ns, flux_ns):
+        cp.kubectl("delete", "namespace", namespace, "--wait=false")
     per_process = {
         n: {
             "imports_rss_mib": imports[n]["rss_mib"],
