@@ -38,8 +38,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from cryptography import x509
-
 from controllers.toolkit.apply import diff
 from controllers.toolkit.apply import ignore as ignoring
 from controllers.toolkit.apply.health import Status, wait_for_health
@@ -348,6 +346,9 @@ def _dig(obj: Any, path: Sequence[str]) -> Any:
 
 
 def _valid_ca_bundle(value: str) -> bool:
+    # Imported here: cryptography is 9 MiB of RSS that only a CA bundle needs.
+    from cryptography import x509
+
     try:
         x509.load_pem_x509_certificates(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):

@@ -119,6 +119,23 @@ def enqueue_reason(
     return None
 
 
+# Kept out of cached copies: nothing reads them from a cache (drift detection reads
+# applied objects' managedFields from its own watch events, the apply engine from
+# live objects), and with a few field managers per object they are the biggest
+# part of its metadata. Writes are patches, which leave the server's copy alone.
+UNCACHED_METADATA = frozenset({"managedFields"})
+
+
+def cached_copy(obj: Mapping[str, Any]) -> Object:
+    """A deep copy of `obj` for a cache, without `UNCACHED_METADATA`."""
+    copied: Object = {}
+    for key, value in obj.items():
+        if key == "metadata" and isinstance(value, Mapping):
+            value = {k: v for k, v in value.items() if k not in UNCACHED_METADATA}
+        copied[key] = copy.deepcopy(value)
+    return copied
+
+
 class WatchCache:
     """The latest version of every object of one kind, fed by kopf's watch events.
 
@@ -212,7 +229,7 @@ class WatchCache:
         if event_type == "DELETED" or outside:
             self._objects.pop(ref, None)
         else:
-            current = self._objects[ref] = copy.deepcopy(dict(obj))
+            current = self._objects[ref] = cached_copy(obj)
         for name in self._index_keys:
             self._reindex(name, ref, current)
         for observer in self._observers:

@@ -91,3 +91,17 @@ def test_unknown_and_duplicate_indexes_are_refused() -> None:
         cache.add_index("source", _by_source)
     with pytest.raises(KeyError, match="no index"):
         cache.indexed("other", "x")
+
+
+def test_the_cache_keeps_no_managed_fields_and_leaves_the_event_alone() -> None:
+    cache = WatchCache(RESOURCE)
+    event = _ks("a", "repo")
+    event["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Apply"}]
+    event["metadata"]["labels"] = {"team": "x"}
+    cache.observe("ADDED", event)
+    cached = cache.peek(ObjectRef("ns", "a"))
+    assert cached is not None
+    assert cached["metadata"] == {"name": "a", "namespace": "ns", "labels": {"team": "x"}}
+    assert cached["spec"] == event["spec"] and cached["spec"] is not event["spec"]
+    # The event itself (kopf's body) is untouched.
+    assert event["metadata"]["managedFields"] == [{"manager": "kubectl", "operation": "Apply"}]
