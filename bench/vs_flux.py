@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -356,8 +357,11 @@ class Plan:
     seed: int
     log: Callable[[str], None]
     profile: bool = True
+    which: tuple[str, ...] = systems.SYSTEMS  # the systems to run
     keep_logs: Path | None = None
     log_level: str = "info"
+    # Each system's runs go under `<prefix>-hw` / `<prefix>-flux` (default: a temp dir).
+    work_prefix: Path | None = None
 
     @property
     def mix_label(self) -> str:
@@ -510,20 +514,40 @@ def run_once(system: str, index: int, plan: Plan, workdir: Path) -> dict[str, An
     return result
 
 
-def run_benchmark(plan: Plan, *, quick: bool) -> dict[str, Any]:
+def run_benchmark(
+    plan: Plan,
+    *,
+    quick: bool,
+    reuse: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    runs_file: Path | None = None,
+) -> dict[str, Any]:
+    """Alternate the systems in `plan.which`; a system not run takes its runs from
+    `reuse` (an earlier report's ``runs``). Each finished run is saved to `runs_file`."""
     started = time.perf_counter()
-    built = flux_peer.build_all()
+    built = flux_peer.build_all() if "flux" in plan.which else {}
     machine = {**common.machine_info(), "load_average_at_start": common.load_average()}
-    runs: dict[str, list[dict[str, Any]]] = {system: [] for system in systems.SYSTEMS}
+    runs: dict[str, list[dict[str, Any]]] = {
+        system: [] if system in plan.which else [dict(r) for r in (reuse or {}).get(system, [])]
+        for system in systems.SYSTEMS
+    }
     for index in range(plan.runs):
-        for system in systems.SYSTEMS:
+        for system in plan.which:
             plan.log(f"run {index + 1}/{plan.runs}: {system}")
-            with tempfile.TemporaryDirectory(prefix=f"hw-vs-flux-{system}-") as tmp:
-                runs[system].append(run_once(system, index, plan, Path(tmp)))
-    versions = runs["headwater"][-1].pop("versions")
+            root = None
+            if plan.work_prefix is not None:
+                root = Path(f"{plan.work_prefix}-{'hw' if system == 'headwater' else 'flux'}")
+                root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix=f"run{index}-", dir=root) as tmp:
+                run = run_once(system, index, plan, Path(tmp))
+            if system == "headwater":
+                run["headwater_version"] = headwater_revision()
+            runs[system].append(run)
+            if runs_file is not None:
+                runs_file.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
+    versions: dict[str, Any] = {}
     for system_runs in runs.values():
         for run in system_runs:
-            run.pop("versions", None)
+            versions = run.pop("versions", None) or versions
     table = metrics(plan.apps, plan.mix_label, plan.big)
     return {
         **common.report_head(REPORT_NAME, quick=quick, seed=plan.seed),
@@ -533,6 +557,7 @@ def run_benchmark(plan: Plan, *, quick: bool) -> dict[str, Any]:
             for name, c in flux_peer.CONTROLLERS.items()
         },
         "flux_built_in_this_run": {name: r.built for name, r in built.items()},
+        "systems_run": list(plan.which),
         "plan": {
             "runs": plan.runs,
             "mix": dict(plan.mix),
@@ -639,7 +664,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--idle", type=int, default=None, help="idle window with apps, seconds")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
+    parser.add_argument(
+        "--systems",
+        default=",".join(systems.SYSTEMS),
+        help="which systems to run (comma-separated); the others' runs come from --reuse",
+    )
+    parser.add_argument(
+        "--reuse", type=Path, default=None, help="an earlier vs-flux.json (or runs file)"
+    )
+    parser.add_argument("--runs-file", type=Path, default=None, help="save each run here")
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
+    parser.add_argument(
+        "--work-prefix", type=Path, default=None, help="runs go under PREFIX-hw and PREFIX-flux"
+    )
     args = parser.parse_args(argv)  # fmt: skip
     quick = args.quick
     apps = args.apps or (QUICK_APPS if quick else DEFAULT_APPS)
@@ -654,10 +691,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log=common.progress,
         profile=not args.no_profile,
         keep_logs=args.keep_logs,
+        work_prefix=args.work_prefix,
+        which=tuple(part for part in args.systems.split(",") if part),
     )
     if plan.runs < 1:
         parser.error("--runs must be at least 1")
-    report = run_benchmark(plan, quick=quick)
+    unknown = set(plan.which) - set(systems.SYSTEMS)
+    if unknown or not plan.which:
+        parser.error(f"--systems takes {', '.join(systems.SYSTEMS)}, got {args.systems!r}")
+    reuse = json.loads(args.reuse.read_text())["runs"] if args.reuse else None
+    report = run_benchmark(plan, quick=quick, reuse=reuse, runs_file=args.runs_file)
     common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
 
