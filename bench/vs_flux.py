@@ -149,7 +149,8 @@ def summarize_profile(raw: str, top: int = PROFILE_TOP) -> dict[str, Any]:
         total += count
         own[_frame(frames[-1])] += count
         for frame in {_frame(f) for f in frames}:
-            inclusive[frame] += count
+            if not _plumbing(frame):
+                inclusive[frame] += count
 
     def ranked(counter: collections.Counter[str]) -> list[dict[str, Any]]:
         return [
@@ -158,6 +159,20 @@ def summarize_profile(raw: str, top: int = PROFILE_TOP) -> dict[str, Any]:
         ]
 
     return {"samples": total, "own": ranked(own), "inclusive": ranked(inclusive)}
+
+
+# Frames on nearly every stack (thread and event-loop entry points): no news inclusively.
+PLUMBING = (
+    "(threading.py)",
+    "(asyncio/base_events.py)",
+    "(asyncio/events.py)",
+    "(futures/thread.py)",
+    "(runpy.py)",
+)
+
+
+def _plumbing(frame: str) -> bool:
+    return frame.startswith("<module>") or frame.endswith(PLUMBING)
 
 
 def _frame(text: str) -> str:
@@ -388,7 +403,7 @@ def py_spy(pid: int, output: Path, rate: int = PROFILE_RATE) -> Iterator[None]:
     """Record `pid` with py-spy (not pausing it) until the block ends."""
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     process = subprocess.Popen(
-        [binary, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking",
+        [binary, "record", "--pid", str(pid), "--rate", str(rate), "--nonblocking", "--gil",
          "--format", "raw", "--output", str(output)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -547,7 +562,7 @@ def run_benchmark(
     versions: dict[str, Any] = {}
     for system_runs in runs.values():
         for run in system_runs:
-            versions = run.pop("versions", None) or versions
+            versions = run.get("versions") or versions
     table = metrics(plan.apps, plan.mix_label, plan.big)
     return {
         **common.report_head(REPORT_NAME, quick=quick, seed=plan.seed),
@@ -605,7 +620,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         f"headwater at commit {str(version['commit'])[:12]}"
         f"{' with local changes' if version['controllers_modified'] else ''}; Flux: {flux} "
         f"(built from their Go modules). {machine['cores']} cores ({machine['platform']}), "
-        f"Python {machine['python']}, kube-apiserver {machine['kube_apiserver']}. "
+        f"Python {machine['python']}, kube-apiserver {machine.get('kube_apiserver', '?')}. "
         f"{plan['runs']} run(s) per system, alternating, each on a fresh control plane; "
         f"`--concurrent {plan['concurrent']}` on both. Load average (1 min) at the start of "
         f"the runs: {min(load_points):g}-{max(load_points):g} (the machine is shared: wall "
@@ -631,9 +646,12 @@ def render_table(report: Mapping[str, Any]) -> str:
             "",
             f"## Profile: headwater's kustomize process, a first apply of {plan_mix(plan)}",
             "",
-            f"py-spy {PROFILE_RATE} Hz, not pausing the process, idle threads left out; "
+            f"py-spy {PROFILE_RATE} Hz (`--gil`: the thread running Python; time in C "
+            "without the GIL, such as kustomize's subprocess wait or SSL reads, is not "
+            "sampled), not pausing the process; "
             f"{profile['samples']:,} samples over {profile['wall_s']:.1f} s (a separate, "
-            "unmeasured apply). Own = the frame was running; inclusive = it was on the stack.",
+            "unmeasured apply). Own = the frame was running; inclusive = on the stack (thread and "
+            "event-loop entry points left out).",
             "",
             "| own share | frame | | inclusive share | frame |",
             "| ---: | --- | --- | ---: | --- |",
@@ -667,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--systems",
         default=",".join(systems.SYSTEMS),
-        help="which systems to run (comma-separated); the others' runs come from --reuse",
+        help="which systems to run (comma-separated, or none: only render --reuse); the "
+        "others' runs come from --reuse",
     )
     parser.add_argument(
         "--reuse", type=Path, default=None, help="an earlier vs-flux.json (or runs file)"
@@ -692,12 +711,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=not args.no_profile,
         keep_logs=args.keep_logs,
         work_prefix=args.work_prefix,
-        which=tuple(part for part in args.systems.split(",") if part),
+        which=tuple(part for part in args.systems.split(",") if part and part != "none"),
     )
     if plan.runs < 1:
         parser.error("--runs must be at least 1")
     unknown = set(plan.which) - set(systems.SYSTEMS)
-    if unknown or not plan.which:
+    if unknown or not (plan.which or args.reuse):
         parser.error(f"--systems takes {', '.join(systems.SYSTEMS)}, got {args.systems!r}")
     reuse = json.loads(args.reuse.read_text())["runs"] if args.reuse else None
     report = run_benchmark(plan, quick=quick, reuse=reuse, runs_file=args.runs_file)
