@@ -375,6 +375,9 @@ class Plan:
     which: tuple[str, ...] = systems.SYSTEMS  # the systems to run
     keep_logs: Path | None = None
     log_level: str = "info"
+    # The first `heavy_runs` runs also do the big apply and the app counts above
+    # `idle_apps` (minutes each on a loaded 2-core machine); None: every run.
+    heavy_runs: int | None = None
     # Each system's runs go under `<prefix>-hw` / `<prefix>-flux` (default: a temp dir).
     work_prefix: Path | None = None
 
@@ -497,7 +500,8 @@ def run_once(system: str, index: int, plan: Plan, workdir: Path) -> dict[str, An
                         "rate_hz": PROFILE_RATE,
                         **summarize_profile(raw.read_text(errors="replace")),
                     }
-                if plan.big:
+                heavy = plan.heavy_runs is None or index < plan.heavy_runs
+                if plan.big and heavy:
                     log(f"{system} run {index + 1}: {plan.big:,} objects")
                     big = kustomize_apply.run_controller_cycle(
                         cp, probe, git, project_root, _big_arena(plan, f"big{index}"),
@@ -507,7 +511,8 @@ def run_once(system: str, index: int, plan: Plan, workdir: Path) -> dict[str, An
                     result["big_first"] = big["first_apply"]
                 result["apps"] = {}
                 idle_done = False
-                for count in sorted({*plan.apps, plan.idle_apps}):
+                counts = {c for c in plan.apps if heavy or c <= plan.idle_apps}
+                for count in sorted({*counts, plan.idle_apps}):
                     log(f"{system} run {index + 1}: {count} apps")
                     tag = f"n{count}"
                     sync = _sync_apps(cp, probe, git, plan, count, tag)
@@ -582,6 +587,7 @@ def run_benchmark(
             "idle_s": plan.idle_s,
             "concurrent": CONCURRENT,
             "nodes": plan.nodes,
+            "heavy_runs": plan.heavy_runs,
         },
         "machine": {**machine, **versions, "load_average_at_end": common.load_average()},
         "comparison": compare(runs, table),
@@ -602,7 +608,11 @@ def _stat_text(stat: Mapping[str, float] | None, digits: int) -> str:
 def ratio_text(ratio: Mapping[str, Any] | None) -> str:
     if ratio is None:
         return "-"
-    return f"**{ratio['median']:.2f}** ({ratio['min']:.2f}-{ratio['max']:.2f})"
+    pairs = ratio["pairs"]
+    return (
+        f"**{ratio['median']:.2f}** ({ratio['min']:.2f}-{ratio['max']:.2f}, "
+        f"{pairs} pair{'s' if pairs != 1 else ''})"
+    )
 
 
 def render_table(report: Mapping[str, Any]) -> str:
@@ -681,6 +691,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--big", type=int, default=None, help="objects of the big first apply (0: none)"
     )
     parser.add_argument("--idle", type=int, default=None, help="idle window with apps, seconds")
+    parser.add_argument(
+        "--heavy-runs",
+        type=int,
+        default=None,
+        help="only the first N runs do the big apply and the larger app counts",
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument(
         "--systems",
@@ -711,6 +727,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=not args.no_profile,
         keep_logs=args.keep_logs,
         work_prefix=args.work_prefix,
+        heavy_runs=args.heavy_runs,
         which=tuple(part for part in args.systems.split(",") if part and part != "none"),
     )
     if plan.runs < 1:
