@@ -258,6 +258,8 @@ def run_flux(
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "home"
     home.mkdir(exist_ok=True)
+    # source-controller refuses a storage path that does not exist yet.
+    (workdir / "artifacts").mkdir(exist_ok=True)
     events_port = free_port()
     ports = {
         "notification-controller": Ports(
