@@ -615,6 +615,19 @@ def ratio_text(ratio: Mapping[str, Any] | None) -> str:
     )
 
 
+def measured_at(runs: Mapping[str, Sequence[Mapping[str, Any]]], default: Mapping[str, Any]) -> str:
+    """The commit(s) headwater's runs were measured at (the report's own if they say none)."""
+    seen: list[str] = []
+    for run in runs.get("headwater", []):
+        version = run.get("headwater_version") or default
+        text = str(version["commit"])[:12] + (
+            " with local changes" if version["controllers_modified"] else ""
+        )
+        if text not in seen:
+            seen.append(text)
+    return ", ".join(seen) or "-"
+
+
 def render_table(report: Mapping[str, Any]) -> str:
     machine, plan = report["machine"], report["plan"]
     version = report["headwater_version"]
@@ -627,8 +640,7 @@ def render_table(report: Mapping[str, Any]) -> str:
     lines = [
         f"# headwater vs Flux, side by side ({report['created']})",
         "",
-        f"headwater at commit {str(version['commit'])[:12]}"
-        f"{' with local changes' if version['controllers_modified'] else ''}; Flux: {flux} "
+        f"headwater measured at commit {measured_at(report['runs'], version)}; Flux: {flux} "
         f"(built from their Go modules). {machine['cores']} cores ({machine['platform']}), "
         f"Python {machine['python']}, kube-apiserver {machine.get('kube_apiserver', '?')}. "
         f"{plan['runs']} run(s) per system, alternating, each on a fresh control plane; "

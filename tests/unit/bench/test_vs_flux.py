@@ -187,7 +187,14 @@ def test_the_report_says_each_ratio_with_its_range() -> None:
         "runs": runs,
     }
     text = vs_flux.render_table(report)
-    assert "headwater at commit abcdef123456; Flux: kustomize-controller v1.9.5" in text
+    assert "headwater measured at commit abcdef123456; Flux: kustomize-controller v1.9.5" in text
+    runs["headwater"][1]["headwater_version"] = {
+        "commit": "0123456789ab99",
+        "controllers_modified": True,
+    }
+    assert vs_flux.measured_at(runs, report["headwater_version"]) == (
+        "abcdef123456, 0123456789ab with local changes"
+    )
     assert "| CPU, first apply of 50 ConfigMaps, s | 1.50 (1.00-2.00) " in text
     assert "| **0.75** (0.50-1.00, 2 pairs) |" in text
     assert "Load average (1 min) at the start of the runs: 1.5-1.5" in text
