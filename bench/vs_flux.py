@@ -664,6 +664,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         (run["profile"] for run in report["runs"].get("headwater", []) if "profile" in run), None
     )
     if profile:
+        wall = f" over {profile['wall_s']:.1f} s" if profile.get("wall_s") else ""
         lines += [
             "",
             f"## Profile: headwater's kustomize process, a first apply of {plan_mix(plan)}",
@@ -671,8 +672,8 @@ def render_table(report: Mapping[str, Any]) -> str:
             f"py-spy {PROFILE_RATE} Hz (`--gil`: the thread running Python; time in C "
             "without the GIL, such as kustomize's subprocess wait or SSL reads, is not "
             "sampled), not pausing the process; "
-            f"{profile['samples']:,} samples over {profile['wall_s']:.1f} s (a separate, "
-            "unmeasured apply). Own = the frame was running; inclusive = on the stack (thread and "
+            f"{profile['samples']:,} samples{wall} (a separate, unmeasured apply). "
+            "Own = the frame was running; inclusive = on the stack (thread and "
             "event-loop entry points left out).",
             "",
             "| own share | frame | | inclusive share | frame |",
@@ -720,6 +721,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--reuse", type=Path, default=None, help="an earlier vs-flux.json (or runs file)"
     )
     parser.add_argument("--runs-file", type=Path, default=None, help="save each run here")
+    parser.add_argument(
+        "--profile-raw", type=Path, default=None, help="py-spy raw output of an earlier run"
+    )
     parser.add_argument("--keep-logs", type=Path, default=None, help="copy all logs here")
     parser.add_argument(
         "--work-prefix", type=Path, default=None, help="runs go under PREFIX-hw and PREFIX-flux"
@@ -749,6 +753,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--systems takes {', '.join(systems.SYSTEMS)}, got {args.systems!r}")
     reuse = json.loads(args.reuse.read_text())["runs"] if args.reuse else None
     report = run_benchmark(plan, quick=quick, reuse=reuse, runs_file=args.runs_file)
+    if args.profile_raw is not None:
+        # A profile recorded in an earlier (interrupted) run, as py-spy wrote it.
+        first = report["runs"]["headwater"][0] if report["runs"]["headwater"] else None
+        if first is not None and "profile" not in first:
+            first["profile"] = {
+                "step": "first apply (profiled, not measured), from an earlier run",
+                "wall_s": None,
+                "rate_hz": PROFILE_RATE,
+                **summarize_profile(args.profile_raw.read_text(errors="replace")),
+            }
     common.publish_report(args.out, REPORT_NAME, report, render_table(report))
     return 0
 
