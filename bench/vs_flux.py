@@ -168,11 +168,17 @@ PLUMBING = (
     "(asyncio/events.py)",
     "(futures/thread.py)",
     "(runpy.py)",
+    "(<frozen runpy>)",
+    "(asyncio/runners.py)",
+)
+# headwater's own entry points (the process's main, its runner's loop).
+ENTRY_POINTS = frozenset(
+    {"main (controllers/cli.py)", "run (runtime/runner.py)", "_run_command (runtime/runner.py)"}
 )
 
 
 def _plumbing(frame: str) -> bool:
-    return frame.startswith("<module>") or frame.endswith(PLUMBING)
+    return frame.startswith("<module>") or frame.endswith(PLUMBING) or frame in ENTRY_POINTS
 
 
 def _frame(text: str) -> str:
