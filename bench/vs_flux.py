@@ -518,7 +518,7 @@ def run_once(system: str, index: int, plan: Plan, workdir: Path) -> dict[str, An
                 result["apps"] = {}
                 idle_done = False
                 counts = {c for c in plan.apps if heavy or c <= plan.idle_apps}
-                for count in sorted({*counts, plan.idle_apps}):
+                for count in sorted({*counts, plan.idle_apps} - {0}):
                     log(f"{system} run {index + 1}: {count} apps")
                     tag = f"n{count}"
                     sync = _sync_apps(cp, probe, git, plan, count, tag)
@@ -716,6 +716,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="only the first N runs do the big apply and the larger app counts",
     )
+    parser.add_argument(
+        "--idle-apps", type=int, default=None, help="apps in the idle window (0: no idle window)"
+    )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")
     parser.add_argument(
         "--systems",
@@ -742,7 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mix=QUICK_MIX if quick else MIX,
         big=args.big if args.big is not None else (QUICK_BIG if quick else DEFAULT_BIG),
         apps=tuple(apps),
-        idle_apps=QUICK_IDLE_APPS if quick else IDLE_APPS,
+        idle_apps=args.idle_apps
+        if args.idle_apps is not None
+        else (QUICK_IDLE_APPS if quick else IDLE_APPS),
         idle_s=args.idle or (QUICK_IDLE_S if quick else DEFAULT_IDLE_S),
         seed=args.seed,
         log=common.progress,
