@@ -67,11 +67,24 @@ FLUX_RESOURCES = frozenset({"kustomizations", "gitrepositories"})
 
 
 class ControlPlane:
-    """A devcluster control plane in `workdir` with headwater's CRDs installed."""
+    """A devcluster control plane in `workdir` with headwater's CRDs installed.
 
-    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+    `crd_dirs` and `namespace` may name another system's (the Flux peer's CRDs share
+    names with headwater's: one cluster holds one system's).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: int = 3,
+        *,
+        crd_dirs: Sequence[Path] = (CRDS_DIR,),
+        namespace: str = "headwater-system",
+    ) -> None:
         self.workdir = workdir
         self.nodes = nodes
+        self.crd_dirs = tuple(crd_dirs)
+        self.namespace = namespace
         self._dev: DevCluster | None = None
         self._api: kubernetes.client.ApiClient | None = None
 
@@ -99,9 +112,9 @@ class ControlPlane:
         self._dev = devcluster.provision(self.workdir, nodes=self.nodes)
         self._dev.start()
         try:
-            install_crds(self._dev)
+            install_crds(self._dev, self.crd_dirs)
             self._wait_watchable(time.monotonic() + 120)
-            self.kubectl("create", "namespace", "headwater-system")
+            self.kubectl("create", "namespace", self.namespace)
         except BaseException:
             self.stop()
             raise
@@ -227,9 +240,10 @@ def kubectl(dev: DevCluster, *args: str, input: str | None = None) -> str:
     return completed.stdout
 
 
-def install_crds(dev: DevCluster) -> None:
-    """headwater's CRDs, applied and Established."""
-    kubectl(dev, "apply", "--server-side", "--force-conflicts", "-f", str(CRDS_DIR))
+def install_crds(dev: DevCluster, crd_dirs: Sequence[Path] = (CRDS_DIR,)) -> None:
+    """The CRDs in `crd_dirs` (headwater's by default), applied and Established."""
+    for crd_dir in crd_dirs:
+        kubectl(dev, "apply", "--server-side", "--force-conflicts", "-f", str(crd_dir))
     kubectl(dev, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
 
 
@@ -473,6 +487,65 @@ class ControllerProbe:
                 break
             last_cpu, last_activity = cpu, current
         return time.monotonic() - started
+
+
+class ProcessesProbe(ControllerProbe):
+    """`ControllerProbe` over several processes (one per controller), summed.
+
+    CPU is the sum of each process's own and waited-for children's; RSS the sum of
+    each one's; the peak is the sum of each process's own peak (VmHWM), which may
+    not all have happened at once (an upper bound of the simultaneous peak); the
+    children's peak is of their summed RSS, sampled across all the processes.
+    """
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        super().__init__(pids[0])
+        self.probes = [ControllerProbe(pid) for pid in pids]
+
+    def usage(self) -> ProcessUsage:
+        usages = [probe.usage() for probe in self.probes]
+        return ProcessUsage(
+            sum(u.cpu_self_s for u in usages), sum(u.cpu_children_s for u in usages)
+        )
+
+    def rss_mib(self) -> float:
+        return round(sum(probe.rss_mib() for probe in self.probes), 1)
+
+    def peak_rss_mib(self) -> float:
+        return round(sum(probe.peak_rss_mib() for probe in self.probes), 1)
+
+    def reset_peak(self) -> None:
+        for probe in self.probes:
+            probe.reset_peak()
+        self.hwm_resettable = all(probe.hwm_resettable for probe in self.probes)
+
+    def start_sampling(self, interval: float = 0.1) -> None:
+        self._peak_children_kib = 0
+        self._sampling.clear()
+        parents = {probe.pid: _exe(probe.pid) for probe in self.probes}
+
+        def sample() -> None:
+            while not self._sampling.wait(interval):
+                with contextlib.suppress(OSError):
+                    total = sum(
+                        _rss_kib(kid)
+                        for pid, exe in parents.items()
+                        for kid in children(pid)
+                        if _exe(kid) != exe
+                    )
+                    self._peak_children_kib = max(self._peak_children_kib, total)
+
+        self._sampler = threading.Thread(target=sample, name="bench-rss-sampler", daemon=True)
+        self._sampler.start()
+
+    def children_rss_mib(self) -> float:
+        """The summed RSS of the processes' children running another program, now."""
+        kib = 0
+        for probe in self.probes:
+            exe = _exe(probe.pid)
+            with contextlib.suppress(OSError):
+                kib += sum(_rss_kib(kid) for kid in children(probe.pid) if _exe(kid) != exe)
+        return round(kib / 1024, 1)
 
 
 # -- one step of the controllers, measured -------------------------------------------------

@@ -279,6 +279,34 @@ def generate(size: int, prefix: str, seed: int) -> ObjectSet:
     return ObjectSet(prefix, tuple(objects), tuple(files))
 
 
+def generate_mix(counts: Mapping[str, int], prefix: str, seed: int) -> ObjectSet:
+    """One Namespace `<prefix>-apps` and `counts` objects by kind (ConfigMap, Secret,
+    Service, Deployment), made as `generate` makes them (same seed, same content)."""
+    rng = random.Random(f"{seed}:mix:{sorted(counts.items())}")
+    namespace = f"{prefix}-apps"
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {SET_LABEL: prefix}},
+        }
+    ]
+    files = ["deploy/namespaces.yaml"]
+    wanted = dict(counts)
+    unknown = set(wanted) - {"ConfigMap", "Secret", "Service", "Deployment"}
+    if unknown:
+        raise ValueError(f"generate_mix: no generator for kinds {sorted(unknown)}")
+    index = 0
+    while any(wanted.values()):
+        kind = _slot_kind(index)
+        if wanted.get(kind):
+            wanted[kind] -= 1
+            objects.append(_workload(rng, index, namespace, _TEAMS[0], prefix))
+            files.append(f"deploy/app-{index // 10:04d}.yaml")
+        index += 1
+    return ObjectSet(prefix, tuple(objects), tuple(files))
+
+
 @dataclass(frozen=True)
 class Change:
     after: ObjectSet
@@ -445,8 +473,13 @@ def run_controller_cycle(
     git: GitHttpServer,
     project_root: Path,
     arena: Arena,
+    *,
+    first_only: bool = False,
 ) -> dict[str, Any]:
-    """First apply, no-op reconcile, change + prune for one arena; cleans up after."""
+    """First apply, no-op reconcile, change + prune for one arena; cleans up after.
+
+    With `first_only`, the first apply alone (then the cleanup).
+    """
     api = cp.api
     name = arena.name
     [first] = write_git_repo(project_root, name, [("first", arena.before.tree())])
@@ -481,6 +514,11 @@ def run_controller_cycle(
                 ks_applied(revision),
                 _own("POST", "kustomizations"),
             )
+            if first_only:
+                results["first_apply"]["dry_run_passes"] = dry_run_passes(
+                    results["first_apply"], len(arena.before.objects)
+                )
+                return results
             token = ""
 
             def request_ks() -> None:

@@ -246,6 +246,63 @@ _FLUX_PLACEHOLDER_MANIFEST = """\
 """
 
 
+def copy_module_source(module: str, version: str, dest: Path, *, cwd: Path) -> Path:
+    """Download `module@version` and copy it to the writable directory `dest`.
+
+    The module cache is read-only; a module built as the main module (because its
+    go.mod has replace directives `go install` refuses) needs a copy it may edit.
+    Returns `dest`.
+    """
+    listing = _run_go(
+        ["mod", "download", "-json", f"{module}@{version}"], cwd=cwd, env_extra={"GOWORK": "off"}
+    )
+    module_dir = Path(json.loads(listing)["Dir"])
+    shutil.copytree(module_dir, dest, copy_function=shutil.copyfile)
+    for directory in [dest, *(p for p in dest.rglob("*") if p.is_dir())]:
+        directory.chmod(0o755)
+    return dest
+
+
+def module_sum(module: str, version: str, *, cwd: Path) -> tuple[str, str]:
+    """The go.sum hashes (`h1:` of the zip, of the go.mod) of one served module version."""
+    listing = json.loads(
+        _run_go(
+            ["mod", "download", "-json", f"{module}@{version}"],
+            cwd=cwd,
+            env_extra={"GOWORK": "off"},
+        )
+    )
+    return listing["Sum"], listing["GoModSum"]
+
+
+def edit_go_mod(source: Path, edits: list[str]) -> None:
+    """`go mod edit` with the given flags (such as ``-replace=a=b@v``) in `source`."""
+    _run_go(["mod", "edit", *edits], cwd=source, env_extra={"GOWORK": "off"})
+
+
+def build_main_module(source: Path, package: str, output: Path, *, ldflags: str) -> None:
+    """`go build` one package of a copied module as the main module, with its own go.sum.
+
+    As upstream's release builds: read-only module graph, no cgo, trimmed paths,
+    stripped binary; GOTOOLCHAIN=local, so a go.mod never fetches another Go.
+    """
+    _run_go(
+        go_build_args(package, output, ldflags=ldflags),
+        cwd=source,
+        env_extra={"GOWORK": "off", "GOTOOLCHAIN": "local"},
+    )
+
+
+def go_build_args(package: str, output: Path, *, ldflags: str) -> list[str]:
+    """The `go` arguments `build_main_module` runs (CGO_ENABLED=0 comes from `_run_go`)."""
+    return ["build", "-mod=readonly", "-trimpath", "-ldflags", ldflags, "-o", str(output), package]
+
+
+def publish(staging: Path, final: Path) -> None:
+    """Rename a finished build into its cache place (a concurrent twin may win)."""
+    _publish(staging, final)
+
+
 def build_flux_cli() -> BuildResult:
     """Build Flux's CLI (``cmd/flux``) from its Go module into the cache.
 
@@ -260,34 +317,17 @@ def build_flux_cli() -> BuildResult:
     final.parent.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent.parent))
     try:
-        listing = _run_go(
-            ["mod", "download", "-json", f"{FLUX_MODULE}@{FLUX_VERSION}"],
-            cwd=staging,
-            env_extra={"GOWORK": "off"},
-        )
-        module_dir = Path(json.loads(listing)["Dir"])
-        source = staging / "src"
-        shutil.copytree(module_dir, source, copy_function=shutil.copyfile)
-        for directory in [source, *(p for p in source.rglob("*") if p.is_dir())]:
-            directory.chmod(0o755)
+        source = copy_module_source(FLUX_MODULE, FLUX_VERSION, staging / "src", cwd=staging)
         manifests = source / "cmd" / "flux" / "manifests"
         manifests.mkdir(exist_ok=True)
         (manifests / "placeholder.yaml").write_text(_FLUX_PLACEHOLDER_MANIFEST)
         out = staging / "bin"
         out.mkdir()
-        _run_go(
-            [
-                "build",
-                "-mod=readonly",
-                "-trimpath",
-                "-ldflags",
-                f"-s -w -X main.VERSION={FLUX_VERSION.lstrip('v')}",
-                "-o",
-                str(out / "flux"),
-                "./cmd/flux",
-            ],
-            cwd=source,
-            env_extra={"GOWORK": "off", "GOTOOLCHAIN": "local"},
+        build_main_module(
+            source,
+            "./cmd/flux",
+            out / "flux",
+            ldflags=f"-s -w -X main.VERSION={FLUX_VERSION.lstrip('v')}",
         )
         _publish(out, final.parent)
     finally:

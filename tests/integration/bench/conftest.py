@@ -22,11 +22,11 @@ class QuickRun:
     table: str  # the Markdown table, as written and as printed
 
 
-def run_quick(module: str, report_name: str, out: Path, timeout: float) -> QuickRun:
-    """Run `python -m <module> --quick --out <out>`; it must succeed, write its own
-    `<report_name>` report and print the table it wrote."""
+def run_quick(module: str, report_name: str, out: Path, timeout: float, *extra: str) -> QuickRun:
+    """Run `python -m <module> --quick --out <out> <extra>`; it must succeed, write its
+    own `<report_name>` report and print the table it wrote."""
     proc = subprocess.run(
-        [sys.executable, "-m", module, "--quick", "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", "--out", str(out), *extra],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
