@@ -45,6 +45,7 @@ class RunningSystem:
     system: str
     pids: dict[str, int]  # role -> pid
     logs: Callable[[], str]
+    kustomize_metrics_url: str  # where the kustomize controller serves /metrics
 
     def probe(self, roles: Sequence[str] = MEASURED_ROLES) -> ProcessesProbe:
         return ProcessesProbe([self.pids[role] for role in roles])
@@ -64,7 +65,8 @@ def start_system(
             kubeconfig, workdir, concurrent=concurrent, log_level=log_level
         ) as flux:
             pids = {role: flux.pid(f"{role}-controller") for role in ROLES}
-            yield RunningSystem(system, pids, flux.logs)
+            metrics = f"http://127.0.0.1:{flux.ports['kustomize-controller'].metrics}"
+            yield RunningSystem(system, pids, flux.logs, metrics)
         return
     if system != "headwater":
         raise ValueError(f"unknown system {system!r}: expected one of {', '.join(SYSTEMS)}")
@@ -83,4 +85,5 @@ def start_system(
             system,
             {role: r.process.pid for role, r in running.items()},
             lambda: "".join(r.logs() for r in running.values()),
+            running["kustomize"].metrics_url,
         )

@@ -527,7 +527,9 @@ def run_once(system: str, index: int, plan: Plan, workdir: Path) -> dict[str, An
                         result[f"apps{count}_sync"] = sync
                     if count == plan.idle_apps and not idle_done:
                         log(f"{system} run {index + 1}: idle with {count} apps for {plan.idle_s}s")
-                        steady = many_apps.measure_steady(cp, probe, git, plan.idle_s)
+                        steady = many_apps.measure_steady(
+                            cp, probe, git, running.kustomize_metrics_url, plan.idle_s
+                        )
                         steady["writes"] = writes(steady["api_requests"]["by_resource"])
                         steady["apps"] = count
                         result["idle_apps"] = steady
