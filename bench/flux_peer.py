@@ -23,18 +23,16 @@ import dataclasses
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devcluster import build
 from devcluster.cluster import free_port
+from devcluster.controllers import http_ready, stop_process_group
 
 log = logging.getLogger(__name__)
 
@@ -228,25 +226,6 @@ class RunningFlux:
         return "".join(path.read_text(errors="replace") for path in self.log_paths.values())
 
 
-def _ready(url: str) -> bool:
-    with (
-        contextlib.suppress(OSError, urllib.error.URLError),
-        urllib.request.urlopen(url, timeout=2) as response,
-    ):
-        return bool(response.status == 200)
-    return False
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def run_flux(
     kubeconfig: Path, workdir: Path, *, concurrent: int = 4, log_level: str = "info"
@@ -298,7 +277,7 @@ def run_flux(
                 )
             running.log_paths[name] = log_path
             deadline = time.monotonic() + READY_TIMEOUT
-            while not _ready(f"http://127.0.0.1:{ports[name].health}/readyz"):
+            while not http_ready(f"http://127.0.0.1:{ports[name].health}/readyz"):
                 if running.processes[name].poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"{name} did not become ready:\n{log_path.read_text()[-4000:]}"
@@ -307,7 +286,7 @@ def run_flux(
         yield running
     finally:
         for name in reversed(list(running.processes)):
-            _stop(running.processes[name])
+            stop_process_group(running.processes[name])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,13 +66,25 @@ def controller_env(
     return env, urls
 
 
-def _ready(url: str) -> bool:
+def http_ready(url: str) -> bool:
+    """Whether `url` answers 200 now (a health endpoint polled until it does)."""
     with (
         contextlib.suppress(OSError, urllib.error.URLError),
         urllib.request.urlopen(url, timeout=2) as response,
     ):
         return bool(response.status == 200)
     return False
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group (it and its children), SIGKILL after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -107,7 +119,7 @@ def run_controllers(
     )
     try:
         deadline = time.monotonic() + timeout
-        while not _ready(f"{running.health_url}/readyz"):
+        while not http_ready(f"{running.health_url}/readyz"):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"headwater run {which} did not become ready:\n{running.logs()[-4000:]}"
@@ -115,10 +127,4 @@ def run_controllers(
             time.sleep(0.2)
         yield running
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_process_group(process)
