@@ -412,20 +412,20 @@ def measure_controller(
     return {"wall_s": round(step.wall_s, 4), **step.figures(digits=4)}
 
 
-def _git_repository(name: str, url: str) -> dict[str, Any]:
+def git_repository(name: str, url: str, namespace: str = FLUX_NAMESPACE) -> dict[str, Any]:
     return {
         "apiVersion": "source.toolkit.fluxcd.io/v1",
         "kind": "GitRepository",
-        "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"interval": "1h", "timeout": "5m", "url": url, "ref": {"branch": "main"}},
     }
 
 
-def _kustomization(name: str) -> dict[str, Any]:
+def kustomization(name: str, namespace: str = FLUX_NAMESPACE) -> dict[str, Any]:
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
-        "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             # Long intervals: only the reconciles the benchmark asks for run.
             "interval": "1h",
@@ -490,7 +490,7 @@ def run_controller_cycle(
         ResourceWatch(api, *GROUP_KUSTOMIZE[:2], GROUP_KUSTOMIZE[2], FLUX_NAMESPACE) as kss,
     ):
         try:
-            cp.apply([_git_repository(name, git.url(name))])
+            cp.apply([git_repository(name, git.url(name))])
             sources.wait(
                 lambda objs: has_artifact(objs.get(name), revision),
                 SOURCE_TIMEOUT,
@@ -509,7 +509,7 @@ def run_controller_cycle(
                 cp,
                 probe,
                 lambda: custom.create_namespaced_custom_object(
-                    *GROUP_KUSTOMIZE[:2], FLUX_NAMESPACE, GROUP_KUSTOMIZE[2], _kustomization(name)
+                    *GROUP_KUSTOMIZE[:2], FLUX_NAMESPACE, GROUP_KUSTOMIZE[2], kustomization(name)
                 ),
                 ks_applied(revision),
                 _own("POST", "kustomizations"),

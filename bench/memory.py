@@ -61,6 +61,7 @@ from bench.harness import (
     tool_versions,
     write_git_repo,
 )
+from bench.kustomize_apply import git_repository, kustomization
 from devcluster.cluster import free_port
 from devcluster.gitserver import GitHttpServer
 
@@ -362,28 +363,7 @@ def objects(namespace: str, configmaps: int) -> dict[str, bytes]:
 
 
 def _flux_objects(name: str, namespace: str, url: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
-            "kind": "GitRepository",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"interval": "1h", "timeout": "5m", "url": url, "ref": {"branch": "main"}},
-        },
-        {
-            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
-            "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {
-                "interval": "1h",
-                "retryInterval": "1m",
-                "timeout": "10m",
-                "path": "./deploy",
-                "prune": True,
-                "wait": False,
-                "sourceRef": {"kind": "GitRepository", "name": name},
-            },
-        },
-    ]
+    return [git_repository(name, url, namespace), kustomization(name, namespace)]
 
 
 def _snapshot(probes: Mapping[str, ControllerProbe]) -> dict[str, dict[str, float]]:
