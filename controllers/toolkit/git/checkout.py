@@ -1,8 +1,10 @@
 """Fetching a GitRepository's ref into a work tree, or seeing that nothing changed.
 
 Per ref type (Flux semantics):
-- branch, tag, name: one ``git ls-remote``; if the remote ref still points at the last
-  observed revision nothing is fetched; else a depth-1 fetch of exactly that ref;
+- branch, tag, name: one listing of the remote's references (in-process over smart HTTP,
+  `refs_http`, else ``git ls-remote``); if the remote ref still points at the last
+  observed revision nothing is fetched (nor is git run); else a depth-1 fetch of exactly
+  that ref;
 - semver: list tags, pick the highest matching one, then as for tag;
 - commit: fetched by id at depth 1 when the server allows it (protocol v2), otherwise the
   branch (or every branch and tag) in full; with a branch the commit must be on it.
@@ -13,10 +15,11 @@ directories in the work tree; each must exist at the fetched commit, as Flux che
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from controllers.toolkit.git import refs_http
 from controllers.toolkit.git.credentials import GitAuth, ProxyConfig, git_environment
 from controllers.toolkit.git.errors import EmptyRepositoryError, GitOperationError
 from controllers.toolkit.git.gitexec import Deadline, GitRunner
@@ -76,27 +79,56 @@ def _list(runner: GitRunner, url: GitURL, *flags: str) -> dict[str, str]:
     return parse_ls_remote(out)
 
 
-def _resolve(runner: GitRunner, url: GitURL, ref: GitRef) -> ResolvedRef:
-    kind = ref.kind
-    flags = {RefKind.BRANCH: ("--heads",), RefKind.TAG: ("--tags",), RefKind.SEMVER: ("--tags",)}
-    remote = _list(runner, url, *flags.get(kind, ()))
+_FLAGS = {RefKind.BRANCH: ("--heads",), RefKind.TAG: ("--tags",), RefKind.SEMVER: ("--tags",)}
+_PREFIXES = {RefKind.BRANCH: HEADS, RefKind.TAG: TAGS, RefKind.SEMVER: TAGS}
+
+
+def _resolve_in(
+    ref: GitRef, remote: Mapping[str, str], everything: Callable[[], Mapping[str, str]], where: str
+) -> ResolvedRef:
     try:
-        return resolve(ref, remote, str(url))
+        return resolve(ref, remote, where)
     except GitOperationError:
         # Only on the way out: tell an empty repository from a missing ref.
-        if not remote and (kind is RefKind.NAME or not _list(runner, url)):
+        if not remote and (ref.kind is RefKind.NAME or not everything()):
             raise EmptyRepositoryError(
-                f"repository '{url}' is empty: it has no references"
+                f"repository '{where}' is empty: it has no references"
             ) from None
         raise
+
+
+def _resolve(runner: GitRunner, url: GitURL, ref: GitRef) -> ResolvedRef:
+    """Where `ref` points, with ``git ls-remote``."""
+    remote = _list(runner, url, *_FLAGS.get(ref.kind, ()))
+    return _resolve_in(ref, remote, lambda: _list(runner, url), str(url))
+
+
+def _resolve_listed(
+    url: GitURL, ref: GitRef, auth: GitAuth, proxy: ProxyConfig | None, deadline: Deadline
+) -> ResolvedRef | None:
+    """Where `ref` points, listed in-process (refs_http); None: ask git."""
+    if ref.kind is RefKind.COMMIT:
+        return None
+    advertised = refs_http.list_refs(
+        url, auth, proxy, timeout=deadline.remaining("listing remote references")
+    )
+    if advertised is None:
+        return None
+    prefix = _PREFIXES.get(ref.kind)
+    remote = {k: v for k, v in advertised.items() if prefix is None or k.startswith(prefix)}
+    return _resolve_in(ref, remote, lambda: advertised, str(url))
 
 
 def resolve_remote(
     url: GitURL, ref: GitRef, auth: GitAuth, *, timeout: float, proxy: ProxyConfig | None = None
 ) -> ResolvedRef:
-    """Where a branch/tag/semver/name ref points now, with one ``git ls-remote``."""
+    """Where a branch/tag/semver/name ref points now, with one listing of the remote."""
+    deadline = Deadline(timeout)
+    listed = _resolve_listed(url, ref, auth, proxy, deadline)
+    if listed is not None:
+        return listed
     with git_environment(auth, url, timeout, proxy) as genv:
-        runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
+        runner = GitRunner(genv.env, deadline, where=str(url), secrets=genv.secrets)
         return _resolve(runner, url, ref)
 
 
@@ -209,15 +241,19 @@ def fetch(
         if expected == last_revision:
             # A commit never moves: no need to ask the server.
             return Unchanged(ResolvedRef(ref=None, commit=ref.commit.lower()))
+    deadline = Deadline(timeout)
+    listed = _resolve_listed(url, ref, auth, proxy, deadline)
+    if listed is not None and last_revision is not None and listed.revision == last_revision:
+        return Unchanged(listed)
     with git_environment(auth, url, timeout, proxy) as genv:
-        runner = GitRunner(genv.env, Deadline(timeout), where=str(url), secrets=genv.secrets)
+        runner = GitRunner(genv.env, deadline, where=str(url), secrets=genv.secrets)
         if kind is RefKind.COMMIT:
             _init(runner, url, dest)
             commit = _fetch_commit(runner, dest, ref)
             full_ref = HEADS + ref.branch if ref.branch else None
             tag = None
         else:
-            resolved = _resolve(runner, url, ref)
+            resolved = listed or _resolve(runner, url, ref)
             if last_revision is not None and resolved.revision == last_revision:
                 return Unchanged(resolved)
             _init(runner, url, dest)

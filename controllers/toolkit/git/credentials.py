@@ -66,6 +66,13 @@ def _basic(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
+def basic_credentials(auth: GitAuth) -> str | None:
+    """The value of a basic ``Authorization`` header for `auth`, or None without one."""
+    if auth.username is None or auth.password is None:
+        return None
+    return _basic(auth.username, auth.password)
+
+
 def _text(data: Mapping[str, bytes], key: str) -> str | None:
     raw = data.get(key)
     if raw is None:
@@ -274,9 +281,9 @@ def git_environment(
         config = base_config(timeout)
         extra: dict[str, str] = {}
         scope = f"http.{url.origin}"  # credentials go only to the repository's own origin
-        if auth.username is not None and auth.password is not None:
-            header = f"Authorization: Basic {_basic(auth.username, auth.password)}"
-            config.append((f"{scope}.extraHeader", header))
+        credentials = basic_credentials(auth)
+        if credentials is not None:
+            config.append((f"{scope}.extraHeader", f"Authorization: Basic {credentials}"))
         if auth.bearer_token is not None:
             config.append((f"{scope}.extraHeader", f"Authorization: Bearer {auth.bearer_token}"))
         if auth.ca_cert is not None:

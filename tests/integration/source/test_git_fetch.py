@@ -411,8 +411,10 @@ def test_unchanged_remote_skips_the_clone(
     assert again.revision == first.revision
     assert not (tmp_path / "b").exists()
     mine = [r for r in git_http_server.requests if r.path.startswith(f"/{app_repo.name}.git/")]
-    assert mine, "the remote was not asked at all"
-    assert not [r for r in mine if r.command in ("fetch", "want")]
+    # One GET of the reference advertisement: no fetch, not even git's second (ls-refs) request.
+    assert [(r.method, r.path.rsplit("/", 2)[-2:], r.status) for r in mine] == [
+        ("GET", ["info", "refs"], 200)
+    ]
     # Once the branch moves, the same call fetches the new commit.
     new = app_repo.commit({"new.txt": "new\n"})
     moved = run_fetch(url, GitRef(), tmp_path / "c", last_revision=first.revision)
@@ -421,6 +423,55 @@ def test_unchanged_remote_skips_the_clone(
     assert resolve_remote(parse_git_url(url), GitRef(), GitAuth(), timeout=TIMEOUT).revision == (
         f"master@sha1:{new}"
     )
+
+
+# (the server fixture, the Secret's data, the same Secret with refused credentials)
+_AUTH_CASES = {
+    "basic": (
+        "git_http_basic_server",
+        {"username": HTTP_USER.encode(), "password": HTTP_PASSWORD.encode()},
+        {"username": HTTP_USER.encode(), "password": b"not-it-1234"},
+    ),
+    "bearer": (
+        "git_http_bearer_server",
+        {"bearerToken": BEARER_TOKEN.encode()},
+        {"bearerToken": b"not-it-1234"},
+    ),
+}
+
+
+@pytest.mark.parametrize("auth", sorted(_AUTH_CASES))
+def test_unchanged_poll_is_one_authorized_request(
+    auth: str, request: pytest.FixtureRequest, app_repo: Repo, tmp_path: Path
+) -> None:
+    """The in-process listing sends the Secret's credentials as git does; refused ones make
+    it step aside, and git's own error is the one reported."""
+    fixture, secret, refused = _AUTH_CASES[auth]
+    server: GitHttpServer = request.getfixturevalue(fixture)
+    url = server.url(app_repo.name)
+    first = checkout(url, GitRef(), tmp_path / "a", secret=secret)
+    server.clear_requests()
+    again = run_fetch(url, GitRef(), tmp_path / "b", secret=secret, last_revision=first.revision)
+    assert isinstance(again, Unchanged)
+    assert [(r.method, r.status) for r in server.requests] == [("GET", 200)]
+    error = fail(url, GitRef(), tmp_path / "c", secret=refused, last_revision=first.revision)
+    assert error.reason == AUTHENTICATION_FAILED
+    assert "not-it-1234" not in str(error)
+
+
+def test_unchanged_poll_over_https_trusts_the_secrets_ca(
+    git_https_server: GitHttpServer, tls_ca: TestCA, app_repo: Repo, tmp_path: Path
+) -> None:
+    url = git_https_server.url(app_repo.name)
+    secret = {"ca.crt": tls_ca.cert_pem}
+    first = checkout(url, GitRef(), tmp_path / "a", secret=secret)
+    git_https_server.clear_requests()
+    again = run_fetch(url, GitRef(), tmp_path / "b", secret=secret, last_revision=first.revision)
+    assert isinstance(again, Unchanged)
+    assert [(r.method, r.status) for r in git_https_server.requests] == [("GET", 200)]
+    # Without the CA, nothing is trusted: the listing steps aside and git refuses the server.
+    error = fail(url, GitRef(), tmp_path / "c", last_revision=first.revision)
+    assert "certificate" in str(error).lower()
 
 
 # -- content: ignore, include, submodules ------------------------------------------------------
