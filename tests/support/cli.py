@@ -32,6 +32,18 @@ def headwater(
     )
 
 
+def start_headwater(cluster: TestCluster, *args: str) -> subprocess.Popen[str]:
+    """`headwater <args>` started, not awaited, its stdout a text pipe read line by line
+    (for the verbs that follow the cluster: `--watch`, `logs --follow`)."""
+    return subprocess.Popen(
+        [*COMMAND, *args, "--kubeconfig", str(cluster.kubeconfig)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_headwater(
     *args: str,
     input: bytes = b"",
