@@ -89,6 +89,9 @@ _MAX_KUSTOMIZATION_BYTES = 64 * 1024
 _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # A DNS label, as Kubernetes requires of a namespace.
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# kustomize reads the kustomization file through sigs.k8s.io/yaml (go-yaml v2, YAML 1.1):
+# these plain words are booleans to it, and PyYAML writes "y" and "n" unquoted.
+_YAML11_BOOLEANS = frozenset(("y", "n", "yes", "no", "on", "off"))
 
 
 def build_in_process(
@@ -199,7 +202,10 @@ def _no_kustomization_below(directory: Path) -> None:
 def _check_namespace(namespace: str) -> None:
     if not _NAMESPACE.fullmatch(namespace):
         raise NotPlain("a namespace that is not a DNS label")
-    # Flux writes it into the kustomization unquoted unless PyYAML would read it otherwise.
+    # Written into the kustomization unquoted unless PyYAML would read it otherwise, and
+    # read back by kustomize as YAML 1.1: a word or number to either is left to kustomize.
+    if namespace in _YAML11_BOOLEANS:
+        raise NotPlain("a namespace YAML 1.1 reads as a boolean")
     check_plain_string(namespace)
 
 

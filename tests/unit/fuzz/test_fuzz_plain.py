@@ -88,8 +88,8 @@ SEPARATORS = ["---\n", "--- # c\n", "---   \n", "---\n# note\n", "---\n---\n"]
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> str:
-    api, kind = draw(st.sampled_from(KINDS))
+def documents(draw: st.DrawFn, kinds: list[tuple[str, str]] = KINDS) -> str:
+    api, kind = draw(st.sampled_from(kinds))
     lines = [f"apiVersion: {api}", f"kind: {kind}", "metadata:", f"  name: {draw(NAMES)}-@@"]
     if draw(st.booleans()):
         lines.append(f"  namespace: {draw(NAMES)}")
@@ -109,8 +109,8 @@ def documents(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def files(draw: st.DrawFn) -> str:
-    docs = draw(st.lists(documents(), min_size=1, max_size=4))
+def files(draw: st.DrawFn, kinds: list[tuple[str, str]] = KINDS) -> str:
+    docs = draw(st.lists(documents(kinds), min_size=1, max_size=4))
     text = "---\n" if draw(st.booleans()) else ""
     for index, doc in enumerate(docs):
         if index:
@@ -152,14 +152,30 @@ def test_plain_directories_read_as_kustomize_builds_them(tree_files: dict[str, s
 
 
 FILE_NAMES = ["a.yaml", "b.yml", "c.yaml"]
+# Mostly kinds a namespace is set on here, and one it is not (left to kustomize).
+NAMESPACED_KINDS = [
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("batch/v1", "CronJob"),
+    ("example.com/v1", "Widget"),
+]
 # Namespaces as a kustomization or a Kustomization spells them, some left to kustomize.
-NAMESPACES = st.sampled_from(["apps", "n", "a-b", "x1", "1e3", "0x1f", "true", "yes", "Ab", ""])
+NAMESPACES = st.sampled_from(["apps", "a-b", "x1", "n", "y", "on", "1e3", "0x1f", "true", "Ab", ""])
 
 
 @st.composite
 def listing_kustomizations(draw: st.DrawFn) -> tuple[dict[str, str], BuildOptions]:
-    tree = draw(st.dictionaries(st.sampled_from([*FILE_NAMES, "d/e.yaml"]), files()))
-    listed = draw(st.lists(st.sampled_from(FILE_NAMES), min_size=1, max_size=3, unique=True))
+    kinds = draw(st.sampled_from([KINDS, NAMESPACED_KINDS]))
+    tree = draw(st.dictionaries(st.sampled_from(FILE_NAMES), files(kinds), min_size=1))
+    present = sorted(tree)
+    if draw(st.booleans()):
+        tree["d/e.yaml"] = draw(files(kinds))  # not listed: not read
+    listed = draw(st.lists(st.sampled_from(present), min_size=1, max_size=3, unique=True))
+    if draw(st.integers(0, 9)) == 9:
+        listed.append("gone.yaml")  # kustomize's error: left to it
     lines = ["resources:", *(f"- {draw(st.sampled_from(['', './']))}{name}" for name in listed)]
     if draw(st.booleans()):
         lines.append(f"namespace: {draw(NAMESPACES)}")
@@ -173,6 +189,16 @@ def listing_kustomizations(draw: st.DrawFn) -> tuple[dict[str, str], BuildOption
 
 @settings(max_examples=60)
 @given(listing_kustomizations())
+# kustomize reads its kustomization as YAML 1.1, where the "n" written there is false.
+@example(
+    (
+        {
+            "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+            "kustomization.yaml": "resources: [a.yaml]\n",
+        },
+        BuildOptions(target_namespace="n"),
+    )
+)
 def test_listing_kustomizations_and_namespaces_build_as_kustomize_builds_them(
     case: tuple[dict[str, str], BuildOptions],
 ) -> None:
@@ -180,7 +206,9 @@ def test_listing_kustomizations_and_namespaces_build_as_kustomize_builds_them(
 
 
 @settings(max_examples=30)
-@given(st.dictionaries(st.sampled_from(["a.yaml", "d/c.yaml"]), files()), NAMESPACES)
+@given(
+    st.dictionaries(st.sampled_from(["a.yaml", "d/c.yaml"]), files(NAMESPACED_KINDS)), NAMESPACES
+)
 def test_plain_directories_with_a_target_namespace_build_as_kustomize_builds_them(
     tree_files: dict[str, str], namespace: str
 ) -> None:

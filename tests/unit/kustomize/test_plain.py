@@ -572,6 +572,7 @@ LEFT: dict[str, tuple[dict[str, str | bytes], BuildOptions]] = {
     "an empty targetNamespace": ({}, BuildOptions(target_namespace="")),
     "a targetNamespace that is not a DNS label": ({}, BuildOptions(target_namespace="Team_A")),
     "a targetNamespace YAML 1.2 reads as a number": ({}, BuildOptions(target_namespace="1e3")),
+    "a targetNamespace YAML 1.1 reads as a boolean": ({}, BuildOptions(target_namespace="n")),
     "a namespace that is not a string": (
         {"kustomization.yaml": kustomization("a.yaml", namespace="12")},
         BuildOptions(),
