@@ -417,7 +417,7 @@ class KustomizationReconciler:
                 timeout=spec.timeout,
                 allow_remote=not self.lockdown.no_remote_bases,
                 # Substitution works on kustomize's text; the fast path keeps the files'.
-                plain=spec.post_build is None,
+                in_process=spec.post_build is None,
             )
         manifests = await substitute.substitute(manifests, spec.post_build, read)
         objects = build_step.apply_common_metadata(

@@ -7,8 +7,8 @@ and the spec's overlays merged into it (`generate`), local references are checke
 kustomize binary renders the result. Output is split per object, keeping each object's
 YAML text as kustomize printed it, because post-build substitution works on that text
 (Flux substitutes on each resource's YAML, not on a re-serialisation of it).
-A plain directory with nothing to merge may skip all of that (`plain`, when the caller
-allows it).
+A plain directory, or one whose kustomization only lists its own files, with at most a
+namespace to set, may skip all of that (`inprocess`, when the caller allows it).
 
 kustomize runs with ``--load-restrictor LoadRestrictionsRootOnly``, no plugins, no git on
 its PATH and an unusable HTTP proxy; remote bases and files (unless ``--no-remote-bases``
@@ -623,7 +623,7 @@ async def build(
     max_output: int = DEFAULT_MAX_OUTPUT,
     work_root: Path | None = None,
     allow_remote: bool = False,
-    plain: bool = False,
+    in_process: bool = False,
 ) -> list[Manifest]:
     """Build the manifests at `path` of the extracted artifact `tree`.
 
@@ -631,19 +631,21 @@ async def build(
     namePrefix, nameSuffix, patches, images, components, ignoreMissingComponents,
     buildMetadata), parsed. `tree` is only read. `allow_remote` (``--no-remote-bases``
     turned off) lets kustomize fetch remote bases with git and the network. With
-    `plain`, a directory without a kustomization file and a spec with nothing to
-    merge into the generated one is read directly, without kustomize, when
-    `plain.read_plain` can promise kustomize's output (the caller passes it only
-    when the manifests' text is not substituted). Raises PathNotFoundError
+    `in_process`, the directory is read directly, without kustomize, when
+    `inprocess.build_in_process` can promise kustomize's output (a plain directory or
+    one listing its own files, a namespace at most; the caller passes it only when
+    the manifests' text is not substituted). Raises PathNotFoundError
     (ArtifactFailed) for a bad path and BuildError (BuildFailed) for everything else, naming
     the file and the problem.
     """
     rel = resolve_path(tree, path)
-    if plain and not options.any():
+    if in_process:
         # Imported here: the fast path builds Manifests, defined above.
-        from controllers.toolkit.kustomize.plain import read_plain
+        from controllers.toolkit.kustomize.inprocess import build_in_process
 
-        manifests = await asyncio.to_thread(read_plain, tree, rel, max_bytes=max_output // 2)
+        manifests = await asyncio.to_thread(
+            build_in_process, tree, rel, options, max_bytes=max_output // 2
+        )
         if manifests is not None:
             return manifests
     binary = kustomize or find_kustomize()

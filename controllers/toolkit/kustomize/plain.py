@@ -1,29 +1,30 @@
-"""The plain-directory fast path: a directory of YAML read as ``kustomize build`` would print it.
+"""Manifest files read as ``kustomize build`` reads and orders them: the fast path's reader.
 
 A Kustomization whose path has no kustomization file gets a generated one listing every
-manifest (`generate`); when the spec adds nothing to it (no targetNamespace, name
-prefix or suffix, patches, images, components, buildMetadata) that kustomization only
-concatenates the files, and kustomize's one visible effect is its default ("legacy")
-order. Reading the files here gives the same objects without a subprocess, a private
-copy of the tree and a second parse of kustomize's output.
+manifest (`generate`); a kustomization that lists files of its own directory and adds
+nothing else only concatenates them too, and kustomize's one visible effect is its
+default ("legacy") order (`inprocess` decides which builds are of that shape, and sets
+a namespace where that is all kustomize would do). Reading the files here gives the
+same objects without a subprocess, a private copy of the tree and a second parse of
+kustomize's output.
 
 The same objects, in the same order, with the same field values once parsed: that is the
-promise, so anything kustomize treats in a way not reproduced here makes `read_plain`
-return None and the caller builds with kustomize as before (whose errors, too, stay as
-they were). What is reproduced:
+promise, so anything kustomize treats in a way not reproduced here raises NotPlain, and
+the caller builds with kustomize as before (whose errors, too, stay as they were). What
+is reproduced:
 
-- the files: ``*.yaml``/``*.yml`` below the directory in the generator's walk, links and
-  special files left out;
+- the files (`plain_files`): ``*.yaml``/``*.yml`` below the directory in the generator's
+  walk, links and special files left out;
 - kustomize's reader: documents split at lines starting with ``---`` (a comment may
   follow), one YAML document per part, empty ones dropped;
 - the order: kustomize's legacy sort (Namespace, ..., PodDisruptionBudget first; the
   webhook configurations last; then group_version_kind, then namespace|name).
 
-What falls back (not exhaustive in the docs; the checks below are the list): any
-kustomization file or entry named like one (also in subdirectories), file or directory
-names beyond ``[A-Za-z0-9._-]``, files that are not UTF-8 or hold ``\\r`` or a BOM, a
-separator line with content, a part holding more than one document, YAML beyond plain
-JSON types (tags, merge keys, aliased keys, non-string or duplicate keys, nulls in lists,
+What falls back (not exhaustive in the docs; the checks below are the list): in a plain
+directory, any kustomization file or entry named like one (also in subdirectories), file
+or directory names beyond ``[A-Za-z0-9._-]``; in any file read, not UTF-8, ``\\r`` or a
+BOM, a separator line with content, a part holding more than one document, YAML beyond
+plain JSON types (tags, merge keys, aliased keys, non-string or duplicate keys, nulls in lists,
 plain scalars go-yaml v3 reads otherwise than PyYAML: ``yes``, ``1e3``, dates, floats), a
 document that is not a named Kubernetes object, ``*List`` kinds (kustomize flattens
 them), kustomize's own apiVersions and annotations (``config.kubernetes.io/``,
@@ -39,7 +40,6 @@ run on this path.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 from pathlib import Path
@@ -57,9 +57,16 @@ from controllers.toolkit.kustomize.generate import (
     check_node_graph,
 )
 
-log = logging.getLogger(__name__)
-
-__all__ = ["kustomize_order", "read_plain"]
+__all__ = [
+    "NotPlain",
+    "check_plain_string",
+    "group_version",
+    "kustomize_order",
+    "plain_documents",
+    "plain_files",
+    "read_bounded",
+    "read_manifests",
+]
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 # kyaml's ByteReader: any line starting with --- separates documents.
@@ -192,12 +199,7 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
             raise NotPlain(f"a quoted scalar tagged {tag}")
         return
     if tag == _STR_TAG:
-        if value[:1] in _NUMERIC_START and (
-            _V3_NUMBER.fullmatch(value.replace("_", "")) or _V3_DATE_OR_PREFIX.match(value)
-        ):
-            raise NotPlain("a plain string YAML 1.2 reads as a number or a date")
-        if value in _V3_WORDS:
-            raise NotPlain("a plain string YAML 1.2 reads as a boolean or null")
+        check_plain_string(value)
     elif tag == _INT_TAG:
         if ":" in value or len(value.replace("_", "").lstrip("+-")) > 18:
             raise NotPlain("an integer YAML 1.2 or JSON reads otherwise")
@@ -210,7 +212,17 @@ def _check_scalar(node: yaml.ScalarNode) -> None:
         raise NotPlain(f"the tag {tag}")
 
 
-def _plain_files(directory: Path) -> list[Path]:
+def check_plain_string(value: str) -> None:
+    """Refuse a string that go-yaml v3 would read as another type, written unquoted."""
+    if value[:1] in _NUMERIC_START and (
+        _V3_NUMBER.fullmatch(value.replace("_", "")) or _V3_DATE_OR_PREFIX.match(value)
+    ):
+        raise NotPlain("a plain string YAML 1.2 reads as a number or a date")
+    if value in _V3_WORDS:
+        raise NotPlain("a plain string YAML 1.2 reads as a boolean or null")
+
+
+def plain_files(directory: Path) -> list[Path]:
     """The generator's resources for `directory`, or NotPlain for anything beyond files."""
     found: list[Path] = []
     stack = [directory]
@@ -292,7 +304,8 @@ def _manifest(part: str, document: Any) -> Manifest:
     return Manifest(text=part, object=document)
 
 
-def _file_manifests(data: bytes) -> list[Manifest]:
+def plain_documents(data: bytes) -> list[tuple[str, Any]]:
+    """(text, document) for each non-empty document of a file, read as kustomize reads it."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -301,7 +314,7 @@ def _file_manifests(data: bytes) -> list[Manifest]:
         raise NotPlain("a file with carriage returns or a byte-order mark")
     if any(mark in text for mark in _OLD_BREAKS):
         raise NotPlain("a YAML 1.1 line break (NEL, LS, PS)")
-    manifests = []
+    found = []
     for part in _parts(text):
         try:
             documents = list(yaml.load_all(part, Loader=_PlainLoader))
@@ -310,11 +323,34 @@ def _file_manifests(data: bytes) -> list[Manifest]:
         if len(documents) > 1:
             raise NotPlain("more than one document between separators")
         if documents and documents[0] is not None:
-            manifests.append(_manifest(part, documents[0]))
+            found.append((part, documents[0]))
+    return found
+
+
+def read_bounded(path: Path, budget: int) -> bytes:
+    """The regular file `path`, or NotPlain when it is larger than `budget` bytes."""
+    size = path.stat(follow_symlinks=False).st_size
+    if size > budget:
+        raise NotPlain(f"more than {budget} bytes to read")
+    with path.open("rb") as handle:
+        data = handle.read(size + 1)
+    if len(data) != size:
+        raise NotPlain("a file that changed while read")
+    return data
+
+
+def read_manifests(paths: list[Path], *, max_bytes: int) -> list[Manifest]:
+    """The objects of `paths`, in that order; NotPlain beyond `max_bytes` in all."""
+    manifests: list[Manifest] = []
+    budget = max_bytes
+    for path in paths:
+        data = read_bounded(path, budget)
+        budget -= len(data)
+        manifests.extend(_manifest(part, document) for part, document in plain_documents(data))
     return manifests
 
 
-def _group_version(api_version: str) -> tuple[str, str]:
+def group_version(api_version: str) -> tuple[str, str]:
     group, slash, version = api_version.partition("/")
     return (group, version) if slash else ("", api_version)
 
@@ -325,7 +361,7 @@ def kustomize_order(manifests: list[Manifest]) -> list[Manifest]:
     gvk_strings: dict[str, tuple[str, str, str]] = {}
     identities: set[tuple[str, str, str, str]] = set()
     for manifest in manifests:
-        group, version = _group_version(str(manifest.object["apiVersion"]))
+        group, version = group_version(str(manifest.object["apiVersion"]))
         kind = manifest.kind
         gvk = (group, version, kind)
         gvk_string = f"{group or '~G'}_{version or '~V'}_{kind}"
@@ -340,34 +376,3 @@ def kustomize_order(manifests: list[Manifest]) -> list[Manifest]:
         keyed.append(((_TYPE_ORDER.get(kind, 0), gvk_string, resid), manifest))
     keyed.sort(key=lambda pair: pair[0])
     return [manifest for _, manifest in keyed]
-
-
-def read_plain(tree: Path, rel: str, *, max_bytes: int) -> list[Manifest] | None:
-    """The manifests of directory `rel` of `tree` as kustomize builds them, or None.
-
-    None when the directory is not plain in every way listed in the module's docstring
-    (the caller then runs kustomize). `tree` is only read; at most `max_bytes` of it.
-    """
-    directory = tree / rel if rel else tree
-    try:
-        manifests: list[Manifest] = []
-        total = 0
-        for path in _plain_files(directory):
-            size = path.stat(follow_symlinks=False).st_size
-            total += size
-            if total > max_bytes:
-                raise NotPlain(f"more than {max_bytes} bytes of manifests")
-            with path.open("rb") as handle:
-                data = handle.read(size + 1)
-            if len(data) != size:
-                raise NotPlain("a file that changed while read")
-            manifests.extend(_file_manifests(data))
-        if not manifests:
-            raise NotPlain("no objects")
-        return kustomize_order(manifests)
-    except NotPlain as reason:
-        log.debug("building %s with kustomize: %s", rel or ".", reason)
-        return None
-    except (OSError, RecursionError) as exc:
-        log.debug("building %s with kustomize: %s", rel or ".", type(exc).__name__)
-        return None

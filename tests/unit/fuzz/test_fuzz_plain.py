@@ -1,11 +1,13 @@
-"""Fuzzed plain directories: where the fast path answers, kustomize answers the same.
+"""Fuzzed directories: where the in-process fast path answers, kustomize answers the same.
 
-`plain.read_plain` reads a directory without a kustomization file; whenever it returns
-objects, the pinned kustomize binary, building the same directory through Flux's
-generated kustomization, must succeed with the same objects in the same order. (When it
-returns None the build goes to kustomize anyway, so there is nothing to compare.)
-Directories are made of Kubernetes-looking documents with scalars in YAML's many
-spellings, split into files with every separator style, and of raw token soup.
+`inprocess.build_in_process` reads a directory without a kustomization file, or with one
+listing its own files, and sets a namespace; whenever it returns objects, the pinned
+kustomize binary, building the same directory through Flux's generated (or merged)
+kustomization, must succeed with the same objects in the same order. (When it returns
+None the build goes to kustomize anyway, so there is nothing to compare.) Directories
+are made of Kubernetes-looking documents with scalars in YAML's many spellings, split
+into files with every separator style, and of raw token soup; kustomizations list some
+of them, with namespaces spelled well and badly.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from controllers.toolkit.kustomize import plain
 from controllers.toolkit.kustomize.build import BuildError, build
 from controllers.toolkit.kustomize.generate import BuildOptions
+from controllers.toolkit.kustomize.inprocess import build_in_process
 
 KINDS = [
     ("v1", "ConfigMap"),
@@ -86,8 +88,8 @@ SEPARATORS = ["---\n", "--- # c\n", "---   \n", "---\n# note\n", "---\n---\n"]
 
 
 @st.composite
-def documents(draw: st.DrawFn) -> str:
-    api, kind = draw(st.sampled_from(KINDS))
+def documents(draw: st.DrawFn, kinds: list[tuple[str, str]] = KINDS) -> str:
+    api, kind = draw(st.sampled_from(kinds))
     lines = [f"apiVersion: {api}", f"kind: {kind}", "metadata:", f"  name: {draw(NAMES)}-@@"]
     if draw(st.booleans()):
         lines.append(f"  namespace: {draw(NAMES)}")
@@ -107,8 +109,8 @@ def documents(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def files(draw: st.DrawFn) -> str:
-    docs = draw(st.lists(documents(), min_size=1, max_size=4))
+def files(draw: st.DrawFn, kinds: list[tuple[str, str]] = KINDS) -> str:
+    docs = draw(st.lists(documents(kinds), min_size=1, max_size=4))
     text = "---\n" if draw(st.booleans()) else ""
     for index, doc in enumerate(docs):
         if index:
@@ -119,7 +121,8 @@ def files(draw: st.DrawFn) -> str:
     return text
 
 
-def compare(tree_files: dict[str, str]) -> None:
+def compare(tree_files: dict[str, str], options: BuildOptions | None = None) -> None:
+    options = options or BuildOptions()
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch) / "tree"
         serial = 0
@@ -130,11 +133,11 @@ def compare(tree_files: dict[str, str]) -> None:
                 text = text.replace("@@", str(serial), 1)
             (tree / rel).parent.mkdir(parents=True, exist_ok=True)
             (tree / rel).write_text(text, encoding="utf-8")
-        got = plain.read_plain(tree, "", max_bytes=1 << 20)
+        got = build_in_process(tree, "", options, max_bytes=1 << 20)
         if got is None:
             return
         try:
-            built = asyncio.run(build(tree, None, BuildOptions(), work_root=Path(scratch)))
+            built = asyncio.run(build(tree, None, options, work_root=Path(scratch)))
         except BuildError as exc:
             raise AssertionError(f"the fast path answered where kustomize failed: {exc}") from None
         assert [m.object for m in got] == [m.object for m in built]
@@ -146,6 +149,70 @@ def compare(tree_files: dict[str, str]) -> None:
 @example({"a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: 0b-@@\n"})
 def test_plain_directories_read_as_kustomize_builds_them(tree_files: dict[str, str]) -> None:
     compare(tree_files)
+
+
+FILE_NAMES = ["a.yaml", "b.yml", "c.yaml"]
+# Mostly kinds a namespace is set on here, and one it is not (left to kustomize).
+NAMESPACED_KINDS = [
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("apps/v1", "Deployment"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("batch/v1", "CronJob"),
+    ("example.com/v1", "Widget"),
+]
+# Namespaces as a kustomization or a Kustomization spells them, some left to kustomize.
+NAMESPACES = st.sampled_from(["apps", "a-b", "x1", "n", "y", "on", "1e3", "0x1f", "true", "Ab", ""])
+
+
+@st.composite
+def listing_kustomizations(draw: st.DrawFn) -> tuple[dict[str, str], BuildOptions]:
+    kinds = draw(st.sampled_from([KINDS, NAMESPACED_KINDS]))
+    tree = draw(st.dictionaries(st.sampled_from(FILE_NAMES), files(kinds), min_size=1))
+    present = sorted(tree)
+    if draw(st.booleans()):
+        tree["d/e.yaml"] = draw(files(kinds))  # not listed: not read
+    listed = draw(st.lists(st.sampled_from(present), min_size=1, max_size=3, unique=True))
+    if draw(st.integers(0, 9)) == 9:
+        listed.append("gone.yaml")  # kustomize's error: left to it
+    lines = ["resources:", *(f"- {draw(st.sampled_from(['', './']))}{name}" for name in listed)]
+    if draw(st.booleans()):
+        lines.append(f"namespace: {draw(NAMESPACES)}")
+    if draw(st.booleans()):
+        lines[:0] = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization"]
+    name = draw(st.sampled_from(["kustomization.yaml", "kustomization.yml", "Kustomization"]))
+    tree[name] = "\n".join(lines) + "\n"
+    target = draw(st.none() | NAMESPACES)
+    return tree, BuildOptions(target_namespace=target)
+
+
+@settings(max_examples=60)
+@given(listing_kustomizations())
+# kustomize reads its kustomization as YAML 1.1, where the "n" written there is false.
+@example(
+    (
+        {
+            "a.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+            "kustomization.yaml": "resources: [a.yaml]\n",
+        },
+        BuildOptions(target_namespace="n"),
+    )
+)
+def test_listing_kustomizations_and_namespaces_build_as_kustomize_builds_them(
+    case: tuple[dict[str, str], BuildOptions],
+) -> None:
+    compare(*case)
+
+
+@settings(max_examples=30)
+@given(
+    st.dictionaries(st.sampled_from(["a.yaml", "d/c.yaml"]), files(NAMESPACED_KINDS)), NAMESPACES
+)
+def test_plain_directories_with_a_target_namespace_build_as_kustomize_builds_them(
+    tree_files: dict[str, str], namespace: str
+) -> None:
+    compare(tree_files, BuildOptions(target_namespace=namespace))
 
 
 TOKENS = [

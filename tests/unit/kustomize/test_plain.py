@@ -1,22 +1,25 @@
-"""The plain-directory fast path gives what ``kustomize build`` gives, or steps aside.
+"""The in-process fast path gives what ``kustomize build`` gives, or steps aside.
 
-Each case is a directory without a kustomization file, built twice: by the pinned
-kustomize binary (through the generated kustomization, as before) and by
-`plain.read_plain`. Where the fast path answers, the objects and their order must be
-kustomize's; the odd directories must make it step aside (None), so kustomize decides,
-errors included.
+Each case is a directory (without a kustomization file, or with one listing its own
+files) and the spec's build fields, built twice: by the pinned kustomize binary (through
+the generated or merged kustomization, as before) and by `inprocess.build_in_process`.
+Where the fast path answers, the objects and their order must be kustomize's; the odd
+directories must make it step aside (None), so kustomize decides, errors included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
-from controllers.toolkit.kustomize import plain
+from bench import push_to_alert
 from controllers.toolkit.kustomize.build import BuildError, Manifest, build
-from controllers.toolkit.kustomize.generate import BuildOptions
+from controllers.toolkit.kustomize.generate import BuildOptions, Image
+from controllers.toolkit.kustomize.inprocess import NAMESPACED, build_in_process
 
 
 def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -30,14 +33,22 @@ def write_tree(root: Path, files: dict[str, str | bytes]) -> Path:
     return root
 
 
-def kustomize_objects(tree: Path, work: Path) -> list[dict[str, object]] | None:
-    """kustomize's objects for the tree's root, or None when kustomize (or Flux's
-    generator before it) refuses the directory."""
+def kustomize_objects(
+    tree: Path, work: Path, options: BuildOptions | None = None, path: str | None = None
+) -> list[dict[str, object]] | None:
+    """kustomize's objects for the tree's root (or `path`), or None when kustomize (or
+    Flux's generator before it) refuses the directory."""
     try:
-        manifests = asyncio.run(build(tree, None, BuildOptions(), work_root=work))
+        manifests = asyncio.run(build(tree, path, options or BuildOptions(), work_root=work))
     except BuildError:
         return None
     return [m.object for m in manifests]
+
+
+def fast(
+    tree: Path, rel: str = "", options: BuildOptions | None = None, *, max_bytes: int = 1 << 20
+) -> list[Manifest] | None:
+    return build_in_process(tree, rel, options or BuildOptions(), max_bytes=max_bytes)
 
 
 def objects(manifests: list[Manifest] | None) -> list[dict[str, object]] | None:
@@ -267,7 +278,7 @@ def test_the_fast_path_gives_kustomizes_objects_in_its_order(tmp_path: Path, cas
     (tmp_path / "work").mkdir()
     expected = kustomize_objects(tree, tmp_path / "work")
     assert expected, f"kustomize built nothing for {case}"
-    got = plain.read_plain(tree, "", max_bytes=1 << 20)
+    got = fast(tree)
     assert got is not None, f"the fast path stepped aside for {case}"
     assert objects(got) == expected
 
@@ -275,7 +286,7 @@ def test_the_fast_path_gives_kustomizes_objects_in_its_order(tmp_path: Path, cas
 @pytest.mark.parametrize("case", sorted(ODD))
 def test_the_fast_path_leaves_odd_directories_to_kustomize(tmp_path: Path, case: str) -> None:
     tree = write_tree(tmp_path / "tree", ODD[case])
-    assert plain.read_plain(tree, "", max_bytes=1 << 20) is None
+    assert fast(tree) is None
 
 
 def test_a_link_is_left_out_as_the_generator_leaves_it_out(tmp_path: Path) -> None:
@@ -286,7 +297,7 @@ def test_a_link_is_left_out_as_the_generator_leaves_it_out(tmp_path: Path) -> No
     (tmp_path / "work").mkdir()
     expected = kustomize_objects(tree, tmp_path / "work")
     assert expected == [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}]
-    assert objects(plain.read_plain(tree, "", max_bytes=1 << 20)) == expected
+    assert objects(fast(tree)) == expected
 
 
 def test_a_subdirectory_path_is_read_alone(tmp_path: Path) -> None:
@@ -294,13 +305,13 @@ def test_a_subdirectory_path_is_read_alone(tmp_path: Path) -> None:
         tmp_path / "tree",
         {"apps/a/cm.yaml": obj("ConfigMap", "a"), "apps/b/cm.yaml": obj("ConfigMap", "b")},
     )
-    got = plain.read_plain(tree, "apps/a", max_bytes=1 << 20)
+    got = fast(tree, "apps/a")
     assert [m.ref for m in got or []] == ["ConfigMap/a"]
 
 
 def test_aliased_values_are_copies(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "tree", PLAIN["aliases, as a YAML dumper writes them"])
-    [deployment] = plain.read_plain(tree, "", max_bytes=1 << 20) or []
+    [deployment] = fast(tree) or []
     deployment.object["metadata"]["labels"]["owner"] = "me"
     assert deployment.object["spec"]["selector"]["matchLabels"] == {"app": "a"}
 
@@ -310,26 +321,332 @@ def test_an_alias_bomb_is_left_to_kustomize(tmp_path: Path) -> None:
     levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
     bomb = obj("ConfigMap", "bomb") + "data:\n" + "".join(f"  {line}\n" for line in levels)
     tree = write_tree(tmp_path / "tree", {"a.yaml": bomb})
-    assert plain.read_plain(tree, "", max_bytes=1 << 20) is None
+    assert fast(tree) is None
 
 
 def test_more_than_the_bound_is_left_to_kustomize(tmp_path: Path) -> None:
     tree = write_tree(
         tmp_path / "tree", {f"{i}.yaml": obj("ConfigMap", f"c{i}") for i in range(10)}
     )
-    assert plain.read_plain(tree, "", max_bytes=200) is None
-    assert plain.read_plain(tree, "", max_bytes=1 << 20) is not None
+    assert fast(tree, max_bytes=200) is None
+    assert fast(tree) is not None
 
 
-def test_build_uses_the_fast_path_only_when_asked_and_nothing_is_merged(tmp_path: Path) -> None:
+def test_build_uses_the_fast_path_only_when_asked_and_it_can(tmp_path: Path) -> None:
     tree = write_tree(tmp_path / "tree", {"cm.yaml": obj("ConfigMap", "a") + "# kept\n"})
     (tmp_path / "work").mkdir()
 
-    def run(options: BuildOptions, *, fast: bool) -> list[Manifest]:
-        return asyncio.run(build(tree, None, options, work_root=tmp_path / "work", plain=fast))
+    def run(options: BuildOptions, *, in_process: bool) -> list[Manifest]:
+        work = tmp_path / "work"
+        return asyncio.run(build(tree, None, options, work_root=work, in_process=in_process))
 
     # The fast path keeps the file's text (comment and all); kustomize prints its own.
-    assert "# kept" in run(BuildOptions(), fast=True)[0].text
-    assert run(BuildOptions(), fast=False)[0].text.startswith("apiVersion: v1\nkind: ConfigMap")
-    namespaced = run(BuildOptions(target_namespace="t"), fast=True)
-    assert namespaced[0].object["metadata"] == {"name": "a", "namespace": "t"}
+    assert "# kept" in run(BuildOptions(), in_process=True)[0].text
+    kustomize_text = "apiVersion: v1\nkind: ConfigMap"
+    assert run(BuildOptions(), in_process=False)[0].text.startswith(kustomize_text)
+    # A namespace set here: the text is what the object became.
+    [namespaced] = run(BuildOptions(target_namespace="t"), in_process=True)
+    assert namespaced.object["metadata"] == {"name": "a", "namespace": "t"}
+    assert json.loads(namespaced.text) == namespaced.object
+    # A name prefix is kustomize's to apply.
+    [prefixed] = run(BuildOptions(name_prefix="p-"), in_process=True)
+    assert prefixed.text.startswith(kustomize_text)
+    assert prefixed.object["metadata"] == {"name": "p-a"}
+
+
+# --- a kustomization listing its own files, and a namespace -------------------------------
+
+KUSTOMIZATION = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+VERSIONS = {
+    "": "v1",
+    "apps": "apps/v1",
+    "batch": "batch/v1",
+    "rbac.authorization.k8s.io": "rbac.authorization.k8s.io/v1",
+    "networking.k8s.io": "networking.k8s.io/v1",
+    "autoscaling": "autoscaling/v2",
+    "policy": "policy/v1",
+}
+
+
+def kustomization(*resources: str, **fields: str) -> str:
+    listed = "resources:\n" + "".join(f"- {resource}\n" for resource in resources)
+    return KUSTOMIZATION + listed + "".join(f"{key}: {value}\n" for key, value in fields.items())
+
+
+def documents(*texts: str) -> str:
+    return "---\n".join(texts)
+
+
+CLUSTER_AND_CUSTOM = documents(
+    obj("Namespace", "ns"),
+    obj("ClusterRole", "cr", "rbac.authorization.k8s.io/v1"),
+    obj("RoleBinding", "rb", "rbac.authorization.k8s.io/v1", namespace="x")
+    + "subjects:\n- kind: ServiceAccount\n  name: default\nroleRef:\n"
+    "  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: cr\n",
+    obj("Widget", "w", "example.com/v1", namespace="x"),
+)
+
+# (files, spec.targetNamespace) the fast path must build exactly as kustomize does.
+LISTED: dict[str, tuple[dict[str, str | bytes], str | None]] = {
+    "only the listed files; others and subdirectories ignored": (
+        {
+            "kustomization.yaml": kustomization("b.yaml", "a.yml"),
+            "a.yml": documents(obj("Secret", "s"), obj("ConfigMap", "a")),
+            "b.yaml": obj("Service", "svc", namespace="n"),
+            "unlisted.yaml": obj("ConfigMap", "u"),
+            "sub/more.yaml": obj("ConfigMap", "m"),
+            "README.md": "# docs\n",
+        },
+        None,
+    ),
+    "any kind, with no namespace to set": (
+        {"kustomization.yaml": kustomization("all.yaml"), "all.yaml": CLUSTER_AND_CUSTOM},
+        None,
+    ),
+    "the kustomization's namespace": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", namespace="k"),
+            "a.yaml": documents(obj("ConfigMap", "a"), obj("Secret", "s", namespace="other")),
+        },
+        None,
+    ),
+    "targetNamespace over the kustomization's and the objects' own": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", "b.yaml", namespace="k"),
+            "a.yaml": documents(
+                obj("ConfigMap", "z", namespace="a"),
+                obj("ConfigMap", "y", namespace="t"),
+                obj("Deployment", "d", "apps/v1", namespace="other"),
+            ),
+            "b.yaml": obj("ConfigMap", "x", namespace="z"),
+        },
+        "t",
+    ),
+    "every kind the namespace is set on": (
+        {
+            "kustomization.yaml": kustomization("kinds.yaml"),
+            "kinds.yaml": documents(
+                *(
+                    obj(kind, f"n{index}", VERSIONS[group], namespace="before")
+                    for index, (group, kind) in enumerate(sorted(NAMESPACED))
+                )
+            ),
+        },
+        "t",
+    ),
+    "./ entries, a .yml, kustomization.yml, no apiVersion or kind": (
+        {
+            "kustomization.yml": "# listed\nresources: [./a.yaml, b.yml]\nnamespace: k\n",
+            "a.yaml": obj("ConfigMap", "a"),
+            "b.yml": obj("ConfigMap", "b"),
+        },
+        None,
+    ),
+    "an empty file listed": (
+        {
+            "Kustomization": kustomization("a.yaml", "empty.yaml"),
+            "a.yaml": obj("ConfigMap", "a"),
+            "empty.yaml": "# nothing yet\n",
+        },
+        "t",
+    ),
+    "a plain directory and a targetNamespace": (
+        {
+            "a.yaml": obj("ConfigMap", "a", namespace="x"),
+            "d/b.yaml": obj("Service", "b"),
+            "d/e/c.yml": obj("Deployment", "c", "apps/v1"),
+        },
+        "t",
+    ),
+}
+
+# (files, the spec's build fields) the fast path must leave to kustomize.
+LEFT: dict[str, tuple[dict[str, str | bytes], BuildOptions]] = {
+    "a namePrefix in the kustomization": (
+        {"kustomization.yaml": kustomization("a.yaml", namePrefix="p-")},
+        BuildOptions(),
+    ),
+    "commonLabels in the kustomization": (
+        {"kustomization.yaml": kustomization("a.yaml") + "commonLabels:\n  app: x\n"},
+        BuildOptions(),
+    ),
+    "patches in the kustomization": (
+        {
+            "kustomization.yaml": kustomization("a.yaml") + "patches:\n- path: p.yaml\n",
+            "p.yaml": obj("ConfigMap", "a") + "data: {x: y}\n",
+        },
+        BuildOptions(),
+    ),
+    "a namePrefix in the spec": (
+        {"kustomization.yaml": kustomization("a.yaml")},
+        BuildOptions(name_prefix="p-"),
+    ),
+    "images in the spec, a plain directory": (
+        {},
+        BuildOptions(images=(Image("nginx", new_tag="1"),)),
+    ),
+    "a directory resource": (
+        {"kustomization.yaml": kustomization("a.yaml", "dir"), "dir/b.yaml": obj("ConfigMap", "b")},
+        BuildOptions(),
+    ),
+    "a kustomization in a subdirectory": (
+        {
+            "kustomization.yaml": kustomization("a.yaml"),
+            "base/kustomization.yaml": kustomization("b.yaml"),
+            "base/b.yaml": obj("ConfigMap", "b"),
+        },
+        BuildOptions(),
+    ),
+    "two kustomization files": (
+        {
+            "kustomization.yaml": kustomization("a.yaml"),
+            "kustomization.yml": kustomization("a.yaml"),
+        },
+        BuildOptions(),
+    ),
+    "a file listed twice": (
+        {"kustomization.yaml": kustomization("a.yaml", "./a.yaml")},
+        BuildOptions(),
+    ),
+    "a missing file": (
+        {"kustomization.yaml": kustomization("a.yaml", "gone.yaml")},
+        BuildOptions(),
+    ),
+    "a parent path": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", "../up.yaml"),
+        },
+        BuildOptions(),
+    ),
+    "a glob": ({"kustomization.yaml": kustomization("'*.yaml'")}, BuildOptions()),
+    "a remote resource": (
+        {"kustomization.yaml": kustomization("a.yaml", "https://example.com/x.yaml")},
+        BuildOptions(),
+    ),
+    "a file that is no manifest": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", "notes.txt"),
+            "notes.txt": obj("ConfigMap", "n"),
+        },
+        BuildOptions(),
+    ),
+    "no resources": ({"kustomization.yaml": KUSTOMIZATION + "namespace: k\n"}, BuildOptions()),
+    "another apiVersion": (
+        {"kustomization.yaml": kustomization("a.yaml").replace("v1beta1", "v1alpha1")},
+        BuildOptions(),
+    ),
+    "a Component": (
+        {
+            "kustomization.yaml": kustomization("a.yaml").replace(
+                "kind: Kustomization", "kind: Component"
+            )
+        },
+        BuildOptions(),
+    ),
+    "a RoleBinding to set a namespace on": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", "rb.yaml"),
+            "rb.yaml": CLUSTER_AND_CUSTOM.split("---\n")[2],
+        },
+        BuildOptions(target_namespace="t"),
+    ),
+    "a Namespace with a namespace to set": (
+        {
+            "kustomization.yaml": kustomization("a.yaml", "ns.yaml", namespace="k"),
+            "ns.yaml": obj("Namespace", "k"),
+        },
+        BuildOptions(),
+    ),
+    "a custom resource to set a namespace on": (
+        {"w.yaml": obj("Widget", "w", "example.com/v1")},
+        BuildOptions(target_namespace="t"),
+    ),
+    "a cluster-scoped kind to set a namespace on": (
+        {"cr.yaml": obj("ClusterRole", "cr", "rbac.authorization.k8s.io/v1")},
+        BuildOptions(target_namespace="t"),
+    ),
+    "a Deployment of another group": (
+        {"d.yaml": obj("Deployment", "d", "example.com/v1")},
+        BuildOptions(target_namespace="t"),
+    ),
+    "an empty targetNamespace": ({}, BuildOptions(target_namespace="")),
+    "a targetNamespace that is not a DNS label": ({}, BuildOptions(target_namespace="Team_A")),
+    "a targetNamespace YAML 1.2 reads as a number": ({}, BuildOptions(target_namespace="1e3")),
+    "a targetNamespace YAML 1.1 reads as a boolean": ({}, BuildOptions(target_namespace="n")),
+    "a namespace that is not a string": (
+        {"kustomization.yaml": kustomization("a.yaml", namespace="12")},
+        BuildOptions(),
+    ),
+    "a namespace YAML 1.1 reads as a boolean": (
+        {"kustomization.yaml": kustomization("a.yaml", namespace="yes")},
+        BuildOptions(),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LISTED))
+def test_a_listing_kustomization_and_a_namespace_build_as_kustomize_builds_them(
+    tmp_path: Path, case: str
+) -> None:
+    files, target_namespace = LISTED[case]
+    tree = write_tree(tmp_path / "tree", files)
+    options = BuildOptions(target_namespace=target_namespace)
+    (tmp_path / "work").mkdir()
+    expected = kustomize_objects(tree, tmp_path / "work", options)
+    assert expected, f"kustomize built nothing for {case}"
+    got = fast(tree, options=options)
+    assert got is not None, f"the fast path stepped aside for {case}"
+    assert objects(got) == expected
+
+
+@pytest.mark.parametrize("case", sorted(LEFT))
+def test_what_the_fast_path_does_not_reproduce_is_left_to_kustomize(
+    tmp_path: Path, case: str
+) -> None:
+    files, options = LEFT[case]
+    tree = write_tree(tmp_path / "tree", {"a.yaml": obj("ConfigMap", "a"), **files})
+    assert fast(tree, options=options) is None
+
+
+def test_linked_kustomization_or_resource_is_left_to_kustomize(tmp_path: Path) -> None:
+    tree = write_tree(
+        tmp_path / "tree",
+        {"real.yaml": obj("ConfigMap", "a"), "k/kustomization.yaml": kustomization("a.yaml")},
+    )
+    (tree / "a.yaml").symlink_to(tree / "real.yaml")
+    (tree / "kustomization.yaml").symlink_to(tree / "k" / "kustomization.yaml")
+    assert fast(tree) is None
+    (tree / "kustomization.yaml").unlink()
+    (tree / "kustomization.yaml").write_text(kustomization("a.yaml"), encoding="utf-8")
+    (tree / "k" / "kustomization.yaml").unlink()
+    assert fast(tree) is None
+
+
+def test_the_push_benchmark_apps_build_as_kustomize_builds_them(tmp_path: Path) -> None:
+    tree = write_tree(tmp_path / "tree", dict(push_to_alert.repository_tree(2, 3, 7)))
+    (tmp_path / "work").mkdir()
+    for index in range(2):
+        spec = push_to_alert.kustomization(index)["spec"]
+        options = BuildOptions.parse(spec)
+        rel = spec["path"].removeprefix("./")
+        expected = kustomize_objects(tree, tmp_path / "work", options, path=rel)
+        got = fast(tree, rel, options)
+        assert got is not None
+        assert objects(got) == expected
+        assert {m.namespace for m in got} == {spec["targetNamespace"]}
+
+
+def test_the_texts_follow_the_namespace(tmp_path: Path) -> None:
+    """The history digest reads the texts: a new namespace must change them."""
+    tree = write_tree(
+        tmp_path / "tree",
+        {
+            "kustomization.yaml": kustomization("a.yaml"),
+            "a.yaml": documents(obj("ConfigMap", "a", namespace="t"), obj("ConfigMap", "b")),
+        },
+    )
+    in_t = fast(tree, options=BuildOptions(target_namespace="t")) or []
+    in_u = fast(tree, options=BuildOptions(target_namespace="u")) or []
+    assert in_t[0].text == obj("ConfigMap", "a", namespace="t")  # already there: the file's
+    assert yaml.safe_load(in_t[1].text) == in_t[1].object
+    assert [m.text for m in in_t] != [m.text for m in in_u]
