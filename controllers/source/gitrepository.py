@@ -236,11 +236,16 @@ class GitRepositoryReconciler:
     async def _steps(self, run: ReconcileRun) -> None:
         spec = GitRepositorySpec.parse(run.spec)  # stalls naming the field
         run.retry_after = jittered(spec.interval)
-        await run.progressing("building artifact")
         previous = (run.status.get("artifact") or {}).get("digest")
+        # Reconciling=True is written while the fetch runs, not before it: the fetch
+        # reads nothing that write changes, and the final write waits for it.
+        progress = asyncio.ensure_future(run.progressing("building artifact"))
         try:
-            inputs = await self._inputs(run.ref, spec, run.status)
-            outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
+            try:
+                inputs = await self._inputs(run.ref, spec, run.status)
+                outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
+            finally:
+                await progress
         except errors.SourceError as exc:
             # The kind's own failure condition, beside the Ready the frame writes.
             condition = _FAILURE_CONDITION.get(exc.reason, INCLUDE_UNAVAILABLE)
