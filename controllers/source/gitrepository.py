@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,6 +108,9 @@ class IncludeUnavailableError(errors.SourceError):
 
 # -- producing the artifact (blocking; runs in a worker thread) -------------------------
 
+# Removes finished checkouts, one at a time, off the reconcile's path.
+_CLEANUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="git-checkout-cleanup")
+
 
 @dataclass(frozen=True)
 class ResolvedInclude:
@@ -162,7 +167,8 @@ def produce_artifact(storage: Storage, inputs: FetchInputs) -> ArtifactOutcome:
     url = parse_git_url(spec.url)
     auth = auth_from_secret(inputs.secret, url)
     last_revision = str(current["revision"]) if current and inputs.reuse_allowed else None
-    with tempfile.TemporaryDirectory(prefix="headwater-git-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="headwater-git-")
+    try:
         checkout = fetch(
             url,
             spec.ref,
@@ -195,10 +201,20 @@ def produce_artifact(storage: Storage, inputs: FetchInputs) -> ArtifactOutcome:
         stored = storage.archive(
             inputs.key, artifact_filename(checkout.commit), checkout.path, checkout.revision, rules
         )
+    finally:
+        _remove_later(tmp)
     storage.gc(inputs.key, Path(stored.path).name)
     return ArtifactOutcome(
         artifact=stored, unchanged=False, verification=verification, warnings=warnings
     )
+
+
+def _remove_later(path: str) -> None:
+    """Remove a finished checkout behind the reconcile: its status write need not wait."""
+    try:
+        _CLEANUP.submit(shutil.rmtree, path, ignore_errors=True)
+    except RuntimeError:  # the interpreter is shutting down
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _verify(
@@ -236,11 +252,16 @@ class GitRepositoryReconciler:
     async def _steps(self, run: ReconcileRun) -> None:
         spec = GitRepositorySpec.parse(run.spec)  # stalls naming the field
         run.retry_after = jittered(spec.interval)
-        await run.progressing("building artifact")
         previous = (run.status.get("artifact") or {}).get("digest")
+        # Reconciling=True is written while the fetch runs, not before it: the fetch
+        # reads nothing that write changes, and the final write waits for it.
+        progress = asyncio.ensure_future(run.progressing("building artifact"))
         try:
-            inputs = await self._inputs(run.ref, spec, run.status)
-            outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
+            try:
+                inputs = await self._inputs(run.ref, spec, run.status)
+                outcome = await asyncio.to_thread(produce_artifact, self.storage, inputs)
+            finally:
+                await progress
         except errors.SourceError as exc:
             # The kind's own failure condition, beside the Ready the frame writes.
             condition = _FAILURE_CONDITION.get(exc.reason, INCLUDE_UNAVAILABLE)

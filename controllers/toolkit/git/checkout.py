@@ -3,8 +3,10 @@
 Per ref type (Flux semantics):
 - branch, tag, name: one listing of the remote's references (in-process over smart HTTP,
   `refs_http`, else ``git ls-remote``); if the remote ref still points at the last
-  observed revision nothing is fetched (nor is git run); else a depth-1 fetch of exactly
-  that ref;
+  observed revision nothing is fetched (nor is git run); else a depth-1 fetch: of the
+  listed commit by its id for a branch or name (protocol v2 allows that, and git then
+  asks the server for no second listing), of exactly that ref for a tag (its tag object
+  is needed for verification) or when the server refuses unadvertised ids;
 - semver: list tags, pick the highest matching one, then as for tag;
 - commit: fetched by id at depth 1 when the server allows it (protocol v2), otherwise the
   branch (or every branch and tag) in full; with a branch the commit must be on it.
@@ -37,6 +39,11 @@ from controllers.toolkit.git.giturl import GitURL
 
 DEFAULT_TIMEOUT = 60.0  # spec.timeout default
 _FETCHED = "refs/headwater/fetched"
+# Remotes that refused a fetch by object id (no protocol v2): they get the ref fetch
+# straight away. Bounded: forgotten all at once when full (one more try each).
+_NO_FETCH_BY_ID: set[str] = set()
+_NO_FETCH_BY_ID_MAX = 1024
+_REFUSED_ID_MARKS = ("unadvertised object", "not our ref")
 
 
 @dataclass(frozen=True)
@@ -132,12 +139,19 @@ def resolve_remote(
         return _resolve(runner, url, ref)
 
 
-def _init(runner: GitRunner, url: GitURL, dest: Path) -> None:
+def _init(runner: GitRunner, url: GitURL, dest: Path, *, remote: bool = True) -> None:
+    """An empty repository in `dest`; with `remote`, `origin` pointing at `url`.
+
+    Fetches that name the URL itself need no remote; submodules' relative URLs
+    and fetches by refspec into remote-tracking refs do.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise GitOperationError(f"checkout directory {dest} is not empty")
-    runner.run(["init", "-q", str(dest)], what="initialising the checkout")
-    runner.run(["remote", "add", "origin", url.url], what="configuring the remote", cwd=dest)
+    # No template: its sample hooks never run here (core.hooksPath) and only cost writes.
+    runner.run(["init", "-q", "--template=", str(dest)], what="initialising the checkout")
+    if remote:
+        runner.run(["remote", "add", "origin", url.url], what="configuring the remote", cwd=dest)
 
 
 def _sparse_checkout(runner: GitRunner, dest: Path, dirs: Sequence[str]) -> None:
@@ -164,11 +178,37 @@ def _rev_parse(runner: GitRunner, dest: Path, rev: str, what: str) -> str:
     return out.strip()
 
 
-def _fetch_ref(runner: GitRunner, dest: Path, resolved: ResolvedRef) -> str:
+def _fetch_ref(runner: GitRunner, url: GitURL, dest: Path, resolved: ResolvedRef) -> str:
+    """Fetch what `resolved` names at depth 1; the commit checked out next.
+
+    A branch or name ref is fetched by the commit id the listing gave, which
+    saves the server a second ref listing and us a rev-parse; the revision is
+    the one listed even if the ref moved since (the next reconcile sees that).
+    """
     assert resolved.ref is not None
+    by_id = (
+        resolved.tag is None
+        and is_full_object_id(resolved.commit)
+        and url.url not in _NO_FETCH_BY_ID
+    )
+    if by_id:
+        try:
+            runner.run(
+                ["fetch", "-q", "--no-tags", "--depth=1", url.url, resolved.commit],
+                what=f"fetching '{resolved.ref}' at {resolved.commit}",
+                cwd=dest,
+            )
+            return resolved.commit
+        except GitOperationError as exc:
+            # Servers without protocol v2 refuse unadvertised ids: fetch the ref instead
+            # (and, for any other failure, once more the way that names the ref).
+            if any(mark in exc.message.lower() for mark in _REFUSED_ID_MARKS):
+                if len(_NO_FETCH_BY_ID) >= _NO_FETCH_BY_ID_MAX:
+                    _NO_FETCH_BY_ID.clear()
+                _NO_FETCH_BY_ID.add(url.url)
     local = resolved.ref if resolved.ref.startswith(TAGS) else _FETCHED
     runner.run(
-        ["fetch", "-q", "--no-tags", "--depth=1", "origin", f"+{resolved.ref}:{local}"],
+        ["fetch", "-q", "--no-tags", "--depth=1", url.url, f"+{resolved.ref}:{local}"],
         what=f"fetching '{resolved.ref}'",
         cwd=dest,
     )
@@ -256,8 +296,8 @@ def fetch(
             resolved = listed or _resolve(runner, url, ref)
             if last_revision is not None and resolved.revision == last_revision:
                 return Unchanged(resolved)
-            _init(runner, url, dest)
-            commit = _fetch_ref(runner, dest, resolved)
+            _init(runner, url, dest, remote=recurse_submodules)
+            commit = _fetch_ref(runner, url, dest, resolved)
             full_ref, tag = resolved.ref, resolved.tag
         if sparse_dirs:
             _sparse_checkout(runner, dest, sparse_dirs)

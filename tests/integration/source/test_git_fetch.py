@@ -195,6 +195,22 @@ def test_commit_from_a_server_without_protocol_v2(
     assert "fetch" not in commands and "want" in commands  # it really spoke v0
 
 
+def test_branch_from_a_server_without_protocol_v2(
+    git_project_root: Path, app_repo: Repo, tmp_path: Path
+) -> None:
+    # A branch is fetched by the listed commit's id; an old server refuses that and
+    # the fetch falls back to the branch itself, with the same result.
+    later = app_repo.commit({"later.txt": "later\n"})
+    with GitHttpServer(git_project_root, protocol_v2=False) as server:
+        url = server.url(app_repo.name)
+        first = checkout(url, GitRef(), tmp_path / "a")
+        newer = app_repo.commit({"newer.txt": "newer\n"})
+        again = checkout(url, GitRef(), tmp_path / "b", last_revision=first.revision)
+    assert first.revision == f"master@sha1:{later}"
+    assert again.revision == f"master@sha1:{newer}"
+    assert tree(again.path)["newer.txt"] == "newer\n"
+
+
 def test_ref_precedence_commit_over_name_over_tag_over_branch(
     git_http_server: GitHttpServer, app_repo: Repo, tmp_path: Path
 ) -> None:
@@ -472,6 +488,26 @@ def test_unchanged_poll_over_https_trusts_the_secrets_ca(
     # Without the CA, nothing is trusted: the listing steps aside and git refuses the server.
     error = fail(url, GitRef(), tmp_path / "c", last_revision=first.revision)
     assert "certificate" in str(error).lower()
+
+
+def test_moved_branch_is_listed_once(
+    git_http_server: GitHttpServer, app_repo: Repo, tmp_path: Path
+) -> None:
+    # The listing that saw the branch move is the only one: the fetch asks for the
+    # listed commit by id (no ls-refs), and a force-pushed branch is followed all the same.
+    url = git_http_server.url(app_repo.name)
+    first = checkout(url, GitRef(), tmp_path / "a")
+    new = app_repo.commit({"new.txt": "new\n"})
+    git_http_server.clear_requests()
+    moved = checkout(url, GitRef(), tmp_path / "b", last_revision=first.revision)
+    mine = [r for r in git_http_server.requests if r.path.startswith(f"/{app_repo.name}.git/")]
+    assert moved.commit == new
+    # The listing is in-process (GET info/refs); git's fetch by id lists nothing again.
+    assert [r.command for r in mine if r.method == "POST"] == ["fetch"]
+    app_repo.set_ref("refs/heads/master", first.commit)  # a force push back
+    back = checkout(url, GitRef(), tmp_path / "c", last_revision=moved.revision)
+    assert back.revision == first.revision
+    assert "new.txt" not in tree(back.path)
 
 
 # -- content: ignore, include, submodules ------------------------------------------------------
