@@ -75,6 +75,9 @@ from bench.harness import (
     is_ready,
     keep_logs,
     kubectl,
+    request_diff,
+    scrape_requests,
+    summarize_requests,
     write_commit,
     write_git_repo,
 )
@@ -959,6 +962,8 @@ class Measurement:
     peak_is_since: str
     rss_end_mib: float
     git_requests: dict[str, int]
+    # kube-apiserver's apiserver_request_total over the commits (every client's).
+    api_requests: dict[str, Any]
     watch_restarts: dict[str, int]
     messages: list[SlackMessage]
     strays: int
@@ -1006,6 +1011,7 @@ def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
     log_offset = len(pipeline.running.logs())
     pipeline.git.clear_requests()
     restarts_before = {w.what: w.relists + w.reconnects for w in watches}
+    requests_before = scrape_requests(pipeline.dev)
     cpu_before = probe.usage()
     started = time.monotonic()
     results: list[CommitResult] = []
@@ -1033,6 +1039,9 @@ def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
             break
     seconds = time.monotonic() - started
     cpu_at_end = probe.usage()
+    api_requests = summarize_requests(
+        request_diff(requests_before, scrape_requests(pipeline.dev)), ["configmaps"]
+    )
     time.sleep(TRAILING_WAIT)  # late duplicates are counted too
     log_text = pipeline.running.logs()
     return Measurement(
@@ -1054,6 +1063,7 @@ def measure_commits(pipeline: Pipeline, options: RunOptions) -> Measurement:
                 ).items()
             )
         ),
+        api_requests=api_requests,
         watch_restarts={
             w.what: w.relists + w.reconnects - restarts_before[w.what] for w in watches
         },
@@ -1180,6 +1190,12 @@ def build_report(
             "stray_requests": measured.strays,
         },
         "git_requests_during_commits": measured.git_requests,
+        "api_requests_during_commits": {
+            **measured.api_requests,
+            "per_kustomization_apply": round(
+                measured.api_requests["total"] / max(1, len(results) * options.apps), 2
+            ),
+        },
         "watch_restarts_during_commits": measured.watch_restarts,
         "duration_s": round(time.monotonic() - started, 1),
     }
@@ -1227,6 +1243,7 @@ def render_table(report: Mapping[str, Any]) -> str:
         f"{proc['peak_rss_mib']:.0f} MiB (since the {proc['peak_rss_is_since']}; "
         f"{proc['rss_idle_mib']:.0f} MiB idle before the commits).",
         "",
+        *api_request_lines(report),
         f"Slack: {slack['messages_total']} messages in all; for the measured commits "
         f"{slack['received_for_measured_commits']} of {slack['expected']} expected (one "
         "changeset per Kustomization and commit, as Flux routes them), "
@@ -1238,6 +1255,20 @@ def render_table(report: Mapping[str, Any]) -> str:
     if problems:
         lines += ["Problems seen:", "", *(f"- {p}" for p in problems), ""]
     return "\n".join(lines)
+
+
+def api_request_lines(report: Mapping[str, Any]) -> list[str]:
+    """kube-apiserver's count of the requests during the commits (every client's)."""
+    requests = report.get("api_requests_during_commits")
+    if not requests:
+        return []
+    top = ", ".join(f"{what} {count}" for what, count in list(requests["by_resource"].items())[:10])
+    return [
+        f"API requests during the commits (kube-apiserver's count, every client): "
+        f"{requests['total']}, {requests['per_kustomization_apply']:.1f} per Kustomization "
+        f"applied; by verb and resource: {top}.",
+        "",
+    ]
 
 
 def problem_lines(report: Mapping[str, Any]) -> list[str]:

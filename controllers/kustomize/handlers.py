@@ -73,6 +73,8 @@ OCI_REPOSITORY = Resource(SOURCE_GROUP, "v1", "ocirepositories", "OCIRepository"
 HELM_RELEASE_RESOURCE = Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", HELM_RELEASE)
 NAME_LABEL = f"{GROUP}/name"
 NAMESPACE_LABEL = f"{GROUP}/namespace"
+# How long shutdown waits for the events still being recorded (a post's own timeout).
+EVENT_DRAIN_SECONDS = 5.0
 # Index names on the Kustomization cache.
 BY_SOURCE = "sourceRef"
 BY_DEPENDENCY = "dependsOn"
@@ -169,8 +171,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         cache = queue if ref.kind == KUSTOMIZATION else helm_releases
         return cache.peek(ObjectRef(ref.namespace, ref.name))
 
+    # Events are delivered in the background, in order per Kustomization: a
+    # reconcile (and its slot) does not wait two round trips per event.
+    recorder = make_recorder(CONTROLLER, api, settings, queued=True)
     kustomizations = KustomizationReconciler(
-        frame=ReconcileFrame(RESOURCE, writer, make_recorder(CONTROLLER, api, settings)),
+        frame=ReconcileFrame(RESOURCE, writer, recorder),
         artifacts=artifacts,
         sources={"GitRepository": git_repositories, "OCIRepository": oci_repositories},
         dependencies=dependency,
@@ -252,6 +257,10 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, leadership: Le
         for task in background:
             task.cancel()
         watcher.close()
+        try:
+            await asyncio.wait_for(recorder.drain(), EVENT_DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("stopping with events not yet recorded")
         await artifacts.close()
         pool.close()
 

@@ -76,6 +76,10 @@ DRIFT_DETECTED = "DriftDetected"
 HISTORY_LIMIT = 5
 # How often a health wait polls; Flux uses 5s, shorter here so syncs feel prompt.
 HEALTH_POLL_SECONDS = 2.0
+# Reconciling=True / Ready=Unknown is written only once a reconcile has run this
+# long (Flux writes it at the start): most end sooner, and then their one status
+# write says how it ended, one round trip and one watch event less each.
+PROGRESS_WRITE_DELAY = 2.0
 
 # (the client reading as the Kustomization's identity, namespace, kind, name)
 # -> decoded data, None when missing.
@@ -257,6 +261,7 @@ class KustomizationReconciler:
             f"Fetching manifests for revision '{revision}' "
             f"with a timeout of {format_duration(spec.timeout)}",
             revision=revision,
+            delay=PROGRESS_WRITE_DELAY,
         )
         # Flux's order: the client first, so the build reads its inputs
         # (postBuild.substituteFrom) as the Kustomization's identity.

@@ -21,7 +21,8 @@ Per-object annotations (`<group>/ssa: Override|Merge|IfNotPresent|Ignore`,
 `<group>/reconcile: disabled`, `<group>/force: enabled`) and the takeover of
 fields owned by kubectl follow Flux. Live objects are read with one paged
 LIST per kind and namespace (filtered by the owner labels) instead of one GET
-per object, so a no-op apply of N objects costs about N dry-run requests.
+per object, so a no-op apply of N objects costs about N dry-run requests; for a
+group of up to a page the dry-runs start alongside the LIST rather than after it.
 """
 
 from __future__ import annotations
@@ -758,16 +759,44 @@ class _Stage:
                     raise
             await asyncio.sleep(0.5)
 
-    async def _plan(self, item: _Item, live: dict[str, Any] | None, known: bool) -> None:
+    def _dry_run_early(self, item: _Item) -> bool:
+        """Whether the item's dry-run may start before its live copy is read.
+
+        Not for an object that is skipped unread (Ignore, reconcile disabled)
+        or that IfNotPresent applies only when it is missing.
+        """
+        return not self._excluded(item.desired) and not marked(
+            item.desired, self._ssa, SSA_IF_NOT_PRESENT
+        )
+
+    async def _plan(
+        self,
+        item: _Item,
+        live: dict[str, Any] | None,
+        known: bool,
+        early: asyncio.Future[dict[str, Any]] | None = None,
+    ) -> None:
         try:
-            await self._plan_checked(item, live, known)
+            await self._plan_checked(item, live, known, early)
         except ApiError as exc:
             if exc.not_found and exc.details_kind != "namespaces":
                 # The kind is no longer served as discovery said: ask again next time.
                 self.client.forget(item.id.group)
             item.failure = describe_error(item.id.subject, "dry-run", exc)
+        finally:
+            if early is not None and not early.done():
+                early.cancel()  # skipped once the live copy was seen: its answer is not needed
+            elif early is not None and not early.cancelled():
+                early.exception()  # retrieved, so an unused failure is not logged as lost
 
-    async def _plan_checked(self, item: _Item, live: dict[str, Any] | None, known: bool) -> None:
+    async def _plan_checked(
+        self,
+        item: _Item,
+        live: dict[str, Any] | None,
+        known: bool,
+        early: asyncio.Future[dict[str, Any]] | None = None,
+    ) -> None:
+        """Decide what applying `item` does; `early`, its dry-run if already started."""
         client, options = self.client, self.options
         if self._excluded(item.desired):
             item.action = Action.SKIPPED
@@ -779,7 +808,7 @@ class _Stage:
             item.action = Action.SKIPPED
             return
         try:
-            merged = await self._dry_run(item)
+            merged = await (early if early is not None else self._dry_run(item))
         except ApiError as exc:
             if not known:
                 try:
@@ -876,6 +905,9 @@ class _Stage:
             async with limit:
                 remaining = {item.name: item for item in group}
                 selector = label_selector(self.options.owner_labels)
+                if selector and len(group) <= page_size:
+                    await self._plan_with_list(info, namespace, group, selector, page_size)
+                    return
                 if selector:
                     try:
                         async for page in self.client.list_pages(
@@ -895,6 +927,48 @@ class _Stage:
                 )
 
         await asyncio.gather(*(plan_group(i, ns, g) for (i, ns), g in groups.items()))
+
+    async def _plan_with_list(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        group: list[_Item],
+        selector: str,
+        page_size: int,
+    ) -> None:
+        """Plan a group of at most a page: its dry-runs run alongside the LIST, not after it.
+
+        A dry-run does not depend on the live copy, only the comparison does;
+        the reconcile then waits one round trip (the slower of the two) where
+        it waited two. Each answer is compared as before: a listed copy older
+        or newer than the dry-run's base shows as another resourceVersion, and
+        is read again (a GET and a second dry-run).
+        """
+        early = {
+            item.name: asyncio.ensure_future(self._dry_run(item))
+            for item in group
+            if self._dry_run_early(item)
+        }
+        listed: dict[str, dict[str, Any]] = {}
+        try:
+            async for page in self.client.list_pages(
+                info, namespace, label_selector=selector, limit=page_size
+            ):
+                for live in page:
+                    listed[str(live["metadata"].get("name"))] = live
+        except ApiError as exc:
+            # e.g. allowed to patch but not to list: the unlisted are read one by one.
+            log.debug("cannot list %s in %r: %s", info.kind, namespace, exc)
+        except BaseException:
+            for future in early.values():
+                future.cancel()
+            raise
+        await asyncio.gather(
+            *(
+                self._plan(item, listed.get(item.name), item.name in listed, early.get(item.name))
+                for item in group
+            )
+        )
 
     # writing
 

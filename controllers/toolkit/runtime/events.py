@@ -25,7 +25,7 @@ import datetime
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -346,6 +346,16 @@ class HttpEventSink:
             body["metadata"] = metadata
         return body
 
+    async def send(self, event: Event) -> None:
+        """Post `event` and wait for the answer (bounded by `timeout`); never raises.
+
+        For a caller that orders the posts itself (`OrderedDelivery`); `emit`
+        posts without waiting.
+        """
+        body = self.payload(event)
+        if body is not None:
+            await self._post(event, body)
+
     async def emit(self, event: Event) -> None:
         body = self.payload(event)
         if body is None:
@@ -398,6 +408,100 @@ class HttpEventSink:
 
 def _ref_fields(ref: ObjectReference) -> dict[str, str]:
     return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
+
+
+# As client-go's event broadcaster (maxQueuedEvents): events waiting for one sink
+# at once; beyond that an event is dropped, with a log line.
+MAX_QUEUED_EVENTS = 1000
+# Objects whose events are delivered to one sink at the same time.
+MAX_DELIVERING_OBJECTS = 16
+
+Deliver = Callable[[Event], Awaitable[None]]
+
+
+def _object_key(ref: ObjectReference) -> tuple[str, str, str, str]:
+    return (ref.api_version, ref.kind, ref.namespace, ref.name)
+
+
+class OrderedDelivery:
+    """Hands events to a sink off the recording caller's path, in order per object.
+
+    What client-go's broadcaster (and so Flux's recorder) does for Kubernetes
+    Events and for the notification controller's webhook: `emit` only queues
+    the event, so a reconcile does not wait one API round trip per event it
+    records. Events about one object reach the sink in the order they were
+    recorded (one is delivered once the one before it is done); different
+    objects' events are delivered side by side, at most `max_objects` at once.
+    At most `max_queued` events wait; beyond that an event is dropped and
+    logged, so a sink that is down cannot make memory grow. `deliver` must not
+    raise (a failure is logged here if it does). `drain` waits for every
+    queued event.
+    """
+
+    def __init__(
+        self,
+        deliver: Deliver,
+        *,
+        name: str,
+        max_queued: int = MAX_QUEUED_EVENTS,
+        max_objects: int = MAX_DELIVERING_OBJECTS,
+    ) -> None:
+        if max_queued < 1 or max_objects < 1:
+            raise ValueError("max_queued and max_objects must be at least 1")
+        self.name = name
+        self.max_queued = max_queued
+        self.queued = 0
+        self.dropped = 0
+        self._deliver = deliver
+        self._objects = asyncio.Semaphore(max_objects)
+        self._queues: dict[tuple[str, str, str, str], collections.deque[Event]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def emit(self, event: Event) -> None:
+        if self.queued >= self.max_queued:
+            self.dropped += 1
+            log.warning(
+                "recording event dropped: %d events already wait for %s",
+                self.queued,
+                self.name,
+                extra={"k8s_ref": _ref_fields(event.involved_object), "reason": event.reason},
+            )
+            return
+        key = _object_key(event.involved_object)
+        self.queued += 1
+        queue = self._queues.get(key)
+        if queue is not None:
+            queue.append(event)  # the object's delivery task is running: it takes this too
+            return
+        self._queues[key] = collections.deque([event])
+        task = asyncio.create_task(self._drain_object(key), name=f"deliver events: {self.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain_object(self, key: tuple[str, str, str, str]) -> None:
+        queue = self._queues[key]
+        try:
+            async with self._objects:
+                while queue:
+                    event = queue[0]
+                    try:
+                        await self._deliver(event)
+                    except Exception:
+                        log.exception(
+                            "recording event failed",
+                            extra={"sink": self.name, "reason": event.reason},
+                        )
+                    finally:
+                        queue.popleft()
+                        self.queued -= 1
+        finally:
+            self.queued -= len(queue)
+            self._queues.pop(key, None)
+
+    async def drain(self) -> None:
+        """Wait until every queued event is delivered (or failed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
 class EventRecorder:
@@ -464,6 +568,13 @@ class EventRecorder:
                 log.exception("event sink failed", extra={"sink": type(sink).__name__})
         return event
 
+    async def drain(self) -> None:
+        """Wait for the events sinks still deliver (those that queue: `OrderedDelivery`)."""
+        for sink in self.sinks:
+            drain = getattr(sink, "drain", None)
+            if drain is not None:
+                await drain()
+
     async def normal(
         self,
         body: Mapping[str, Any],
@@ -492,6 +603,8 @@ def make_recorder(
     controller: str,
     api_client: kubernetes.client.ApiClient,
     settings: Settings,
+    *,
+    queued: bool = False,
 ) -> EventRecorder:
     """The recorder a controller should use; the one place that decides the sinks.
 
@@ -499,8 +612,21 @@ def make_recorder(
     to `settings.events_url`. The notification controller records only
     Kubernetes Events, as Flux's does: posting its own dispatch failures
     back to itself could loop.
+
+    `queued`: recording only queues the event, and each sink delivers it in
+    the background, in order per object (`OrderedDelivery`, as client-go's
+    broadcaster does), so a reconcile waits for no event; `drain()` the
+    recorder at shutdown. Otherwise the Kubernetes Event is written before
+    `record` returns, and the post to the notification controller is started.
     """
-    sinks: list[EventSink] = [KubernetesEventSink(api_client)]
-    if controller_name(controller) != "notification-controller":
-        sinks.append(HttpEventSink(settings.events_url))
-    return EventRecorder(controller_name(controller), sinks)
+    name = controller_name(controller)
+    events = KubernetesEventSink(api_client)
+    post = HttpEventSink(settings.events_url) if name != "notification-controller" else None
+    sinks: list[EventSink]
+    if queued:
+        sinks = [OrderedDelivery(events.emit, name="Kubernetes Events")]
+        if post is not None:
+            sinks.append(OrderedDelivery(post.send, name="the notification controller"))
+    else:
+        sinks = [events] if post is None else [events, post]
+    return EventRecorder(name, sinks)

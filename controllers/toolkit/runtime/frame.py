@@ -161,19 +161,27 @@ class ReconcileRun:
             self.status, generation=self.generation, annotations=self.annotations, revision=revision
         )
 
-    async def progressing(self, message: str, *, revision: str | None = None) -> None:
+    async def progressing(
+        self, message: str, *, revision: str | None = None, delay: float = 0.0
+    ) -> None:
         """Say work has started (Ready=Unknown, Reconciling=True) if it is new work.
 
         `revision`, when given, is what this attempt works on; it is recorded as
         `lastAttemptedRevision`, and a revision not attempted yet is new work.
-        The status is written at once, so readers see progress while the steps run.
+        The status is written at once, so readers see progress while the steps
+        run; with `delay`, only if the reconcile is still running `delay`
+        seconds later (any earlier status write, the final one included,
+        supersedes it), so a quick reconcile writes its status once.
         """
         new = self.has_new_work(revision)
         if revision is not None:
             self.status = dict(self.status, lastAttemptedRevision=revision)
         if new:
             self.status = cond.mark_progressing(self.status, message, generation=self.generation)
-            await self.patcher.patch(self.status)
+            if delay > 0:
+                self.patcher.patch_later(self.status, delay)
+            else:
+                await self.patcher.patch(self.status)
 
     def ready(self, message: str, *, reason: str = cond.RECONCILIATION_SUCCEEDED) -> None:
         self.status = cond.mark_ready(
@@ -243,6 +251,9 @@ class ReconcileFrame:
             message = describe_unexpected(exc)
             log.exception("reconcile of %s %s failed: %s", kind, ref, message)
             failure = ReconcileError(cond.RECONCILIATION_FAILED, message)
+        except BaseException:
+            run.patcher.discard_later()
+            raise
         if failure is not None:
             run._fail(failure)
         final = cond.summarize(run.status, generation=run.generation, annotations=run.annotations)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.builders import configmap_file as configmap
 from tests.support.builders import configmaps_only, git_repository, kustomization
-from tests.support.cluster import TestCluster, apply, get_json
+from tests.support.cluster import TestCluster, apply, get_json, wait_for
 from tests.support.controllers import RunningControllers
 from tests.support.gitrepos import RepoFactory
 from tests.support.gitservers import GitHttpServer
@@ -174,3 +174,46 @@ def test_a_refused_read_of_substitute_from_is_reported_and_retried(
     assert time.monotonic() - granted < 25
     settings = get_json(cluster, "configmap", "settings", "-n", namespace)
     assert settings is not None and settings["data"] == {"greeting": "hello"}
+
+
+def test_a_new_revision_records_its_events_in_order_and_ends_ready(
+    cluster: TestCluster,
+    namespace: str,
+    controllers: RunningControllers,
+    git_repos: RepoFactory,
+    git_http_server: GitHttpServer,
+) -> None:
+    # Events are delivered off the reconcile; those about one object keep their order.
+    repo = git_repos.create()
+    first = repo.commit({"app/app.yaml": configmap("app", b="1")})
+    apply(
+        cluster,
+        git_repository(namespace, "repo", git_http_server.url(repo.name)),
+        kustomization(namespace, "app", "repo", "./app", targetNamespace=namespace),
+    )
+    wait_for_kustomization(cluster, namespace, "app", applied(first))
+    second = repo.commit({"app/app.yaml": configmap("app", b="2")}, "b=2")
+    request_reconcile(cluster, namespace, "gitrepository", "repo")
+    obj = wait_for_kustomization(cluster, namespace, "app", applied(second))
+    revision = obj["status"]["lastAppliedRevision"]
+    assert ready(obj)["status"] == "True"
+    assert condition(obj, "Reconciling") is None
+
+    def of_revision() -> list[dict[str, Any]]:
+        events = events_for(cluster, namespace, "Kustomization", "app")
+        return [
+            event
+            for event in events
+            if (event["metadata"].get("annotations") or {}).get(
+                "kustomize.toolkit.fluxcd.io/revision"
+            )
+            == revision
+        ]
+
+    wait_for(lambda: len(of_revision()) >= 2, what="both events of the new revision")
+    # An Event's name ends in the hex nanoseconds it was created at: creation order.
+    created = sorted(of_revision(), key=lambda event: event["metadata"]["name"])
+    assert [(event["reason"], event["message"].split("\n")[0]) for event in created][:2] == [
+        ("Progressing", f"ConfigMap/{namespace}/app configured"),
+        ("ReconciliationSucceeded", created[1]["message"]),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -10,7 +11,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from controllers.toolkit.runtime import conditions as cond
-from controllers.toolkit.runtime.events import EventRecorder
+from controllers.toolkit.runtime.events import Event, EventRecorder, OrderedDelivery
 from controllers.toolkit.runtime.frame import ReconcileError, ReconcileFrame, ReconcileRun
 from controllers.toolkit.runtime.patching import ObjectWriter
 from controllers.toolkit.runtime.reconciler import Resource
@@ -197,3 +198,59 @@ async def test_status_the_steps_built_before_failing_is_kept(stalled: bool) -> N
 
     await frame.run(_obj(), steps)
     assert writer.live["inventory"]["entries"][0]["id"] == "unit_cm__ConfigMap"
+
+
+async def test_a_quick_reconcile_with_a_delayed_progress_report_writes_once() -> None:
+    frame, writer, _ = _frame()
+
+    async def steps(run: ReconcileRun) -> None:
+        await run.progressing("working", revision="main@sha1:1", delay=5.0)
+        run.ready("done")
+
+    await frame.run(_obj(), steps)
+    await asyncio.sleep(0)  # a put-off write that was not dropped would start now
+    assert len(writer.patches) == 1  # the outcome alone
+    assert cond.is_true(writer.live, cond.READY)
+    assert writer.live["lastAttemptedRevision"] == "main@sha1:1"
+    assert cond.get_condition(writer.live, cond.RECONCILING) is None
+
+
+async def test_a_slow_reconcile_still_reports_progress_before_its_outcome() -> None:
+    frame, writer, _ = _frame()
+    seen: list[dict[str, Any]] = []
+
+    async def steps(run: ReconcileRun) -> None:
+        await run.progressing("working", revision="main@sha1:1", delay=0.05)
+        await asyncio.sleep(0.3)
+        seen.append(dict(writer.live))
+        run.ready("done")
+
+    await frame.run(_obj(), steps)
+    [during] = seen
+    assert cond.is_true(during, cond.RECONCILING)
+    assert cond.get_condition(during, cond.READY)["status"] == "Unknown"  # type: ignore[index]
+    assert len(writer.patches) == 2
+    assert cond.is_true(writer.live, cond.READY)
+    assert cond.get_condition(writer.live, cond.RECONCILING) is None
+
+
+async def test_a_failed_event_delivery_never_loses_the_status() -> None:
+    writer = RecordingWriter({})
+
+    async def broken(event: Event) -> None:
+        raise ConnectionError("notification controller unreachable")
+
+    recorder = EventRecorder("test", [OrderedDelivery(broken, name="broken")])
+    frame = ReconcileFrame(RESOURCE, cast(ObjectWriter, writer), recorder)
+
+    async def steps(run: ReconcileRun) -> None:
+        await run.progressing("working", revision="main@sha1:1", delay=5.0)
+        await recorder.normal(run.obj, "Progressing", "ConfigMap/unit/a configured")
+        run.ready("done")
+        run.notify("Normal", "ReconciliationSucceeded", "done")
+        run.requeue_after = 60.0
+
+    outcome = await frame.run(_obj(), steps)
+    await recorder.drain()
+    assert outcome.requeue_after == 60.0
+    assert cond.is_true(writer.live, cond.READY)
