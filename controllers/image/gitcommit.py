@@ -209,7 +209,8 @@ def _commit_and_push(
     for key, value in sorted(options.items()):
         args.append(f"--push-option={key}={value}" if value else f"--push-option={key}")
     try:
-        runner.run([*args, "origin", *specs], what="pushing the update", cwd=work)
+        # To the URL, not a remote: the checkout has none unless submodules need it.
+        runner.run([*args, url.url, *specs], what="pushing the update", cwd=work)
     except GitOperationError as exc:
         raise GitOperationError(f"push rejected: {exc.message}") from None
     return Pushed(commit=commit, destinations=tuple(destinations))

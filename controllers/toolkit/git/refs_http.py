@@ -9,10 +9,12 @@ This is a shortcut, never a second implementation to get right in every corner: 
 but a plain, well-formed answer makes `list_refs` return None and the caller runs git,
 whose behaviour and error messages stay the reference. So it steps aside for a proxy
 (spec.proxySecretRef or the deployment's proxy variables), a client certificate, a URL
-with a query, any redirect, any status but
-200, a dumb (non-smart) server, a TLS or connection failure, and an answer over
-`MAX_ADVERTISEMENT` bytes. Credentials go only to the repository's own origin (no
-redirect is followed), and a custom CA is trusted in addition to the system's, as for git.
+with a query, any redirect, any status but 200, a dumb (non-smart) server, a TLS or
+connection failure, and an answer over `MAX_ADVERTISEMENT` bytes. Only running out of
+time is an answer of its own (git would say the same, later): the listing shares the
+fetch's deadline and fails as git's commands do when it passes. Credentials go only to
+the repository's own origin (no redirect is followed), and a custom CA is trusted in
+addition to the system's, as for git.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import time
 from collections.abc import Mapping
 
 import urllib3
 
 from controllers.toolkit.git.credentials import GitAuth, ProxyConfig, basic_credentials
+from controllers.toolkit.git.errors import GitOperationError
 from controllers.toolkit.git.giturl import GitURL
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,10 @@ _AMBIENT = (
     "HTTPS_PROXY",
     "ALL_PROXY",
 )
+
+
+class _OutOfTime(Exception):
+    """The whole listing took longer than its budget."""
 
 
 class NotAdvertisement(ValueError):
@@ -144,6 +152,22 @@ def _tls_context(auth: GitAuth) -> ssl.SSLContext:
     return context
 
 
+def _read_bounded(response: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
+    """The body, up to one byte over MAX_ADVERTISEMENT, read before `deadline`
+    (urllib3's timeouts bound each read, not a server sending a byte at a time)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_ADVERTISEMENT:
+        if time.monotonic() > deadline:
+            raise _OutOfTime
+        chunk = response.read(min(1 << 16, MAX_ADVERTISEMENT + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def list_refs(
     url: GitURL, auth: GitAuth, proxy: ProxyConfig | None, *, timeout: float
 ) -> Mapping[str, str] | None:
@@ -175,9 +199,14 @@ def list_refs(
                 if content_type != _CONTENT_TYPE:
                     log.debug("listing %s with git: not a smart HTTP server", url)
                     return None
-                body = response.read(MAX_ADVERTISEMENT + 1)
+                body = _read_bounded(response, time.monotonic() + timeout)
             finally:
                 response.release_conn()
+    except (urllib3.exceptions.TimeoutError, _OutOfTime):
+        # The budget is spent: git could only say the same, later. Its wording (gitexec).
+        raise GitOperationError(
+            f"listing remote references for '{url}' timed out after {timeout:.0f}s"
+        ) from None
     except (urllib3.exceptions.HTTPError, ssl.SSLError, OSError, ValueError) as exc:
         # The message is git's to give (it may also succeed where this did not).
         log.debug("listing %s with git: %s", url, type(exc).__name__)
